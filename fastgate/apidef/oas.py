@@ -1,0 +1,121 @@
+"""Tyk OAS documents (OpenAPI 3 with an ``x-tyk-api-gateway`` extension) into ``ApiSpec``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from fastgate.apidef.common import check_listen_path, check_target_url
+from fastgate.apidef.spec import ApiSpec, AuthSource, DefinitionError
+
+__all__ = ["decode_oas", "EXTENSION"]
+
+EXTENSION = "x-tyk-api-gateway"
+
+
+class _State(msgspec.Struct, kw_only=True):
+    active: bool | None = None
+
+
+class _Info(msgspec.Struct, kw_only=True):
+    id: str | None = None
+    name: str | None = None
+    orgId: str | None = None
+    state: _State | None = None
+
+
+class _ListenPath(msgspec.Struct, kw_only=True):
+    value: str | None = None
+    strip: bool | None = None
+
+
+class _Domain(msgspec.Struct, kw_only=True):
+    enabled: bool | None = None
+    name: str | None = None
+
+
+class _Authentication(msgspec.Struct, kw_only=True):
+    enabled: bool | None = None
+    stripAuthorizationData: bool | None = None
+
+
+class _Server(msgspec.Struct, kw_only=True):
+    listenPath: _ListenPath | None = None
+    # Older documents write a plain string, newer ones {enabled, name}.
+    customDomain: str | _Domain | None = None
+    authentication: _Authentication | None = None
+
+
+class _Upstream(msgspec.Struct, kw_only=True):
+    url: str | None = None
+
+
+class _Extension(msgspec.Struct, kw_only=True):
+    info: _Info | None = None
+    server: _Server | None = None
+    upstream: _Upstream | None = None
+
+
+def decode_oas(raw: dict[str, Any], source: str) -> ApiSpec:
+    """Build an ``ApiSpec`` from a decoded Tyk OAS document, or raise ``DefinitionError``."""
+    if EXTENSION not in raw:
+        raise DefinitionError(
+            EXTENSION, "missing: a plain OpenAPI document is not a Tyk API definition"
+        )
+    try:
+        ext = msgspec.convert(raw[EXTENSION], _Extension, strict=False)
+    except msgspec.ValidationError as exc:
+        what, _, where = str(exc).partition(" - at `$.")
+        raise DefinitionError(f"{EXTENSION}.{where.rstrip('`')}", what) from None
+    info = ext.info or _Info()
+    server = ext.server or _Server()
+    listen = server.listenPath or _ListenPath()
+    auth = server.authentication or _Authentication()
+    api_id = info.id or Path(source).stem
+    title = (raw.get("info") or {}).get("title") if isinstance(raw.get("info"), dict) else None
+    return ApiSpec(
+        api_id=api_id,
+        name=info.name or title or api_id,
+        org_id=info.orgId or "",
+        active=not (info.state is not None and info.state.active is False),
+        listen_path=check_listen_path(f"{EXTENSION}.server.listenPath.value", listen.value),
+        strip_listen_path=bool(listen.strip),
+        target_url=check_target_url(f"{EXTENSION}.upstream.url", (ext.upstream or _Upstream()).url),
+        domain=_domain(server.customDomain),
+        use_keyless=not auth.enabled,
+        strip_auth_data=bool(auth.stripAuthorizationData),
+        auth_configs=_api_key_sources(raw),
+        format="oas",
+        source=source,
+        raw=raw,
+    )
+
+
+def _domain(custom: str | _Domain | None) -> str:
+    if isinstance(custom, str):
+        return custom.lower()
+    if custom is not None and custom.enabled is not False and custom.name:
+        return custom.name.lower()
+    return ""
+
+
+def _api_key_sources(raw: dict[str, Any]) -> dict[str, AuthSource]:
+    """The first OAS ``apiKey`` scheme as the ``authToken`` source (the auth issues refine this)."""
+    schemes = ((raw.get("components") or {}).get("securitySchemes") or {}) if isinstance(raw, dict) else {}
+    for scheme in schemes.values() if isinstance(schemes, dict) else ():
+        if isinstance(scheme, dict) and scheme.get("type") == "apiKey" and scheme.get("name"):
+            name = scheme["name"]
+            where = scheme.get("in", "header")
+            return {
+                "authToken": AuthSource(
+                    header_name=name,
+                    disable_header=where != "header",
+                    use_param=where == "query",
+                    param_name=name,
+                    use_cookie=where == "cookie",
+                    cookie_name=name,
+                )
+            }
+    return {}

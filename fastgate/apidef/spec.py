@@ -1,0 +1,57 @@
+"""The one internal API model both Tyk formats decode into.
+
+Classic JSON and Tyk OAS documents are different spellings of the same thing; the rest of the
+gateway (router, pipeline, auth compilers) only ever sees an ``ApiSpec``. Fields the gateway does
+not act on yet stay in ``raw`` so a later stage can read them without a new decoder.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = ["ApiSpec", "AuthSource", "DefinitionError"]
+
+
+class DefinitionError(Exception):
+    """An API definition that cannot work; ``field`` names the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.message = message
+
+
+class AuthSource(msgspec.Struct, frozen=True, kw_only=True):
+    """Where one auth method reads its credential (Tyk's ``AuthConfig``)."""
+
+    header_name: str = "Authorization"
+    disable_header: bool = False
+    use_param: bool = False
+    param_name: str = ""
+    use_cookie: bool = False
+    cookie_name: str = ""
+    use_certificate: bool = False
+
+
+class ApiSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """One API as the gateway serves it, whichever format it was written in."""
+
+    api_id: str
+    name: str
+    org_id: str = ""
+    active: bool = True
+    listen_path: str
+    strip_listen_path: bool = True
+    target_url: str
+    preserve_host_header: bool = False
+    domain: str = ""
+    use_keyless: bool = True
+    use_standard_auth: bool = False
+    strip_auth_data: bool = False
+    auth_configs: dict[str, AuthSource] = {}
+    max_request_body_bytes: int = 0  # 0: the gateway-wide limit applies
+    format: Literal["classic", "oas"] = "classic"
+    source: str = ""  # the file it came from, for messages
+    raw: dict[str, Any] = {}

@@ -1,0 +1,198 @@
+"""Gateway configuration: a TOML file mirroring Tyk's ``tyk.conf`` names, overridable from the env.
+
+The file is decoded into frozen msgspec Structs that reject unknown keys and wrong types, so a
+typo stops start-up with the file, the key and what is wrong instead of being silently ignored.
+Every key can be overridden by ``FASTGATE_<KEY>`` (top level) or ``FASTGATE_<SECTION>_<KEY>``;
+environment values are strings and are converted to the key's type.
+
+Relative paths (``app_path``, ``policy_path``, certificate files) are resolved against the
+directory of the config file, so ``fastgate run --config conf/fastgate.toml`` works from anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+
+import msgspec
+
+__all__ = ["Config", "ConfigError", "HttpServerOptions", "load_config", "config_from_mapping"]
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message names the file, the key and the problem."""
+
+
+class HttpServerOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Listener limits and timeouts (seconds, bytes)."""
+
+    read_header_timeout: float = 10.0
+    read_timeout: float = 60.0  # longest pause while a request body is being received
+    write_timeout: float = 60.0  # longest pause while the client is not reading our response
+    upstream_timeout: float = 30.0  # wait for the upstream's response head, and between its chunks
+    upstream_connect_timeout: float = 5.0
+    idle_timeout: float = 120.0  # keep-alive connection with no request in progress
+    upstream_idle_timeout: float = 30.0  # pooled upstream connection unused for this long is closed
+    shutdown_grace_period: float = 15.0
+    max_header_bytes: int = 65536
+    max_request_body_bytes: int = 0  # 0 = unlimited
+    max_pipelined_requests: int = 32
+    max_upstream_connections_per_host: int = 0  # 0 = unlimited; beyond it requests wait for a free one
+    enable_path_prefix_matching: bool = False
+    use_ssl: bool = False
+
+
+class PoliciesConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    policy_source: str = "file"
+    policy_path: str = ""
+
+
+class StorageConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    url: str = "memory://"
+    key_prefix: str = ""
+    timeout: float = 2.0
+
+
+class AccessLogConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    enabled: bool = False
+    path: str = ""  # empty: standard error
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The whole gateway config, with Tyk's key names in snake_case."""
+
+    listen_address: str = "127.0.0.1"
+    listen_port: int = 8080
+    secret: str = ""
+    app_path: str = "apps"
+    control_api_port: int = 0  # 0: the Gateway API answers under /tyk/ on the main listener
+    control_api_address: str = "127.0.0.1"
+    workers: int = 1
+    hash_keys: bool = True
+    hash_key_function: str = "sha256"
+    min_token_length: int = 3
+    allow_master_keys: bool = False
+    enable_hashed_keys_listing: bool = False
+    hide_generator_header: bool = False
+    log_level: str = "info"
+    policies: PoliciesConfig = PoliciesConfig()
+    storage: StorageConfig = StorageConfig()
+    http_server_options: HttpServerOptions = HttpServerOptions()
+    access_log: AccessLogConfig = AccessLogConfig()
+    # Where the file was read from; relative paths are resolved against its directory.
+    base_dir: str = "."
+
+    def resolve(self, path: str) -> Path:
+        """Return ``path`` resolved against the config file's directory."""
+        p = Path(path)
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+
+_SECTIONS = {
+    name: struct
+    for name, struct in (
+        ("policies", PoliciesConfig),
+        ("storage", StorageConfig),
+        ("http_server_options", HttpServerOptions),
+        ("access_log", AccessLogConfig),
+    )
+}
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read, override from the environment and validate the TOML config at ``path``."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    raw["base_dir"] = str(path.resolve().parent)
+    return config_from_mapping(raw, source=str(path), environ=environ)
+
+
+def config_from_mapping(
+    raw: dict[str, Any], *, source: str = "<config>", environ: Mapping[str, str] | None = None
+) -> Config:
+    """Validate a config mapping (as read from TOML) after applying ``FASTGATE_*`` overrides."""
+    raw = _apply_env(dict(raw), os.environ if environ is None else environ, source)
+    try:
+        config = msgspec.convert(raw, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe(exc)}") from None
+    _check(config, source)
+    return config
+
+
+def _apply_env(raw: dict[str, Any], environ: Mapping[str, str], source: str) -> dict[str, Any]:
+    top_level = set(Config.__struct_fields__) - set(_SECTIONS) - {"base_dir"}
+    for name, value in environ.items():
+        if not name.startswith("FASTGATE_"):
+            continue
+        key = name[len("FASTGATE_") :].lower()
+        if key in top_level:
+            raw[key] = value
+            continue
+        for section, struct in _SECTIONS.items():
+            prefix = section + "_"
+            if key.startswith(prefix) and key[len(prefix) :] in struct.__struct_fields__:
+                table = dict(raw.get(section) or {})
+                table[key[len(prefix) :]] = value
+                raw[section] = table
+                break
+        else:
+            # An unknown override is as much a mistake as an unknown key in the file.
+            if key not in ("config",):
+                raise ConfigError(f"{source}: environment {name}: no such config key")
+    return raw
+
+
+def _describe(exc: msgspec.ValidationError) -> str:
+    # msgspec says "Expected `int`, got `str` - at `$.http_server_options.idle_timeout`";
+    # users think in keys, so lead with the key.
+    what, _, where = str(exc).partition(" - at `$.")
+    where = where.rstrip("`")
+    if what.startswith("Object contains unknown field"):
+        field = what.split("`")[1]
+        return f"{where + '.' if where else ''}{field}: unknown key"
+    return f"{where}: {what}" if where else what
+
+
+def _check(config: Config, source: str) -> None:
+    problems = []
+    if not 0 <= config.listen_port <= 65535:
+        problems.append(f"listen_port: {config.listen_port} is not a TCP port")
+    if not 0 <= config.control_api_port <= 65535:
+        problems.append(f"control_api_port: {config.control_api_port} is not a TCP port")
+    if config.workers < 1:
+        problems.append("workers: must be at least 1")
+    if config.workers > 1 and config.storage.url.startswith("memory:"):
+        problems.append(
+            "storage.url: memory:// is a single-process store; with workers > 1 use redis://"
+            " (a key created in one worker would be unknown to the others)"
+        )
+    if not config.storage.url.startswith(("memory:", "redis:", "rediss:")):
+        problems.append(f"storage.url: {config.storage.url!r} is neither memory:// nor redis://")
+    opts = config.http_server_options
+    for name in (
+        "read_header_timeout",
+        "read_timeout",
+        "write_timeout",
+        "upstream_timeout",
+        "upstream_connect_timeout",
+        "idle_timeout",
+        "upstream_idle_timeout",
+    ):
+        if getattr(opts, name) <= 0:
+            problems.append(f"http_server_options.{name}: must be greater than 0")
+    if opts.max_header_bytes < 1024:
+        problems.append("http_server_options.max_header_bytes: must be at least 1024")
+    if opts.max_request_body_bytes < 0:
+        problems.append("http_server_options.max_request_body_bytes: must be 0 (unlimited) or more")
+    if opts.max_pipelined_requests < 1:
+        problems.append("http_server_options.max_pipelined_requests: must be at least 1")
+    if problems:
+        raise ConfigError("\n".join(f"{source}: {p}" for p in problems))
