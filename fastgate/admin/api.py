@@ -1,0 +1,156 @@
+"""The Gateway API: Tyk's ``/tyk/...`` endpoints and the unauthenticated ``/hello``.
+
+Every ``/tyk/`` request must carry ``X-Tyk-Authorization`` equal to the gateway ``secret``,
+compared in constant time; anything else gets Tyk's 403. Endpoints are registered as
+``(method, pattern) -> handler`` where a pattern like ``/tyk/keys/{key}`` binds path segments;
+a handler gets ``(req, body, params)`` and returns ``(status, json_value)`` or raises
+``ApiError``. Client input never causes a 5xx: a handler that raises anything else is a bug,
+logged, and answered 500 without detail.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from urllib.parse import parse_qs
+
+import orjson
+
+from fastgate import __version__
+from fastgate.server.http1 import simple_response
+
+if TYPE_CHECKING:
+    from fastgate.gateway import Gateway
+    from fastgate.server.exchange import Exchange
+    from fastgate.server.request import Request
+
+__all__ = ["AdminApi", "ApiError", "Handler"]
+
+log = logging.getLogger("fastgate.admin")
+
+Handler = Callable[["Request", bytes, dict[str, str]], Awaitable[tuple[int, Any]]]
+
+FORBIDDEN = "Attempted administrative access with invalid or missing key!"
+
+
+class ApiError(Exception):
+    """A Gateway API refusal: ``{"status": "error", "message": ...}`` with ``status``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class AdminApi:
+    """Dispatches Gateway API requests for one gateway process."""
+
+    def __init__(self, gateway: "Gateway") -> None:
+        self.gateway = gateway
+        self.secret = gateway.config.secret.encode()
+        # pattern segments -> {method: handler}
+        self.routes: list[tuple[tuple[str, ...], dict[str, Handler]]] = []
+        self.add("GET", "/tyk/reload", self.reload)
+        self.add("GET", "/tyk/reload/group", self.reload_group)
+        self.add("GET", "/tyk/health", self.health)
+
+    def add(self, method: str, pattern: str, handler: Handler) -> None:
+        """Register ``handler`` for ``method`` on ``pattern`` (``{name}`` binds one segment)."""
+        segments = tuple(pattern.strip("/").split("/"))
+        for existing, methods in self.routes:
+            if existing == segments:
+                methods[method] = handler
+                return
+        self.routes.append((segments, {method: handler}))
+        # Literal segments beat bindings: /tyk/keys/create before /tyk/keys/{key}.
+        self.routes.sort(key=lambda r: tuple(s.startswith("{") for s in r[0]))
+
+    async def respond(self, exchange: "Exchange", body: bytes) -> None:
+        """Answer one local request and finish ``exchange``."""
+        req = exchange.req
+        try:
+            status, payload = await self.dispatch(req, body)
+        except ApiError as exc:
+            status, payload = exc.status, {"status": "error", "message": exc.message}
+        except Exception:
+            log.exception("Gateway API handler failed for %s %s", req.method, req.path)
+            status, payload = 500, {"status": "error", "message": "Internal error"}
+        keep_alive = exchange.keep_alive and not exchange.client.closing
+        if exchange.state == 5:  # the client went away while we worked
+            return
+        exchange.respond(
+            status,
+            simple_response(status, orjson.dumps(payload), keep_alive=keep_alive),
+            keep_alive,
+        )
+
+    async def dispatch(self, req: "Request", body: bytes) -> tuple[int, Any]:
+        path = req.path.rstrip("/") or "/"
+        if path == "/hello":
+            return await self.hello(req, body, {})
+        if not self._authorised(req):
+            raise ApiError(403, FORBIDDEN)
+        segments = tuple(path.strip("/").split("/"))
+        for pattern, methods in self.routes:
+            params = _bind(pattern, segments)
+            if params is None:
+                continue
+            handler = methods.get(req.method)
+            if handler is None:
+                raise ApiError(405, "Method not supported")
+            return await handler(req, body, params)
+        raise ApiError(404, "Not found")
+
+    def _authorised(self, req: "Request") -> bool:
+        presented = req.header(b"x-tyk-authorization")
+        if not self.secret or presented is None:
+            return False
+        return hmac.compare_digest(presented, self.secret)
+
+    # ---- endpoints ---------------------------------------------------------------------------
+
+    async def hello(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
+        gw = self.gateway
+        return 200, {
+            "status": "pass",
+            "version": __version__,
+            "description": "fastgate",
+            "details": {
+                "apis": {"status": "pass", "loaded": len(gw.apis), "rejected": len(gw.load_problems)},
+                "uptime_seconds": int(time.time() - gw.started_at),
+            },
+        }
+
+    async def health(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
+        return await self.hello(req, body, params)
+
+    async def reload(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
+        self.gateway.reload_everywhere()
+        return 200, {"status": "ok", "message": ""}
+
+    async def reload_group(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
+        hook = self.gateway.state.get("reload_group")
+        if hook is not None:
+            await hook()
+        else:
+            self.gateway.reload_everywhere()
+        return 200, {"status": "ok", "message": ""}
+
+
+def query_params(req: "Request") -> dict[str, str]:
+    """The request's query string as a dict of first values."""
+    return {k: v[0] for k, v in parse_qs(req.query, keep_blank_values=True).items()}
+
+
+def _bind(pattern: tuple[str, ...], segments: tuple[str, ...]) -> dict[str, str] | None:
+    if len(pattern) != len(segments):
+        return None
+    params: dict[str, str] = {}
+    for want, got in zip(pattern, segments):
+        if want.startswith("{"):
+            params[want[1:-1]] = got
+        elif want != got:
+            return None
+    return params

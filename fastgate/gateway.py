@@ -1,0 +1,271 @@
+"""One gateway process: its listeners, loaded APIs, upstream pools, clock tick and shutdown.
+
+Everything a connection needs from "the gateway" goes through this object: routing, building
+the upstream request head, local endpoints, and the bookkeeping after each response. A reload
+compiles a fresh set of APIs and swaps the router in one assignment; requests in flight keep
+the ``CompiledApi`` they started with, and no connection is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from typing import Any
+
+from fastgate import clock
+from fastgate.admin.api import AdminApi
+from fastgate.apidef.loader import load_api_dir
+from fastgate.apidef.spec import DefinitionError
+from fastgate.config import Config
+from fastgate.observe.access_log import AccessLog
+from fastgate.pipeline import CompiledApi, Denial, compile_api
+from fastgate.router import Router
+from fastgate.server.exchange import Exchange
+from fastgate.server.protocol import HttpConnection
+from fastgate.server.request import Request
+from fastgate.upstream import PoolSet
+
+__all__ = ["Gateway"]
+
+log = logging.getLogger("fastgate")
+
+# Headers the gateway sets itself: a client's own copies are dropped (X-Forwarded-For is kept
+# and extended), and the upstream framing is always ours.
+_DROP_FROM_CLIENT = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"host",
+        b"content-length",
+        b"expect",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+    }
+)
+
+ADMIN_BODY_LIMIT = 10 * 1024 * 1024
+
+
+class Gateway:
+    """The state of one gateway process."""
+
+    def __init__(self, config: Config, *, under_supervisor: bool = False) -> None:
+        self.config = config
+        self.options = config.http_server_options
+        self.loop = asyncio.get_event_loop()
+        self.connections: set[HttpConnection] = set()
+        opts = self.options
+        self.pools = PoolSet(
+            connect_timeout=opts.upstream_connect_timeout,
+            idle_timeout=opts.upstream_idle_timeout,
+            limit=opts.max_upstream_connections_per_host,
+        )
+        self.router: Router[CompiledApi] = Router(())
+        self.apis: dict[str, CompiledApi] = {}
+        self.load_problems: list[str] = []
+        self.upstream_timeout = opts.upstream_timeout
+        self.admin_body_limit = ADMIN_BODY_LIMIT
+        self.admin_on_main = config.control_api_port == 0
+        self.under_supervisor = under_supervisor
+        self.servers: list[asyncio.AbstractServer] = []
+        self.closing = False
+        self.started_at = time.time()
+        self.access_log = AccessLog.open(config.access_log) if config.access_log.enabled else None
+        self.state: dict[str, Any] = {}  # long-lived services later stages share (store, caches)
+        self.admin = AdminApi(self)
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._ticks = 0
+
+    # ---- loading -----------------------------------------------------------------------------
+
+    def load_apis(self) -> None:
+        """(Re)load every API definition under ``app_path`` and swap them in at once."""
+        result = load_api_dir(self.config.resolve(self.config.app_path))
+        problems = list(result.problems)
+        compiled: dict[str, CompiledApi] = {}
+        for spec in result.apis:
+            try:
+                compiled[spec.api_id] = compile_api(spec, self, self.options.max_request_body_bytes)
+            except DefinitionError as exc:
+                problems.append(f"{spec.source}: {exc}")
+        self.router = Router((api.spec.domain, api.spec.listen_path, api) for api in compiled.values())
+        self.apis = compiled
+        self.load_problems = problems
+        for api in compiled.values():
+            log.info(
+                "loaded API %r (%s) on %s%s -> %s%s",
+                api.spec.api_id,
+                api.spec.format,
+                api.spec.domain,
+                api.spec.listen_path,
+                api.spec.target_url,
+                "" if api.spec.use_keyless else " (protected)",
+            )
+        for spec in result.inactive:
+            log.info("skipped inactive API %r from %s", spec.api_id, spec.source)
+        for problem in problems:
+            log.warning("rejected API definition: %s", problem)
+
+    def reload(self) -> None:
+        """Reload API definitions in this process (SIGHUP, ``/tyk/reload``)."""
+        self.load_apis()
+        log.info("reloaded: %d APIs, %d rejected", len(self.apis), len(self.load_problems))
+
+    def reload_everywhere(self) -> None:
+        """Reload here and, under the worker supervisor, in every sibling worker."""
+        self.reload()
+        if self.under_supervisor:
+            os.kill(os.getppid(), signal.SIGHUP)
+
+    # ---- per request -------------------------------------------------------------------------
+
+    def route(self, req: Request) -> bool:
+        """Find the API for ``req`` (or mark it local); ``False`` when nothing serves it."""
+        path = req.path
+        if path == "/hello" or (self.admin_on_main and (path.startswith("/tyk/") or path == "/tyk")):
+            req.api = None
+            return True
+        host = req.host
+        if ":" in host and not host.endswith("]"):
+            host = host.rsplit(":", 1)[0]
+        match = self.router.match(host, path)
+        if match is None:
+            return False
+        req.api, req.listen_base = match
+        return True
+
+    def upstream_head(self, exchange: Exchange) -> bytes:
+        """The request line and headers the upstream receives for ``exchange``."""
+        req = exchange.req
+        api = exchange.api
+        assert api is not None
+        listed = req.conn_tokens
+        out = [b"%b %b HTTP/1.1\r\n" % (req.method.encode(), api.upstream_path(req).encode())]
+        for name, value in req.headers:
+            lname = name.lower()
+            if lname in _DROP_FROM_CLIENT or (listed is not None and lname in listed):
+                continue
+            out.append(b"%b: %b\r\n" % (name, value))
+        host = req.host.encode() if api.spec.preserve_host_header and req.host else api.upstream.host_header
+        client_ip = req.client_ip.encode()
+        forwarded_for = req.forwarded_for + b", " + client_ip if req.forwarded_for else client_ip
+        out.append(
+            b"Host: %b\r\nX-Forwarded-For: %b\r\nX-Forwarded-Proto: %b\r\nX-Forwarded-Host: %b\r\n"
+            % (host, forwarded_for, req.scheme.encode(), req.host.encode())
+        )
+        if req.chunked:
+            out.append(b"Transfer-Encoding: chunked\r\n\r\n")
+        elif req.content_length is not None:
+            out.append(b"Content-Length: %d\r\n\r\n" % req.content_length)
+        else:
+            out.append(b"\r\n")
+        return b"".join(out)
+
+    def handle_local(self, exchange: Exchange) -> None:
+        """Answer a request meant for the gateway itself, once its whole body has arrived."""
+        exchange.local = True
+        req = exchange.req
+        if req.complete or not req.has_body:
+            self.run_local(exchange)
+
+    def run_local(self, exchange: Exchange) -> None:
+        body = b"".join(exchange.body_chunks)
+        exchange.body_chunks = []
+        self.loop.create_task(self.admin.respond(exchange, body))
+
+    def stage_failed(self, exchange: Exchange, exc: BaseException) -> Denial:
+        """A stage raised: the store is down (503) or a bug (500); never an open door."""
+        unavailable = self.state.get("unavailable_errors", ())
+        if unavailable and isinstance(exc, unavailable):
+            return Denial(503, "The gateway's store is unavailable; try again shortly")
+        log.exception("stage failed for %s %s", exchange.req.method, exchange.req.path, exc_info=exc)
+        return Denial(500, "There was a problem authorising the request")
+
+    def record(self, exchange: Exchange) -> None:
+        """After a response: the access log line, when switched on."""
+        if self.access_log is not None:
+            self.access_log.write(exchange)
+
+    # ---- running -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load APIs and open the listeners."""
+        self.load_apis()
+        reuse_port = self.config.workers > 1
+        cfg = self.config
+        self.servers.append(
+            await self.loop.create_server(
+                lambda: HttpConnection(self),
+                sock=_listen_socket(cfg.listen_address, cfg.listen_port, reuse_port),
+            )
+        )
+        log.info("listening on http://%s:%d", cfg.listen_address, cfg.listen_port)
+        if not self.admin_on_main:
+            self.servers.append(
+                await self.loop.create_server(
+                    lambda: HttpConnection(self, admin=True),
+                    sock=_listen_socket(cfg.control_api_address, cfg.control_api_port, reuse_port),
+                )
+            )
+            log.info("Gateway API on http://%s:%d", cfg.control_api_address, cfg.control_api_port)
+        if not cfg.secret:
+            log.warning("no secret is set: every Gateway API (/tyk/) request will be refused")
+        self._schedule_tick()
+
+    def _schedule_tick(self) -> None:
+        self._tick_handle = self.loop.call_later(clock.TICK_SECONDS, self._tick)
+
+    def _tick(self) -> None:
+        clock.tick()
+        now = clock.now
+        for conn in list(self.connections):
+            conn.check_timeouts(now)
+        self._ticks += 1
+        if self._ticks % 4 == 0:
+            self.pools.sweep()
+        self._schedule_tick()
+
+    async def shutdown(self) -> None:
+        """Stop accepting, let in-flight requests finish within the grace period, then close."""
+        if self.closing:
+            return
+        self.closing = True
+        for server in self.servers:
+            server.close()
+        for conn in list(self.connections):
+            conn.shut_down()
+        deadline = time.monotonic() + self.options.shutdown_grace_period
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.abort()
+        self.pools.close_all()
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        for closer in self.state.get("closers", []):
+            await closer()
+        log.info("stopped")
+
+
+def _listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(4096)
+    sock.setblocking(False)
+    return sock

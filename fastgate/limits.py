@@ -1,0 +1,136 @@
+"""Rate-limit and quota arithmetic, shared by the memory store and the Redis Lua scripts.
+
+Rate limits use GCRA (the generic cell rate algorithm, a token bucket stored as one timestamp):
+`rate` requests per `per` seconds means one request every `interval = per / rate`, with a burst
+of up to `rate` requests when the key has been idle. The state is a single number, the
+"theoretical arrival time" (TAT), so a hit is O(1) in time and memory whatever the rate, and one
+small Lua script makes it atomic across gateway nodes. Why not Tyk's choices: its Redis rolling
+limiter keeps one sorted-set entry per request (O(rate) memory per key and it counts rejected
+requests, so a client that keeps retrying never gets through); its default in-memory limiter is a
+fixed window that lets `2 x rate` through around a window edge. GCRA never allows more than
+`rate` requests in a burst and keeps the long-run rate exact; a client that stops sending
+recovers one request per interval. Rejected requests do not consume allowance.
+
+Times are integer microseconds: exact in Lua's doubles (epoch µs < 2**53) and free of the drift
+that float accumulation would give (a burst of `rate` must fit exactly). The interval is rounded
+down so that `rate` back-to-back requests always pass.
+
+Quotas are counters per renewal period, as in Tyk: the first hit of a period creates the counter
+with a TTL of `quota_renewal_rate` seconds; a request is allowed while the counter is below
+`quota_max` (<= 0 means unlimited); a rejected request does not count. A counter found without a
+TTL while renewal is configured (Tyk's "expired" state) starts a new period.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from fastgate.keys import hash_bytes
+
+__all__ = [
+    "QuotaDecision", "RateDecision", "RateParams", "endpoint_key_suffix", "gcra_step",
+    "quota_decision", "quota_key", "quota_step", "rate_decision", "rate_limit_key",
+    "rate_params", "rate_state_ttl_ms",
+]
+
+US: Final = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class RateParams:
+    """A rate limit compiled for GCRA (build once per limit, not per request)."""
+
+    limit: int  # X-RateLimit-Limit: the configured rate
+    interval_us: int  # time one request "costs"
+    tolerance_us: int  # how far ahead of now the TAT may run: the burst
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    """Outcome of one rate-limit hit, with what the X-RateLimit-* headers need."""
+
+    allowed: bool
+    limit: int
+    remaining: int  # requests that would still pass right now
+    reset: float  # seconds until the full burst is available again
+    retry_after: float  # seconds until the next request can pass (0 when allowed)
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaDecision:
+    """Outcome of one quota hit (or a read of the quota)."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    renews_at: int  # unix seconds when the counter resets; 0 when it never renews
+
+
+def rate_params(rate: float, per: float) -> RateParams | None:
+    """GCRA parameters for `rate` per `per` seconds; None when unlimited (rate or per <= 0)."""
+    if rate <= 0 or per <= 0:
+        return None
+    per_us = int(per * US)
+    interval = max(int(per_us / rate), 1)
+    # A fractional rate (0.5 per second) still allows one request, then one per interval.
+    return RateParams(int(rate), interval, max(per_us - interval, 0))
+
+
+def gcra_step(tat_us: int, now_us: int, p: RateParams) -> tuple[bool, int]:
+    """One hit: (allowed, TAT to store). `tat_us` 0 means no state; a rejection keeps the TAT."""
+    tat = tat_us if tat_us > now_us else now_us
+    if tat - now_us > p.tolerance_us:
+        return False, tat
+    return True, tat + p.interval_us
+
+
+def rate_decision(allowed: bool, tat_us: int, now_us: int, p: RateParams) -> RateDecision:
+    """Header values after a hit that left `tat_us` (as returned by `gcra_step`)."""
+    ahead = max(tat_us - now_us, 0)
+    if not allowed:
+        retry = max(ahead - p.tolerance_us, 0)
+        return RateDecision(False, p.limit, 0, ahead / US, retry / US)
+    remaining = (p.tolerance_us - ahead) // p.interval_us + 1
+    return RateDecision(True, p.limit, min(max(remaining, 0), p.limit), ahead / US, 0.0)
+
+
+def rate_state_ttl_ms(tat_us: int, now_us: int) -> int:
+    """How long the TAT must be kept: once it has passed, "no state" means the same thing."""
+    return max((tat_us - now_us) // 1000 + 1, 1)
+
+
+def quota_step(used: int | None, ttl_ms: int, quota_max: int,
+               renewal_rate: int) -> tuple[bool, int, int]:
+    """One quota hit on a counter (`used`, None when absent; `ttl_ms` -1 when it has no TTL).
+
+    Returns (allowed, counter after the hit, TTL in ms after the hit: -1 for none). A new period
+    starts when the counter is absent, or has no TTL while renewal is configured.
+    """
+    if used is None or (ttl_ms < 0 and renewal_rate > 0):
+        used, ttl_ms = 0, (renewal_rate * 1000 if renewal_rate > 0 else -1)
+    if used >= quota_max:
+        return False, used, ttl_ms
+    return True, used + 1, ttl_ms
+
+
+def quota_decision(allowed: bool, used: int, ttl_ms: int, quota_max: int,
+                   now: float) -> QuotaDecision:
+    """Header / API values for a counter at `used` with `ttl_ms` left (-1: none)."""
+    renews_at = int(now + ttl_ms / 1000) if ttl_ms > 0 else 0
+    return QuotaDecision(allowed, quota_max, max(quota_max - used, 0), renews_at)
+
+
+def quota_key(key_id: str, scope: str = "") -> str:
+    """Counter name after `quota-`: `<scope>-<key>` (Tyk's allowance scope) or `<key>`."""
+    return f"{scope}-{key_id}" if scope else key_id
+
+
+def rate_limit_key(key_id: str, scope: str = "", endpoint_suffix: str = "") -> str:
+    """Limiter name after `rate-limit-`, joined as Tyk's `rate.Prefix` (dashes trimmed)."""
+    return "-".join(p for p in (s.strip("-") for s in (scope, key_id, endpoint_suffix)) if p)
+
+
+def endpoint_key_suffix(method: str, path: str) -> str:
+    """Suffix of an endpoint-level limiter: murmur32 hex of `METHOD:path`, as Tyk names it."""
+    return hash_bytes(f"{method}:{path}".encode(), "murmur32")

@@ -1,0 +1,49 @@
+"""The optional access log: one JSON line per response, written off nothing but the loop.
+
+Off by default (nothing is formatted per request unless it is switched on). Credentials never
+appear: only method, path (without the query string, which may carry an API key), status,
+API id, client address and duration.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO, TYPE_CHECKING
+
+import orjson
+
+
+if TYPE_CHECKING:
+    from fastgate.config import AccessLogConfig
+    from fastgate.server.exchange import Exchange
+
+__all__ = ["AccessLog"]
+
+
+class AccessLog:
+    """Writes one JSON object per line to a file or standard error."""
+
+    __slots__ = ("stream",)
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+
+    @classmethod
+    def open(cls, config: "AccessLogConfig") -> "AccessLog":
+        if config.path:
+            return cls(open(config.path, "ab", buffering=65536))
+        return cls(sys.stderr.buffer)
+
+    def write(self, exchange: "Exchange") -> None:
+        req = exchange.req
+        record = {
+            "time": time.time(),
+            "client": req.client_ip,
+            "method": req.method,
+            "path": req.path,
+            "status": exchange.status,
+            "api_id": exchange.api.spec.api_id if exchange.api is not None else None,
+            "duration_ms": round((time.monotonic() - exchange.started) * 1000, 1),
+        }
+        self.stream.write(orjson.dumps(record) + b"\n")

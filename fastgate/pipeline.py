@@ -1,0 +1,117 @@
+"""An API definition compiled once into the stages its requests go through.
+
+A ``CompiledApi`` holds only the stages its definition enables (a keyless API has no auth stage
+at all, not a disabled one), each already holding its parsed config, plus the upstream target
+with its host header and base path prepared. A stage is called with the ``Request`` and returns
+``None`` to continue, a ``Denial`` to answer the client, or an awaitable of either when it needs
+I/O (a store lookup): the connection runs stages synchronously until one needs to wait, so a
+request whose stages are all cache hits never creates a task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Union
+from urllib.parse import urlsplit
+
+from fastgate.apidef.spec import ApiSpec
+from fastgate.server.request import Request
+
+__all__ = ["Denial", "Stage", "StageResult", "CompiledApi", "UpstreamTarget", "compile_api", "deny"]
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    """A decision to answer the client instead of proxying: status, message, extra headers."""
+
+    status: int
+    message: str
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+StageResult = Union[None, Denial, Awaitable[Union[None, Denial]]]
+Stage = Callable[[Request], StageResult]
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTarget:
+    """Where an API's requests go, parsed once."""
+
+    scheme: str
+    host: str
+    port: int
+    host_header: bytes
+    base_path: str  # the target URL's path without a trailing slash
+
+    @classmethod
+    def from_url(cls, url: str) -> "UpstreamTarget":
+        parts = urlsplit(url)
+        scheme = parts.scheme
+        port = parts.port or (443 if scheme == "https" else 80)
+        default_port = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
+        netloc_host = parts.hostname or ""
+        if ":" in netloc_host:  # IPv6 literal
+            netloc_host = f"[{netloc_host}]"
+        host_header = netloc_host if default_port else f"{netloc_host}:{port}"
+        return cls(
+            scheme=scheme,
+            host=parts.hostname or "",
+            port=port,
+            host_header=host_header.encode(),
+            base_path=parts.path.rstrip("/"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledApi:
+    """Everything a request to one API needs, prepared at load time."""
+
+    spec: ApiSpec
+    stages: tuple[Stage, ...]
+    upstream: UpstreamTarget
+    max_body_bytes: int  # 0 = unlimited
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def upstream_path(self, req: Request) -> str:
+        """The path (and query) the upstream receives for ``req``."""
+        path = req.path
+        if self.spec.strip_listen_path and req.listen_base:
+            path = path[len(req.listen_base) :]
+        if not path.startswith("/"):
+            path = "/" + path
+        path = self.upstream.base_path + path
+        return path + "?" + req.query if req.query else path
+
+
+def deny(status: int, message: str) -> Stage:
+    """A stage that always answers ``status`` with ``message``."""
+    denial = Denial(status, message)
+
+    def stage(req: Request) -> Denial:
+        return denial
+
+    return stage
+
+
+# Auth stage compilers register here by method name; the auth issues fill it in. Each takes
+# (spec, gateway) and returns the stages for that method, or raises DefinitionError.
+AuthCompiler = Callable[[ApiSpec, Any], tuple[Stage, ...]]
+AUTH_COMPILERS: list[AuthCompiler] = []
+
+
+def compile_api(spec: ApiSpec, gateway: Any, default_max_body: int) -> CompiledApi:
+    """Build the stage tuple for ``spec``; raises ``DefinitionError`` for config that cannot work."""
+    stages: list[Stage] = []
+    if not spec.use_keyless:
+        auth_stages: list[Stage] = []
+        for compiler in AUTH_COMPILERS:
+            auth_stages.extend(compiler(spec, gateway))
+        # Until an auth method claims the API, a protected API refuses everyone, as Tyk does
+        # for a request that carries no credential.
+        stages.extend(auth_stages or (deny(401, "Authorization field missing"),))
+    return CompiledApi(
+        spec=spec,
+        stages=tuple(stages),
+        upstream=UpstreamTarget.from_url(spec.target_url),
+        max_body_bytes=spec.max_request_body_bytes or default_max_body,
+    )

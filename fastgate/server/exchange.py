@@ -1,0 +1,402 @@
+"""One request's journey after its head is parsed: stages, then proxy (or a local answer).
+
+An ``Exchange`` is created for every request when its head is complete and queued on the client
+connection; it becomes active when the requests before it have been answered (pipelining keeps
+order). State moves one way::
+
+    QUEUED -> CHECKING -> CONNECTING -> SENT -> RESPONDING -> DONE
+                   \\-> DONE (denied, answered locally)
+
+Request body bytes that arrive before the upstream connection is attached are buffered here
+(bounded: the client connection stops reading above ``BODY_HIGH_WATER``); after that they are
+written straight through, so a 1 GiB upload never sits in memory. Response bytes go straight to
+the client transport; when the client stops reading, the upstream connection stops being read.
+"""
+
+from __future__ import annotations
+
+from time import monotonic
+from typing import TYPE_CHECKING, Any
+
+from fastgate import clock
+from fastgate.pipeline import Denial
+from fastgate.server.http1 import HOP_BY_HOP, LAST_CHUNK, CONTINUE_100, chunk, error_response, status_line
+from fastgate.server.request import Request
+
+if TYPE_CHECKING:
+    from fastgate.pipeline import CompiledApi
+    from fastgate.server.protocol import HttpConnection
+    from fastgate.upstream import UpstreamConnection, UpstreamPool
+
+__all__ = ["Exchange", "BODY_HIGH_WATER"]
+
+QUEUED, CHECKING, CONNECTING, SENT, RESPONDING, DONE = range(6)
+BODY_HIGH_WATER = 256 * 1024
+
+FRAME_NONE, FRAME_LENGTH, FRAME_CHUNKED, FRAME_CLOSE = range(4)
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+BAD_GATEWAY = "There was a problem proxying the request"
+GATEWAY_TIMEOUT = "Upstream service reached hard timeout."
+
+
+class Exchange:
+    """Processing state of one request on one client connection."""
+
+    __slots__ = (
+        "client",
+        "req",
+        "api",
+        "state",
+        "upstream",
+        "pool",
+        "body_chunks",
+        "body_buffered",
+        "body_sent",
+        "framing",
+        "until_close",
+        "skip_informational",
+        "head_only_done",
+        "deadline",
+        "retried",
+        "status",
+        "started",
+        "keep_alive",
+        "local",
+    )
+
+    def __init__(self, client: "HttpConnection", req: Request) -> None:
+        self.client = client
+        self.req = req
+        self.api: CompiledApi | None = req.api
+        self.state = QUEUED
+        self.upstream: UpstreamConnection | None = None
+        self.pool: UpstreamPool | None = None
+        self.body_chunks: list[bytes] = []
+        self.body_buffered = 0
+        self.body_sent = False  # every body byte (and the last chunk) handed to the upstream
+        self.framing = FRAME_NONE
+        self.until_close = False
+        self.skip_informational = False
+        self.head_only_done = False
+        self.deadline = 0.0
+        self.retried = False
+        self.status = 0
+        self.started = monotonic()
+        self.keep_alive = req.keep_alive
+        self.local = False  # answered by the gateway itself (Gateway API, /hello)
+
+    # ---- start -------------------------------------------------------------------------------
+
+    def begin(self) -> None:
+        """Run the API's stages; answer locally on a denial, else proxy."""
+        req = self.req
+        self.state = CHECKING
+        self.started = monotonic()
+        if req.error is not None:
+            status, message = req.error
+            self.respond_error(status, message, close=not req.keep_alive)
+            return
+        api = self.api
+        if api is None:
+            self.client.gateway.handle_local(self)
+            return
+        stages = api.stages
+        for i in range(len(stages)):
+            result = stages[i](req)
+            if result is None:
+                continue
+            if type(result) is Denial:
+                self.deny(result)
+                return
+            self.client.gateway.loop.create_task(self._finish_checks(result, i + 1))
+            return
+        self.proxy()
+
+    async def _finish_checks(self, pending: Any, next_stage: int) -> None:
+        try:
+            result = await pending
+            stages = self.api.stages  # type: ignore[union-attr]
+            while result is None and next_stage < len(stages):
+                result = stages[next_stage](self.req)
+                next_stage += 1
+                if result is not None and type(result) is not Denial:
+                    result = await result
+        except Exception as exc:  # a stage bug or store failure must not kill the connection
+            result = self.client.gateway.stage_failed(self, exc)
+        if self.state != CHECKING:
+            return  # the client went away meanwhile
+        if result is None:
+            self.proxy()
+        else:
+            self.deny(result)
+
+    def deny(self, denial: Denial) -> None:
+        self.respond_error(denial.status, denial.message, extra=denial.headers)
+
+    # ---- proxy -------------------------------------------------------------------------------
+
+    def proxy(self) -> None:
+        req = self.req
+        api = self.api
+        assert api is not None
+        if req.expect_continue and not req.complete and req.body_received == 0:
+            self.client.write(CONTINUE_100)
+        target = api.upstream
+        pool = self.pool = self.client.gateway.pools.get(target.scheme, target.host, target.port)
+        self.state = CONNECTING
+        conn = pool.acquire()
+        if conn is None:
+            pool.connect(self)
+        else:
+            self.attach(conn)
+
+    def wants_connection(self) -> bool:
+        return self.state == CONNECTING
+
+    def attach(self, conn: "UpstreamConnection") -> None:
+        """Send the request head and any buffered body on ``conn``."""
+        self.upstream = conn
+        conn.exchange = self
+        self.state = SENT
+        self.deadline = clock.now + self.client.gateway.upstream_timeout
+        data = [self.client.gateway.upstream_head(self)]
+        req = self.req
+        if self.body_chunks:
+            if req.chunked:
+                data.extend(chunk(c) for c in self.body_chunks)
+            else:
+                data.extend(self.body_chunks)
+            self.body_chunks = []
+            self.body_buffered = 0
+            self.client.unblock_body()
+        if req.complete:
+            if req.chunked:
+                data.append(LAST_CHUNK)
+            self.body_sent = True
+        conn.writelines(data)
+
+    def on_connect_failed(self, exc: BaseException) -> None:
+        if self.state == CONNECTING:
+            self.respond_error(502, BAD_GATEWAY)
+
+    # ---- request body from the client --------------------------------------------------------
+
+    def feed_body(self, data: bytes) -> None:
+        conn = self.upstream
+        if conn is not None and self.state >= SENT:
+            conn.write(chunk(data) if self.req.chunked else data)
+        elif self.state != DONE:
+            self.body_chunks.append(data)
+            self.body_buffered += len(data)
+            # A local handler needs the whole (size-limited) body; a proxied one can wait.
+            if self.body_buffered > BODY_HIGH_WATER and not self.local:
+                self.client.block_body()
+
+    def body_complete(self) -> None:
+        if self.local and self.state == CHECKING:
+            self.client.gateway.run_local(self)
+            return
+        conn = self.upstream
+        if conn is not None and self.state >= SENT and not self.body_sent:
+            if self.req.chunked:
+                conn.write(LAST_CHUNK)
+            self.body_sent = True
+
+    # ---- response from the upstream ---------------------------------------------------------
+
+    def on_response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        if status < 200:
+            # 1xx: our own 100 Continue already went to the client; drop the upstream's.
+            self.skip_informational = True
+            return
+        self.state = RESPONDING
+        self.status = status
+        self.deadline = clock.now + self.client.gateway.upstream_timeout
+        req = self.req
+        out = [b"HTTP/1.1 %d %b\r\n" % (status, reason) if reason else status_line(status)]
+        length = None
+        transfer_encoding = None
+        listed: list[bytes] = []
+        for name, value in headers:
+            lname = name.lower()
+            if lname in HOP_BY_HOP:
+                if lname == b"transfer-encoding":
+                    transfer_encoding = value
+                elif lname == b"connection":
+                    listed.extend(t.strip().lower() for t in value.split(b","))
+                continue
+            if lname == b"content-length":
+                length = value
+                continue
+            out.append(b"%b: %b\r\n" % (name, value))
+        if listed:
+            _drop_listed(out, listed)
+        keep_alive = self.keep_alive and not self.client.closing
+        if req.method == "HEAD" or status in (204, 304):
+            if length is not None:
+                out.append(b"Content-Length: %b\r\n" % length)
+            self.framing = FRAME_NONE
+            self.head_only_done = req.method == "HEAD"
+        elif length is not None and transfer_encoding is None:
+            out.append(b"Content-Length: %b\r\n" % length)
+            self.framing = FRAME_LENGTH
+        else:
+            self.until_close = transfer_encoding is None
+            if req.version == "1.1":
+                out.append(b"Transfer-Encoding: chunked\r\n")
+                self.framing = FRAME_CHUNKED
+            else:
+                self.framing = FRAME_CLOSE
+                keep_alive = False
+        if not keep_alive:
+            out.append(b"Connection: close\r\n\r\n")
+        elif req.version == "1.0":
+            out.append(b"Connection: keep-alive\r\n\r\n")
+        else:
+            out.append(b"\r\n")
+        self.keep_alive = keep_alive
+        self.client.writelines(out)
+
+    def on_response_body(self, data: bytes) -> None:
+        if self.state != RESPONDING:
+            return
+        self.deadline = clock.now + self.client.gateway.upstream_timeout
+        self.client.write(chunk(data) if self.framing == FRAME_CHUNKED else data)
+
+    def on_response_complete(self) -> None:
+        if self.skip_informational:
+            self.skip_informational = False
+            return
+        if self.state != RESPONDING:
+            return
+        if self.framing == FRAME_CHUNKED:
+            self.client.write(LAST_CHUNK)
+        conn = self.upstream
+        self.upstream = None
+        if conn is not None:
+            conn.exchange = None
+            if self.body_sent and self.req.complete and conn.keep_alive() and not self.until_close:
+                self.pool.release(conn)  # type: ignore[union-attr]
+            else:
+                conn.close()
+        req = self.req
+        self.finish(self.keep_alive and (req.complete or not req.has_body))
+
+    def on_upstream_lost(self, conn: "UpstreamConnection") -> None:
+        self.upstream = None
+        if self.state == RESPONDING and self.until_close:
+            self.on_response_complete()
+            return
+        if self.state in (SENT, CONNECTING):
+            if conn.reused and not self.retried and self._replayable():
+                # The upstream closed a pooled connection just as we reused it; Go's transport
+                # and nginx retry such idempotent, body-less requests once, and so do we.
+                self.retried = True
+                self.state = CONNECTING
+                self.pool.connect(self)  # type: ignore[union-attr]
+                return
+            self.respond_error(502, BAD_GATEWAY)
+        elif self.state == RESPONDING:
+            self.abort()
+
+    def on_upstream_garbage(self) -> None:
+        self.upstream = None
+        if self.state == SENT:
+            self.respond_error(502, BAD_GATEWAY, close=True)
+        elif self.state == RESPONDING:
+            self.abort()
+
+    def _replayable(self) -> bool:
+        req = self.req
+        return req.method in IDEMPOTENT and not req.has_body
+
+    # ---- flow control ------------------------------------------------------------------------
+
+    def on_upstream_pause(self) -> None:
+        self.client.block_upstream()
+
+    def on_upstream_resume(self) -> None:
+        self.client.unblock_upstream()
+
+    def on_client_pause(self) -> None:
+        if self.upstream is not None:
+            self.upstream.pause_reading()
+
+    def on_client_resume(self) -> None:
+        if self.upstream is not None:
+            self.upstream.resume_reading()
+
+    # ---- endings -----------------------------------------------------------------------------
+
+    def check_deadline(self, now: float) -> None:
+        """Called by the tick: give up on an upstream that stopped answering."""
+        if self.state in (SENT, RESPONDING) and now > self.deadline:
+            conn = self.upstream
+            self.upstream = None
+            if conn is not None:
+                conn.exchange = None
+                conn.close()
+            if self.state == SENT:
+                self.respond_error(504, GATEWAY_TIMEOUT)
+            else:
+                self.abort()
+
+    def respond_error(
+        self, status: int, message: str, *, close: bool = False, extra: tuple[tuple[bytes, bytes], ...] = ()
+    ) -> None:
+        req = self.req
+        # A request whose body we never read cannot leave the connection reusable.
+        keep_alive = (
+            self.keep_alive and not close and (req.complete or not req.has_body) and not self.client.closing
+        )
+        self.status = status
+        self.client.write(error_response(status, message, keep_alive=keep_alive, extra=extra))
+        self.finish(keep_alive)
+
+    def respond(self, status: int, data: bytes, keep_alive: bool) -> None:
+        """Write a complete prebuilt response (local endpoints)."""
+        self.status = status
+        self.client.write(data)
+        self.finish(keep_alive)
+
+    def abort(self) -> None:
+        """The response cannot be completed: drop both connections."""
+        self.state = DONE
+        conn = self.upstream
+        self.upstream = None
+        if conn is not None:
+            conn.exchange = None
+            conn.close()
+        self.client.abort()
+
+    def finish(self, keep_alive: bool) -> None:
+        if self.state == DONE:
+            return
+        self.state = DONE
+        self.body_chunks = []
+        conn = self.upstream
+        if conn is not None:
+            self.upstream = None
+            conn.exchange = None
+            conn.close()
+        self.client.exchange_done(self, keep_alive)
+
+    def cancel(self) -> None:
+        """The client went away: release whatever we hold."""
+        if self.state == DONE:
+            return
+        self.state = DONE
+        conn = self.upstream
+        self.upstream = None
+        if conn is not None:
+            conn.exchange = None
+            conn.close()
+
+
+def _drop_listed(out: list[bytes], listed: list[bytes]) -> None:
+    """Remove headers the upstream named in its ``Connection`` header (they are hop-by-hop)."""
+    names = {n for n in listed if n and n not in (b"close", b"keep-alive")}
+    if not names:
+        return
+    out[1:] = [line for line in out[1:] if line.split(b":", 1)[0].lower() not in names]

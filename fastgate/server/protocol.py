@@ -1,0 +1,428 @@
+"""The client side of the listener: one asyncio Protocol per connection, fed by httptools.
+
+This shell owns bytes, keep-alive, pipelining order, flow control and the connection's
+timeouts; what a request means is decided in ``http1`` (rules) and ``Exchange`` (stages, proxy).
+
+Reading is paused for any of four reasons, kept as bits in ``blocked`` so that one reason
+clearing never resumes reading while another still holds: too many pipelined requests queued,
+a request body buffered faster than it can be sent, the upstream not accepting body bytes, or a
+request still being checked (the next pipelined head may wait in the kernel, not in memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING
+
+import httptools
+
+from fastgate import clock
+from fastgate.server.exchange import Exchange
+from fastgate.server.http1 import ProtocolError, error_response, normalize_target
+from fastgate.server.request import Request
+
+if TYPE_CHECKING:
+    from fastgate.gateway import Gateway
+
+__all__ = ["HttpConnection"]
+
+QUEUE_FULL, BODY_BACKLOG, UPSTREAM_FULL, STREAM_BROKEN = 1, 2, 4, 8
+
+# Deadline kinds: what happens when ``read_deadline`` passes.
+IDLE, HEAD, BODY = 0, 1, 2
+
+_SPECIAL = frozenset(
+    {b"host", b"transfer-encoding", b"content-length", b"connection", b"expect", b"x-forwarded-for"}
+)
+
+
+class HttpConnection(asyncio.Protocol):
+    """One client connection (plain TCP or TLS) and the requests it carries."""
+
+    __slots__ = (
+        "gateway",
+        "transport",
+        "parser",
+        "client_ip",
+        "scheme",
+        "peer_cert",
+        "parsing",
+        "parsing_exchange",
+        "active",
+        "queue",
+        "blocked",
+        "reading_paused",
+        "write_paused",
+        "closing",
+        "closed",
+        "head_size",
+        "host_count",
+        "read_deadline",
+        "read_kind",
+        "write_deadline",
+        "admin",
+    )
+
+    def __init__(self, gateway: "Gateway", *, admin: bool = False) -> None:
+        self.gateway = gateway
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.client_ip = ""
+        self.scheme = "http"
+        self.peer_cert: object = None
+        self.parsing: Request | None = None
+        self.parsing_exchange: Exchange | None = None
+        self.active: Exchange | None = None
+        self.queue: deque[Exchange] = deque()
+        self.blocked = 0
+        self.reading_paused = False
+        self.write_paused = False
+        self.closing = False
+        self.closed = False
+        self.head_size = 0
+        self.host_count = 0
+        self.read_deadline = 0.0
+        self.read_kind = IDLE
+        self.write_deadline = 0.0
+        self.admin = admin  # the Gateway API's own listener
+
+    # ---- asyncio callbacks -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.client_ip = peer[0] if peer else ""
+        if transport.get_extra_info("sslcontext") is not None:
+            self.scheme = "https"
+            self.peer_cert = transport.get_extra_info("ssl_object")
+        self.gateway.connections.add(self)
+        self._arm_idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.gateway.connections.discard(self)
+        if self.active is not None:
+            self.active.cancel()
+            self.active = None
+        for exchange in self.queue:
+            exchange.cancel()
+        self.queue.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing and self.active is None and not self.queue:
+            return
+        if self.parsing is None and self.read_kind == IDLE and self.active is None:
+            self.read_kind = HEAD
+            self.read_deadline = clock.now + self.gateway.options.read_header_timeout
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            # We never switch protocols (Upgrade is hop-by-hop and dropped); the request was
+            # complete, so parse what follows as the next request with a fresh parser.
+            self.parser = httptools.HttpRequestParser(self)
+            rest = data[upgrade.args[0] :] if upgrade.args else b""
+            if rest:
+                self.data_received(rest)
+            return
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, ProtocolError):
+                self._refuse(cause.status, cause.message)
+            else:
+                raise
+            return
+        except httptools.HttpParserError as exc:
+            self._refuse(400, f"Malformed request: {exc}")
+            return
+        if self.parsing is not None and self.read_kind == HEAD:
+            self.head_size += len(data)
+            if self.head_size > 2 * self.gateway.options.max_header_bytes:
+                self._refuse(431, "Request header fields too large")
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self.write_deadline = clock.now + self.gateway.options.write_timeout
+        if self.active is not None:
+            self.active.on_client_pause()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.active is not None:
+            self.active.on_client_resume()
+
+    # ---- httptools callbacks -----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        req = self.parsing = Request()
+        req.client_ip = self.client_ip
+        req.scheme = self.scheme
+        req.peer_cert = self.peer_cert
+        self.head_size = 0
+        self.host_count = 0
+        if self.read_kind != HEAD and self.active is None:
+            self.read_kind = HEAD
+            self.read_deadline = clock.now + self.gateway.options.read_header_timeout
+
+    def on_url(self, url: bytes) -> None:
+        self.parsing.target += url  # type: ignore[union-attr]
+        self.head_size += len(url)
+        if self.head_size > self.gateway.options.max_header_bytes:
+            raise ProtocolError(431, "Request header fields too large")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value) + 4
+        if self.head_size > self.gateway.options.max_header_bytes:
+            raise ProtocolError(431, "Request header fields too large")
+        req = self.parsing
+        req.headers.append((name, value))  # type: ignore[union-attr]
+        lname = name.lower()
+        if lname in _SPECIAL:
+            _special_header(self, req, lname, value)  # type: ignore[arg-type]
+
+    def on_headers_complete(self) -> None:
+        req = self.parsing
+        assert req is not None
+        parser = self.parser
+        req.method = parser.get_method().decode("ascii")
+        req.version = parser.get_http_version()
+        req.keep_alive = parser.should_keep_alive() and not self.closing
+        if req.error is None:
+            try:
+                self._check_head(req)
+            except ProtocolError as exc:
+                req.error = (exc.status, exc.message)
+        if req.error is not None:
+            # Nothing after a malformed head can be trusted to be framed the way we think.
+            req.keep_alive = False
+        elif not (self.admin or self.gateway.route(req)):
+            req.error = (404, "No API is served at this path")
+        if req.error is None:
+            limit = req.api.max_body_bytes if req.api is not None else self.gateway.admin_body_limit
+            if limit and req.content_length is not None and req.content_length > limit:
+                req.error = (413, "Request is too large")
+                req.keep_alive = False
+        exchange = Exchange(self, req)
+        self.parsing_exchange = exchange
+        if req.has_body:
+            self.read_kind = BODY
+            self.read_deadline = clock.now + self.gateway.options.read_timeout
+        if self.active is None:
+            self.active = exchange
+            exchange.begin()
+        else:
+            self.queue.append(exchange)
+            if len(self.queue) >= self.gateway.options.max_pipelined_requests:
+                self._block(QUEUE_FULL)
+
+    def on_body(self, body: bytes) -> None:
+        req = self.parsing
+        exchange = self.parsing_exchange
+        if req is None or exchange is None:
+            return
+        req.body_received += len(body)
+        self.read_deadline = clock.now + self.gateway.options.read_timeout
+        limit = exchange.api.max_body_bytes if exchange.api is not None else self.gateway.admin_body_limit
+        if limit and req.body_received > limit:
+            # Chunked bodies have no announced length; they are cut off when they cross it.
+            raise ProtocolError(413, "Request is too large")
+        exchange.feed_body(body)
+
+    def on_message_complete(self) -> None:
+        req = self.parsing
+        exchange = self.parsing_exchange
+        self.parsing = None
+        self.parsing_exchange = None
+        if req is None or exchange is None:
+            return
+        req.complete = True
+        exchange.body_complete()
+        if self.active is None and not self.queue:
+            self._arm_idle()
+        else:
+            self.read_kind = IDLE
+            self.read_deadline = 0.0
+
+    # ---- used by exchanges -------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if not self.closed:
+            self.transport.write(data)  # type: ignore[union-attr]
+
+    def writelines(self, data: list[bytes]) -> None:
+        if not self.closed:
+            self.transport.writelines(data)  # type: ignore[union-attr]
+
+    def exchange_done(self, exchange: Exchange, keep_alive: bool) -> None:
+        """``exchange`` has written its whole response; start the next one or close."""
+        if exchange is not self.active:
+            return
+        self.active = None
+        self.gateway.record(exchange)
+        if not keep_alive or self.closing:
+            self.close()
+            return
+        if self.blocked & (BODY_BACKLOG | UPSTREAM_FULL):
+            self._unblock(BODY_BACKLOG | UPSTREAM_FULL)
+            self._refresh_read_deadline()
+        if self.queue:
+            nxt = self.queue.popleft()
+            if self.blocked & QUEUE_FULL and len(self.queue) <= self.gateway.options.max_pipelined_requests // 2:
+                self._unblock(QUEUE_FULL)
+            self.active = nxt
+            nxt.begin()
+        elif self.parsing is None:
+            self._arm_idle()
+
+    def block_body(self) -> None:
+        self._block(BODY_BACKLOG)
+
+    def unblock_body(self) -> None:
+        self._unblock(BODY_BACKLOG)
+
+    def block_upstream(self) -> None:
+        self._block(UPSTREAM_FULL)
+
+    def unblock_upstream(self) -> None:
+        self._unblock(UPSTREAM_FULL)
+
+    def close(self) -> None:
+        """Close after what has been written is flushed."""
+        if not self.closed:
+            self.closed = True
+            self.transport.close()  # type: ignore[union-attr]
+
+    def abort(self) -> None:
+        """Drop the connection now (a response that cannot be completed)."""
+        if not self.closed:
+            self.closed = True
+            self.transport.abort()  # type: ignore[union-attr]
+
+    # ---- timeouts and shutdown ---------------------------------------------------------------
+
+    def check_timeouts(self, now: float) -> None:
+        """Called by the clock tick for every connection."""
+        if self.read_deadline and not self.reading_paused and now > self.read_deadline:
+            self._read_timed_out()
+        if self.write_paused and now > self.write_deadline:
+            self.abort()
+            return
+        if self.active is not None:
+            self.active.check_deadline(now)
+
+    def _read_timed_out(self) -> None:
+        self.read_deadline = 0.0
+        kind = self.read_kind
+        if kind == IDLE:
+            if self.active is None and not self.queue:
+                self.close()
+        elif self.active is None or (self.active.req is self.parsing and self.active.status == 0):
+            if self.active is not None:
+                self.active.cancel()
+                self.active = None
+            self.write(error_response(408, "Request timed out", keep_alive=False))
+            self.close()
+        else:
+            self.abort()
+
+    def shut_down(self) -> None:
+        """Stop taking requests: idle connections close now, busy ones after their response."""
+        self.closing = True
+        if self.active is None and self.parsing is None and not self.queue:
+            self.close()
+
+    # ---- internals ---------------------------------------------------------------------------
+
+    def _arm_idle(self) -> None:
+        self.read_kind = IDLE
+        self.read_deadline = clock.now + self.gateway.options.idle_timeout
+
+    def _check_head(self, req: Request) -> None:
+        if req.version not in ("1.1", "1.0"):
+            raise ProtocolError(505 if req.version.startswith(("2", "3")) else 400, "HTTP version not supported")
+        if req.method == "CONNECT":
+            raise ProtocolError(405, "CONNECT is not supported")
+        if req.version == "1.1" and self.host_count != 1:
+            raise ProtocolError(400, "Exactly one Host header is required")
+        if req.chunked and req.version == "1.0":
+            raise ProtocolError(400, "Transfer-Encoding is not allowed in HTTP/1.0")
+        target_host, req.path, req.query = normalize_target(req.target)
+        if target_host:
+            req.host = target_host
+
+    def _refuse(self, status: int, message: str) -> None:
+        """The byte stream is broken: answer in order, then close; never read again."""
+        self.parser = httptools.HttpRequestParser(self)
+        req = self.parsing
+        exchange = self.parsing_exchange
+        self.parsing = None
+        self.parsing_exchange = None
+        self._block(STREAM_BROKEN)
+        if exchange is not None and req is not None:
+            # The head was fine; the body is not (too large, or broken chunking).
+            req.keep_alive = False
+            exchange.keep_alive = False
+            if exchange is self.active:
+                if exchange.status == 0 and exchange.state < 4:
+                    exchange.respond_error(status, message, close=True)
+                else:
+                    exchange.abort()
+            else:
+                req.error = (status, message)
+            return
+        req = req or Request()
+        req.error = (status, message)
+        req.keep_alive = False
+        req.complete = True
+        exchange = Exchange(self, req)
+        if self.active is None:
+            self.active = exchange
+            exchange.begin()
+        else:
+            self.queue.append(exchange)
+
+    def _refresh_read_deadline(self) -> None:
+        # Time spent paused by us is not the client's slowness.
+        if self.read_kind == BODY:
+            self.read_deadline = clock.now + self.gateway.options.read_timeout
+        elif self.read_kind == HEAD:
+            self.read_deadline = clock.now + self.gateway.options.read_header_timeout
+
+    def _block(self, reason: int) -> None:
+        self.blocked |= reason
+        if not self.reading_paused and self.transport is not None and not self.closed:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def _unblock(self, reason: int) -> None:
+        self.blocked &= ~reason
+        if not self.blocked and self.reading_paused and not self.closed:
+            self.reading_paused = False
+            self._refresh_read_deadline()
+            self.transport.resume_reading()  # type: ignore[union-attr]
+
+
+def _special_header(conn: HttpConnection, req: Request, lname: bytes, value: bytes) -> None:
+    if lname == b"host":
+        conn.host_count += 1
+        req.host = value.decode("latin-1").strip().lower()
+    elif lname == b"transfer-encoding":
+        # llhttp accepts "gzip, chunked"; we accept exactly one coding, chunked, so that no
+        # upstream can disagree with us about where the body ends.
+        if value.strip().lower() != b"chunked":
+            raise ProtocolError(400, "Unsupported Transfer-Encoding")
+        req.chunked = True
+    elif lname == b"content-length":
+        req.content_length = int(value)  # llhttp has checked: digits only, and only one
+    elif lname == b"connection":
+        tokens = [t.strip().lower() for t in value.split(b",")]
+        if req.conn_tokens is None:
+            req.conn_tokens = tokens
+        else:
+            req.conn_tokens.extend(tokens)
+    elif lname == b"expect":
+        if value.strip().lower() != b"100-continue":
+            raise ProtocolError(417, "Expectation failed")
+        req.expect_continue = True
+    elif lname == b"x-forwarded-for":
+        req.forwarded_for = value if not req.forwarded_for else req.forwarded_for + b", " + value

@@ -1,0 +1,310 @@
+"""Upstream connections: keep-alive pools per target and the protocol that reads responses.
+
+Pool rules (aiohttp's connector, httpcore's pool, without their list scans):
+- one ``UpstreamPool`` per ``(scheme, host, port)``, shared across reloads;
+- ``acquire()`` is synchronous and returns the most recently used idle connection (warm, least
+  likely to have been closed by the upstream), skipping ones that died or sat idle too long;
+- only when no idle connection exists does a request wait for ``connect()``; with a per-host
+  limit, requests beyond it wait FIFO for a released connection;
+- a connection goes back to the pool only after a complete response on a keep-alive exchange
+  whose request was fully sent; anything else closes it.
+
+The response bytes are parsed by httptools and handed to the ``Exchange`` that owns the
+connection (``fastgate.server.exchange``); this module knows nothing of clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import httptools
+
+from fastgate import clock
+
+if TYPE_CHECKING:
+    from fastgate.server.exchange import Exchange
+
+__all__ = ["UpstreamPool", "UpstreamConnection", "PoolSet"]
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One keep-alive connection to an upstream, bound to at most one exchange at a time."""
+
+    __slots__ = (
+        "pool",
+        "transport",
+        "parser",
+        "exchange",
+        "released_at",
+        "alive",
+        "reused",
+        "status",
+        "reason",
+        "headers",
+        "paused",
+    )
+
+    def __init__(self, pool: "UpstreamPool") -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.exchange: Exchange | None = None
+        self.released_at = 0.0
+        self.alive = False
+        self.reused = False
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.paused = False
+
+    # asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.alive = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.alive = False
+        self.pool.forget(self)
+        exchange = self.exchange
+        if exchange is not None:
+            self.exchange = None
+            exchange.on_upstream_lost(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.exchange is None:
+            # An idle connection has nothing to say; bytes here mean it is unusable.
+            self.close()
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            exchange = self.exchange
+            self.exchange = None
+            self.close()
+            if exchange is not None:
+                exchange.on_upstream_garbage()
+            return
+        exchange = self.exchange
+        if exchange is not None and exchange.head_only_done:
+            # A HEAD response announces a length it never sends; llhttp cannot be told the
+            # request method, so the message ends here and the parser starts over.
+            self.parser = httptools.HttpResponseParser(self)
+            exchange.on_response_complete()
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport; connection_lost ends any read-until-close body
+
+    def pause_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.on_upstream_pause()
+
+    def resume_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.on_upstream_resume()
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self.headers = []
+        self.reason = b""
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if self.exchange is not None:
+            self.exchange.on_response_head(self.parser.get_status_code(), self.reason, self.headers)
+
+    def on_body(self, body: bytes) -> None:
+        if self.exchange is not None:
+            self.exchange.on_response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.exchange is not None:
+            self.exchange.on_response_complete()
+
+    # used by the exchange
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def writelines(self, data: list[bytes]) -> None:
+        self.transport.writelines(data)  # type: ignore[union-attr]
+
+    def keep_alive(self) -> bool:
+        return self.alive and self.parser.should_keep_alive()
+
+    def pause_reading(self) -> None:
+        if not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        self.alive = False
+        self.pool.forget(self)
+        if self.transport is not None:
+            self.transport.close()
+
+
+class UpstreamPool:
+    """Idle and waiting bookkeeping for one upstream address."""
+
+    __slots__ = (
+        "scheme",
+        "host",
+        "port",
+        "ssl_context",
+        "connect_timeout",
+        "idle_timeout",
+        "limit",
+        "idle",
+        "open",
+        "waiters",
+        "loop",
+    )
+
+    def __init__(
+        self,
+        scheme: str,
+        host: str,
+        port: int,
+        *,
+        connect_timeout: float,
+        idle_timeout: float,
+        limit: int = 0,
+    ) -> None:
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+        self.ssl_context = ssl.create_default_context() if scheme == "https" else None
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        self.limit = limit
+        self.idle: deque[UpstreamConnection] = deque()
+        self.open: set[UpstreamConnection] = set()
+        self.waiters: deque[Exchange] = deque()
+        self.loop = asyncio.get_event_loop()
+
+    def acquire(self) -> UpstreamConnection | None:
+        """An idle, live connection, or ``None`` when the caller must ``connect()``."""
+        idle = self.idle
+        stale_before = clock.now - self.idle_timeout
+        while idle:
+            conn = idle.pop()
+            if conn.alive and conn.released_at > stale_before:
+                conn.reused = True
+                return conn
+            conn.close()
+        return None
+
+    def connect(self, exchange: "Exchange") -> None:
+        """Open a connection for ``exchange`` (or queue it behind the per-host limit)."""
+        if self.limit and len(self.open) >= self.limit:
+            self.waiters.append(exchange)
+            return
+        conn = UpstreamConnection(self)
+        self.open.add(conn)
+        self.loop.create_task(self._connect(conn, exchange))
+
+    async def _connect(self, conn: UpstreamConnection, exchange: "Exchange") -> None:
+        try:
+            await asyncio.wait_for(
+                self.loop.create_connection(
+                    lambda: conn,
+                    self.host,
+                    self.port,
+                    ssl=self.ssl_context,
+                    server_hostname=self.host if self.ssl_context else None,
+                ),
+                self.connect_timeout,
+            )
+        except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+            self.forget(conn)
+            exchange.on_connect_failed(exc)
+            return
+        if exchange.wants_connection():
+            exchange.attach(conn)
+        else:
+            self.release(conn)
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Take back a connection whose exchange ended cleanly."""
+        conn.exchange = None
+        conn.resume_reading()
+        while self.waiters:
+            exchange = self.waiters.popleft()
+            if exchange.wants_connection():
+                conn.reused = True
+                exchange.attach(conn)
+                return
+        conn.released_at = clock.now
+        self.idle.append(conn)
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        """A connection closed: drop it, and let a waiter open a new one."""
+        if conn in self.open:
+            self.open.discard(conn)
+            while self.waiters:
+                exchange = self.waiters.popleft()
+                if exchange.wants_connection():
+                    self.connect(exchange)
+                    break
+
+    def sweep(self) -> None:
+        """Close idle connections past ``idle_timeout`` (called by the clock tick)."""
+        stale_before = clock.now - self.idle_timeout
+        while self.idle and self.idle[0].released_at <= stale_before:
+            self.idle.popleft().close()
+
+    def close_all(self) -> None:
+        for conn in list(self.open):
+            conn.close()
+        self.idle.clear()
+
+
+class PoolSet:
+    """The gateway's pools by upstream address; survives API reloads so warm connections stay."""
+
+    __slots__ = ("pools", "connect_timeout", "idle_timeout", "limit")
+
+    def __init__(self, *, connect_timeout: float, idle_timeout: float, limit: int = 0) -> None:
+        self.pools: dict[tuple[str, str, int], UpstreamPool] = {}
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        self.limit = limit
+
+    def get(self, scheme: str, host: str, port: int) -> UpstreamPool:
+        key = (scheme, host, port)
+        pool = self.pools.get(key)
+        if pool is None:
+            pool = self.pools[key] = UpstreamPool(
+                scheme,
+                host,
+                port,
+                connect_timeout=self.connect_timeout,
+                idle_timeout=self.idle_timeout,
+                limit=self.limit,
+            )
+        return pool
+
+    def sweep(self) -> None:
+        for pool in self.pools.values():
+            pool.sweep()
+
+    def close_all(self) -> None:
+        for pool in self.pools.values():
+            pool.close_all()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            f"{s}://{h}:{p}": {"open": len(pool.open), "idle": len(pool.idle), "waiting": len(pool.waiters)}
+            for (s, h, p), pool in self.pools.items()
+        }
