@@ -232,6 +232,8 @@ class Exchange:
             out.append(b"%b: %b\r\n" % (name, value))
         if listed:
             _drop_listed(out, listed)
+        if req.response_headers:
+            out.extend(b"%b: %b\r\n" % header for header in req.response_headers)
         keep_alive = self.keep_alive and not self.client.closing
         if req.method == "HEAD" or status in (204, 304):
             if length is not None:

@@ -41,6 +41,7 @@ class Request:
         "error",
         "conn_tokens",
         "forwarded_for",
+        "response_headers",
     )
 
     def __init__(self) -> None:
@@ -68,6 +69,8 @@ class Request:
         self.error: tuple[int, str] | None = None
         self.conn_tokens: list[bytes] | None = None  # header names the client's Connection lists
         self.forwarded_for = b""  # the client's own X-Forwarded-For chain, if any
+        # Headers stages add to the client's response (rate-limit and quota headers).
+        self.response_headers: list[tuple[bytes, bytes]] | None = None
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of header ``name`` (lower-case bytes), or ``None``."""
