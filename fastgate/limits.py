@@ -101,17 +101,20 @@ def rate_state_ttl_ms(tat_us: int, now_us: int) -> int:
 
 
 def quota_step(used: int | None, ttl_ms: int, quota_max: int,
-               renewal_rate: int) -> tuple[bool, int, int]:
+               renewal_rate: int) -> tuple[bool, int, int, bool]:
     """One quota hit on a counter (`used`, None when absent; `ttl_ms` -1 when it has no TTL).
 
-    Returns (allowed, counter after the hit, TTL in ms after the hit: -1 for none). A new period
-    starts when the counter is absent, or has no TTL while renewal is configured.
+    Returns (allowed, counter after the hit, TTL in ms after the hit (-1: none), whether a new
+    period started). A new period starts when the counter is absent, or has no TTL while
+    renewal is configured.
     """
     if used is None or (ttl_ms < 0 and renewal_rate > 0):
-        used, ttl_ms = 0, (renewal_rate * 1000 if renewal_rate > 0 else -1)
-    if used >= quota_max:
-        return False, used, ttl_ms
-    return True, used + 1, ttl_ms
+        count, ttl_ms, new_period = 0, (renewal_rate * 1000 if renewal_rate > 0 else -1), True
+    else:
+        count, new_period = used, False
+    if count >= quota_max:
+        return False, count, ttl_ms, new_period
+    return True, count + 1, ttl_ms, new_period
 
 
 def quota_decision(allowed: bool, used: int, ttl_ms: int, quota_max: int,

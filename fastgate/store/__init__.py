@@ -1,0 +1,58 @@
+"""Shared state for the gateway: `open_store(url)` gives a `Store` (see `base` for the contract).
+
+* `memory://` — the embedded single-process store;
+* `redis://[user:password@]host:port/db` (or `rediss://` for TLS) — the Redis store. Query
+  parameters tune it: `prefix` (prepended to every key and channel), `socket_timeout`,
+  `socket_connect_timeout` (seconds, default 0.5 each), `max_connections` (default 64),
+  `breaker_seconds` (fail-fast window after a failure, default 0.25); any other parameter is
+  passed on to redis-py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from fastgate.store.base import (
+    CLUSTER_CHANNEL, KEY_PREFIX, NOTICE_API_UPDATED, NOTICE_GROUP_RELOAD, NOTICE_KEY_UPDATED,
+    NOTICE_POLICY_CHANGED, QUOTA_PREFIX, RATE_LIMIT_PREFIX, ClusterEvent, Store, StoreError,
+    StoreUnavailable, Subscription, decode_event, encode_event,
+)
+
+__all__ = [
+    "CLUSTER_CHANNEL", "ClusterEvent", "KEY_PREFIX", "NOTICE_API_UPDATED", "NOTICE_GROUP_RELOAD",
+    "NOTICE_KEY_UPDATED", "NOTICE_POLICY_CHANGED", "QUOTA_PREFIX", "RATE_LIMIT_PREFIX", "Store",
+    "StoreError", "StoreUnavailable", "Subscription", "decode_event", "encode_event",
+    "open_store",
+]
+
+_FLOAT_OPTIONS = ("socket_timeout", "socket_connect_timeout", "breaker_seconds")
+
+
+def open_store(url: str, **options: Any) -> Store:
+    """A store for `url`; keyword `options` override the URL's query parameters.
+
+    Raises ValueError for an unknown scheme or a malformed option. No connection is made here:
+    the first call (or `ping()`) connects.
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "memory":
+        from fastgate.store.memory import MemoryStore
+        return MemoryStore()
+    if parts.scheme not in ("redis", "rediss"):
+        raise ValueError(f"storage url {url!r}: use memory:// or redis://host:port/db")
+    ours: dict[str, Any] = {}
+    passed: list[tuple[str, str]] = []
+    for name, value in parse_qsl(parts.query):
+        if name == "prefix":
+            ours[name] = value
+        elif name in _FLOAT_OPTIONS or name == "max_connections":
+            try:
+                ours[name] = int(value) if name == "max_connections" else float(value)
+            except ValueError:
+                raise ValueError(f"storage url: {name}={value!r} is not a number") from None
+        else:
+            passed.append((name, value))
+    ours.update(options)
+    from fastgate.store.redis import RedisStore
+    return RedisStore(urlunsplit(parts._replace(query=urlencode(passed))), **ours)

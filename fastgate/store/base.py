@@ -89,6 +89,11 @@ def decode_event(data: bytes) -> ClusterEvent | None:
 class Subscription(Protocol):
     """Handle returned by `Store.subscribe`."""
 
+    @property
+    def live(self) -> bool:
+        """True while messages are delivered (False while reconnecting or after unsubscribe)."""
+        ...
+
     async def unsubscribe(self) -> None:
         """Stop delivering to this subscription's callback (idempotent)."""
         ...

@@ -1,0 +1,215 @@
+"""The embedded single-process store: plain dicts on the event loop.
+
+Everything runs on one loop thread and no method awaits in the middle of a change, so every
+operation is atomic exactly as the Redis scripts are. TTLs use the monotonic clock; expired
+entries vanish on access and in a sweep every `_SWEEP_EVERY` writes (so memory stays bounded by
+live data). Published messages reach this store's subscribers on the next loop iteration, the
+way Redis delivers them. It is one process only: the gateway refuses `workers > 1` with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Final, Sequence
+
+from fastgate.limits import (
+    QuotaDecision, RateDecision, RateParams, gcra_step, quota_decision, quota_step, rate_decision,
+    rate_state_ttl_ms,
+)
+from fastgate.store.base import EventCallback, GapCallback, StoreUnavailable
+
+__all__ = ["MemoryStore"]
+
+log = logging.getLogger(__name__)
+_SWEEP_EVERY: Final = 4096
+_Entry = tuple[Any, float]  # (value, expires_at on the monotonic clock; 0 = never)
+
+
+@dataclass(slots=True, eq=False)
+class _MemorySubscription:
+    store: MemoryStore
+    channel: str
+    callback: EventCallback
+    live: bool = True
+
+    async def unsubscribe(self) -> None:
+        """Stop delivery (idempotent)."""
+        self.live = False
+        subs = self.store._subs.get(self.channel, [])
+        if self in subs:
+            subs.remove(self)
+
+
+class MemoryStore:
+    """In-process implementation of `fastgate.store.base.Store`."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._wall = wall_clock
+        self._sessions: dict[str, _Entry] = {}
+        self._kv: dict[str, _Entry] = {}
+        self._rates: dict[str, _Entry] = {}  # name -> (TAT in µs, expiry)
+        self._quotas: dict[str, _Entry] = {}  # name -> (counter, expiry)
+        self._subs: dict[str, list[_MemorySubscription]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writes = 0
+        self._closed = False
+
+    # -- sessions ----------------------------------------------------------------------------
+    async def get_session(self, key_id: str) -> bytes | None:
+        return self._get(self._sessions, key_id)
+
+    async def get_sessions(self, key_ids: Sequence[str]) -> list[bytes | None]:
+        return [self._get(self._sessions, k) for k in key_ids]
+
+    async def set_session(self, key_id: str, value: bytes, ttl: float | None = None) -> None:
+        self._set(self._sessions, key_id, value, ttl)
+
+    async def delete_session(self, key_id: str) -> bool:
+        return self._delete(self._sessions, key_id)
+
+    async def list_sessions(self, prefix: str = "") -> list[str]:
+        self._check()
+        now = self._clock()
+        return [k for k, (_, exp) in self._sessions.items()
+                if k.startswith(prefix) and not (exp and exp <= now)]
+
+    # -- rate limits and quotas --------------------------------------------------------------
+    async def rate_hit(self, name: str, params: RateParams) -> RateDecision:
+        now_us = int(self._clock() * 1_000_000)
+        tat = self._get(self._rates, name) or 0
+        allowed, tat = gcra_step(tat, now_us, params)
+        if allowed:
+            self._set(self._rates, name, tat, rate_state_ttl_ms(tat, now_us) / 1000)
+        return rate_decision(allowed, tat, now_us, params)
+
+    async def quota_hit(self, name: str, quota_max: int, renewal_rate: int) -> QuotaDecision:
+        used, ttl_ms = self._quota_state(name)
+        allowed, used_after, ttl_ms, new_period = quota_step(used, ttl_ms, quota_max,
+                                                             renewal_rate)
+        if new_period:
+            self._set(self._quotas, name, used_after, ttl_ms / 1000 if ttl_ms > 0 else None)
+        elif allowed:  # same period: the counter keeps its expiry
+            self._quotas[name] = (used_after, self._quotas[name][1])
+        return quota_decision(allowed, used_after, ttl_ms, quota_max, self._wall())
+
+    async def quota_status(self, name: str, quota_max: int) -> QuotaDecision:
+        used, ttl_ms = self._quota_state(name)
+        used = used or 0
+        return quota_decision(used < quota_max, used, ttl_ms, quota_max, self._wall())
+
+    async def reset_limits(self, quota_names: Sequence[str],
+                           rate_names: Sequence[str] = ()) -> None:
+        self._check()
+        for name in quota_names:
+            self._quotas.pop(name, None)
+        for name in rate_names:
+            self._rates.pop(name, None)
+
+    # -- small key/value ---------------------------------------------------------------------
+    async def kv_get(self, key: str) -> bytes | None:
+        return self._get(self._kv, key)
+
+    async def kv_set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        self._set(self._kv, key, value, ttl)
+
+    async def kv_delete(self, key: str) -> bool:
+        return self._delete(self._kv, key)
+
+    async def kv_set_if_absent(self, key: str, value: bytes, ttl: float | None = None) -> bool:
+        if self._get(self._kv, key) is not None:
+            return False
+        self._set(self._kv, key, value, ttl)
+        return True
+
+    # -- events ------------------------------------------------------------------------------
+    async def publish(self, channel: str, message: bytes) -> None:
+        self._check()
+        loop = asyncio.get_running_loop()
+        for sub in list(self._subs.get(channel, ())):
+            loop.call_soon(self._deliver, sub, message)
+
+    async def subscribe(self, channel: str, callback: EventCallback,
+                        on_gap: GapCallback | None = None) -> _MemorySubscription:
+        self._check()
+        sub = _MemorySubscription(self, channel, callback)
+        self._subs.setdefault(channel, []).append(sub)
+        return sub  # a local subscription can never miss a message: on_gap is never needed
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def ping(self) -> None:
+        self._check()
+
+    async def close(self) -> None:
+        self._closed = True
+        for subs in self._subs.values():
+            for sub in subs:
+                sub.live = False
+        self._subs.clear()
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- internals ---------------------------------------------------------------------------
+    def _check(self) -> None:
+        if self._closed:
+            raise StoreUnavailable("memory store is closed")
+
+    def _get(self, table: dict[str, _Entry], key: str) -> Any:
+        self._check()
+        entry = table.get(key)
+        if entry is None:
+            return None
+        if entry[1] and entry[1] <= self._clock():
+            del table[key]
+            return None
+        return entry[0]
+
+    def _set(self, table: dict[str, _Entry], key: str, value: Any, ttl: float | None) -> None:
+        self._check()
+        table[key] = (value, self._clock() + ttl if ttl and ttl > 0 else 0.0)
+        self._wrote()
+
+    def _delete(self, table: dict[str, _Entry], key: str) -> bool:
+        return self._get(table, key) is not None and table.pop(key, None) is not None
+
+    def _quota_state(self, name: str) -> tuple[int | None, int]:
+        used = self._get(self._quotas, name)
+        if used is None:
+            return None, -2
+        return used, self._ttl_ms(self._quotas[name][1])
+
+    def _ttl_ms(self, expires: float) -> int:
+        return max(int((expires - self._clock()) * 1000), 1) if expires else -1
+
+    def _wrote(self) -> None:
+        self._writes += 1
+        if self._writes % _SWEEP_EVERY == 0:
+            now = self._clock()
+            for table in (self._sessions, self._kv, self._rates, self._quotas):
+                for key in [k for k, (_, exp) in table.items() if exp and exp <= now]:
+                    del table[key]
+
+    def _deliver(self, sub: _MemorySubscription, message: bytes) -> None:
+        if not sub.live:
+            return
+        try:
+            result = sub.callback(message)
+        except Exception:  # a broken subscriber must not break the publisher's loop
+            log.exception("event callback failed on channel %s", sub.channel)
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(_guard(result, sub.channel))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+
+async def _guard(awaitable: Awaitable[None], channel: str) -> None:
+    try:
+        await awaitable
+    except Exception:
+        log.exception("event callback failed on channel %s", channel)

@@ -1,0 +1,364 @@
+"""The Redis store: how several gateway nodes share keys, counters and events.
+
+* One `redis.asyncio` client over a blocking connection pool: a burst of requests waits (up to
+  the socket timeout) for a free connection instead of failing with "too many connections".
+* Every call is bounded by `socket_timeout` / `socket_connect_timeout`, retried once only on a
+  connection error (a pooled connection that died while Redis restarted), never on a timeout (a
+  quota increment must not run twice). Failures become `StoreUnavailable`.
+* After a failure, calls fail fast for `breaker_seconds` instead of each waiting for a connect
+  timeout: a dead Redis costs the gateway one timeout, not one per request. Then the next call
+  tries again, so the store recovers by itself when Redis is back.
+* Rate limits and quotas are Lua scripts (EVALSHA, loaded on first use): each is one atomic step
+  on the server, whatever the number of nodes. The rate script takes the time from Redis itself
+  (`TIME`) so that nodes with skewed clocks share one timeline. The arithmetic is
+  `fastgate.limits`, which the memory store runs directly; the scripts mirror it line for line.
+* Events use one dedicated Pub/Sub connection per store, read by a background task that
+  re-subscribes after any disconnection and then calls every subscriber's `on_gap`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Final, Sequence, TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from fastgate.limits import (
+    QuotaDecision, RateDecision, RateParams, quota_decision, rate_decision,
+)
+from fastgate.store.base import (
+    KEY_PREFIX, QUOTA_PREFIX, RATE_LIMIT_PREFIX, EventCallback, GapCallback, StoreError,
+    StoreUnavailable,
+)
+
+__all__ = ["RedisStore"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_UNREACHABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
+
+# GCRA step (fastgate.limits.gcra_step); KEYS[1] limiter, ARGV interval_us, tolerance_us.
+_RATE_LUA: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+if tat - now > tonumber(ARGV[2]) then return {0, tat, now} end
+tat = tat + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.floor((tat - now) / 1000) + 1)
+return {1, tat, now}
+"""
+
+# Quota step (fastgate.limits.quota_step); KEYS[1] counter, ARGV quota_max, renewal in ms.
+_QUOTA_LUA: Final = """
+local quota_max = tonumber(ARGV[1])
+local renew_ms = tonumber(ARGV[2])
+local ttl = redis.call('PTTL', KEYS[1])
+local used
+if ttl == -2 or (ttl == -1 and renew_ms > 0) then
+  used = 0
+  if renew_ms > 0 then
+    redis.call('SET', KEYS[1], 0, 'PX', renew_ms)
+    ttl = renew_ms
+  else
+    redis.call('SET', KEYS[1], 0)
+    ttl = -1
+  end
+else
+  used = tonumber(redis.call('GET', KEYS[1]))
+end
+if used >= quota_max then return {0, used, ttl} end
+return {1, redis.call('INCR', KEYS[1]), ttl}
+"""
+
+
+@dataclass(slots=True, eq=False)
+class _RedisSubscription:
+    store: RedisStore
+    channel: str
+    callback: EventCallback
+    on_gap: GapCallback | None
+    active: bool = True
+
+    @property
+    def live(self) -> bool:
+        """True while messages are being received (subscribed and connected)."""
+        return self.active and self.channel in self.store._confirmed
+
+    async def unsubscribe(self) -> None:
+        """Stop delivery (idempotent); the channel is left when its last subscriber goes."""
+        await self.store._unsubscribe(self)
+
+
+class RedisStore:
+    """`fastgate.store.base.Store` on Redis (standalone server, `redis://` or `rediss://`)."""
+
+    def __init__(self, url: str, *, prefix: str = "", socket_timeout: float = 0.5,
+                 socket_connect_timeout: float = 0.5, max_connections: int = 64,
+                 breaker_seconds: float = 0.25, **redis_options: Any) -> None:
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=socket_timeout,
+            socket_timeout=socket_timeout, socket_connect_timeout=socket_connect_timeout,
+            socket_keepalive=True, retry=Retry(NoBackoff(), 1, (RedisConnectionError,)),
+            **redis_options)
+        self._redis = aioredis.Redis(connection_pool=pool)
+        # Pub/Sub gets its own connection that never retries by itself: redis-py would
+        # otherwise reconnect and resubscribe silently, hiding a gap in which events were lost.
+        self._pubsub_client = aioredis.Redis.from_url(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_connect_timeout,
+            socket_keepalive=True, retry=Retry(NoBackoff(), 0), **redis_options)
+        self._where = url.split("@")[-1]  # never log a password
+        self._p = prefix
+        self._op_timeout = socket_connect_timeout + socket_timeout
+        self._breaker = breaker_seconds
+        self._down_until = 0.0
+        self._rate = self._redis.register_script(_RATE_LUA)
+        self._quota = self._redis.register_script(_QUOTA_LUA)
+        self._subs: dict[str, list[_RedisSubscription]] = {}
+        self._pubsub: Any = None  # redis.asyncio.client.PubSub while connected
+        self._listener: asyncio.Task[None] | None = None
+        self._confirmed: set[str] = set()  # channels Redis confirmed on the current connection
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    # -- sessions ----------------------------------------------------------------------------
+    async def get_session(self, key_id: str) -> bytes | None:
+        return await self._run(self._redis.get, f"{self._p}{KEY_PREFIX}{key_id}")
+
+    async def get_sessions(self, key_ids: Sequence[str]) -> list[bytes | None]:
+        if not key_ids:
+            return []
+        keys = [f"{self._p}{KEY_PREFIX}{k}" for k in key_ids]
+        return list(await self._run(self._redis.mget, keys))
+
+    async def set_session(self, key_id: str, value: bytes, ttl: float | None = None) -> None:
+        await self._set(f"{self._p}{KEY_PREFIX}{key_id}", value, ttl)
+
+    async def delete_session(self, key_id: str) -> bool:
+        return bool(await self._run(self._redis.delete, f"{self._p}{KEY_PREFIX}{key_id}"))
+
+    async def list_sessions(self, prefix: str = "") -> list[str]:
+        head = f"{self._p}{KEY_PREFIX}"
+        pattern = _glob_escape(head + prefix) + "*"
+
+        async def scan() -> list[str]:
+            return [k.decode()[len(head):]
+                    async for k in self._redis.scan_iter(match=pattern, count=1000)]
+        return await self._run(scan)
+
+    # -- rate limits and quotas --------------------------------------------------------------
+    async def rate_hit(self, name: str, params: RateParams) -> RateDecision:
+        allowed, tat, now = await self._run(
+            self._rate, keys=[f"{self._p}{RATE_LIMIT_PREFIX}{name}"],
+            args=[params.interval_us, params.tolerance_us])
+        return rate_decision(bool(allowed), int(tat), int(now), params)
+
+    async def quota_hit(self, name: str, quota_max: int, renewal_rate: int) -> QuotaDecision:
+        allowed, used, ttl = await self._run(
+            self._quota, keys=[f"{self._p}{QUOTA_PREFIX}{name}"],
+            args=[quota_max, max(renewal_rate, 0) * 1000])
+        return quota_decision(bool(allowed), int(used), int(ttl), quota_max, time.time())
+
+    async def quota_status(self, name: str, quota_max: int) -> QuotaDecision:
+        key = f"{self._p}{QUOTA_PREFIX}{name}"
+
+        async def read() -> list[Any]:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                return await pipe.get(key).pttl(key).execute()  # type: ignore[no-any-return]
+        raw, ttl = await self._run(read)
+        used = int(raw) if raw is not None else 0
+        return quota_decision(used < quota_max, used, int(ttl), quota_max, time.time())
+
+    async def reset_limits(self, quota_names: Sequence[str],
+                           rate_names: Sequence[str] = ()) -> None:
+        keys = [f"{self._p}{QUOTA_PREFIX}{n}" for n in quota_names]
+        keys += [f"{self._p}{RATE_LIMIT_PREFIX}{n}" for n in rate_names]
+        if keys:
+            await self._run(self._redis.delete, *keys)
+
+    # -- small key/value ---------------------------------------------------------------------
+    async def kv_get(self, key: str) -> bytes | None:
+        return await self._run(self._redis.get, self._p + key)
+
+    async def kv_set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        await self._set(self._p + key, value, ttl)
+
+    async def kv_delete(self, key: str) -> bool:
+        return bool(await self._run(self._redis.delete, self._p + key))
+
+    async def kv_set_if_absent(self, key: str, value: bytes, ttl: float | None = None) -> bool:
+        px = max(int(ttl * 1000), 1) if ttl and ttl > 0 else None
+        return bool(await self._run(self._redis.set, self._p + key, value, nx=True, px=px))
+
+    # -- events ------------------------------------------------------------------------------
+    async def publish(self, channel: str, message: bytes) -> None:
+        await self._run(self._redis.publish, self._p + channel, message)
+
+    async def subscribe(self, channel: str, callback: EventCallback,
+                        on_gap: GapCallback | None = None) -> _RedisSubscription:
+        self._check()
+        sub = _RedisSubscription(self, channel, callback, on_gap)
+        self._subs.setdefault(channel, []).append(sub)
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.ensure_future(self._listen())
+        elif self._pubsub is not None and channel not in self._confirmed:
+            try:  # the listener resubscribes everything if this connection breaks meanwhile
+                await self._pubsub.subscribe(self._p + channel)
+            except _UNREACHABLE + (RedisError,):
+                pass
+        deadline = time.monotonic() + self._op_timeout
+        while channel not in self._confirmed:  # polled: confirmation normally takes < 1 ms
+            if time.monotonic() > deadline:
+                await sub.unsubscribe()
+                raise StoreUnavailable(f"redis at {self._where}: cannot subscribe to {channel}")
+            await asyncio.sleep(0.002)
+        return sub
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def ping(self) -> None:
+        await self._run(self._redis.ping)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+        await self._drop_pubsub()
+        for task in list(self._tasks):
+            task.cancel()
+        await self._redis.aclose()
+        await self._redis.connection_pool.disconnect()
+        await self._pubsub_client.aclose()
+
+    # -- calls -------------------------------------------------------------------------------
+    async def _run(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        self._check()
+        if time.monotonic() < self._down_until:
+            raise StoreUnavailable(f"redis at {self._where} is unavailable (retrying shortly)")
+        try:
+            # The outer bound catches what socket timeouts cannot (a script load after a
+            # NOSCRIPT, a reconnect and its retry); each round trip has its own socket timeout.
+            async with asyncio.timeout(self._op_timeout * 2):
+                return await fn(*args, **kwargs)
+        except _UNREACHABLE as exc:
+            if not _pool_exhausted(exc):  # a busy pool is load, not a dead Redis
+                self._down_until = time.monotonic() + self._breaker
+            raise StoreUnavailable(f"redis at {self._where} is unavailable: {exc}") from exc
+        except RedisError as exc:
+            raise StoreError(f"redis at {self._where}: {exc}") from exc
+
+    async def _set(self, key: str, value: bytes, ttl: float | None) -> None:
+        px = max(int(ttl * 1000), 1) if ttl and ttl > 0 else None
+        await self._run(self._redis.set, key, value, px=px)
+
+    def _check(self) -> None:
+        if self._closed:
+            raise StoreUnavailable("redis store is closed")
+
+    # -- pub/sub internals -------------------------------------------------------------------
+    async def _connect_pubsub(self) -> None:
+        pubsub = self._pubsub_client.pubsub()
+        self._pubsub = pubsub
+        if self._subs:
+            await pubsub.subscribe(*[self._p + c for c in self._subs])
+
+    async def _drop_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        self._confirmed.clear()
+        if pubsub is not None:
+            try:
+                await pubsub.aclose()
+            except Exception:  # the connection is already broken; nothing to release
+                pass
+
+    async def _listen(self) -> None:
+        backoff, connected_before = 0.05, False
+        while not self._closed:
+            try:
+                if self._pubsub is None:
+                    async with asyncio.timeout(self._op_timeout):
+                        await self._connect_pubsub()
+                    if connected_before:
+                        self._dispatch_gap()  # drop what was cached while events were lost
+                    connected_before = True
+                msg = await self._pubsub.get_message(timeout=1.0)
+                backoff = 0.05
+            except _UNREACHABLE + (RedisError,) as exc:
+                log.warning("redis pub/sub at %s lost (%s); reconnecting", self._where, exc)
+                lost = self._pubsub is not None and bool(self._confirmed)
+                await self._drop_pubsub()
+                if lost:
+                    self._dispatch_gap()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+                continue
+            if msg is not None:
+                self._on_message(msg)
+
+    def _on_message(self, msg: dict[str, Any]) -> None:
+        channel = msg["channel"].decode()[len(self._p):]
+        if msg["type"] == "subscribe":
+            self._confirmed.add(channel)
+        elif msg["type"] == "message":
+            for sub in list(self._subs.get(channel, ())):
+                self._call(sub, sub.callback, msg["data"])
+
+    def _dispatch_gap(self) -> None:
+        for subs in self._subs.values():
+            for sub in subs:
+                if sub.on_gap is not None:
+                    self._call(sub, sub.on_gap)
+
+    def _call(self, sub: _RedisSubscription, fn: Callable[..., Any], *args: Any) -> None:
+        if not sub.active:
+            return
+        try:
+            result = fn(*args)
+        except Exception:  # a broken subscriber must not stop the listener
+            log.exception("event callback failed on channel %s", sub.channel)
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(_guard(result, sub.channel))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _unsubscribe(self, sub: _RedisSubscription) -> None:
+        sub.active = False
+        subs = self._subs.get(sub.channel, [])
+        if sub in subs:
+            subs.remove(sub)
+        if subs or sub.channel not in self._subs:
+            return
+        del self._subs[sub.channel]
+        self._confirmed.discard(sub.channel)
+        if self._pubsub is not None and not self._closed:
+            try:
+                await self._pubsub.unsubscribe(self._p + sub.channel)
+            except _UNREACHABLE + (RedisError,):
+                pass  # a reconnect will not resubscribe it: it is no longer in _subs
+
+
+def _pool_exhausted(exc: BaseException) -> bool:
+    return isinstance(exc, RedisConnectionError) and "No connection available" in str(exc)
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+async def _guard(awaitable: Awaitable[None], channel: str) -> None:
+    try:
+        await awaitable
+    except Exception:
+        log.exception("event callback failed on channel %s", channel)
