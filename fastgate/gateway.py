@@ -119,7 +119,9 @@ class Gateway:
             log.warning("rejected API definition: %s", problem)
 
     def reload(self) -> None:
-        """Reload API definitions in this process (SIGHUP, ``/tyk/reload``)."""
+        """Reload API definitions (and policies) in this process (SIGHUP, ``/tyk/reload``)."""
+        for reloader in self.state.get("reloaders", ()):
+            reloader()
         self.load_apis()
         log.info("reloaded: %d APIs, %d rejected", len(self.apis), len(self.load_problems))
 

@@ -93,22 +93,26 @@ def deny(status: int, message: str) -> Stage:
     return stage
 
 
-# Auth stage compilers register here by method name; the auth issues fill it in. Each takes
-# (spec, gateway) and returns the stages for that method, or raises DefinitionError.
-AuthCompiler = Callable[[ApiSpec, Any], tuple[Stage, ...]]
-AUTH_COMPILERS: list[AuthCompiler] = []
-
-
 def compile_api(spec: ApiSpec, gateway: Any, default_max_body: int) -> CompiledApi:
-    """Build the stage tuple for ``spec``; raises ``DefinitionError`` for config that cannot work."""
+    """Build the stage tuple for ``spec``; raises ``DefinitionError`` for config that cannot work.
+
+    Stages in Tyk's order: auth methods, post-auth checks (expiry, access rights, granular
+    access, rate limit, quota), then stripping credentials before the proxy.
+    """
+    from fastgate.auth import compile_auth, compile_strip_auth
+    from fastgate.authorize import compile_post_auth
+
     stages: list[Stage] = []
     if not spec.use_keyless:
-        auth_stages: list[Stage] = []
-        for compiler in AUTH_COMPILERS:
-            auth_stages.extend(compiler(spec, gateway))
-        # Until an auth method claims the API, a protected API refuses everyone, as Tyk does
-        # for a request that carries no credential.
-        stages.extend(auth_stages or (deny(401, "Authorization field missing"),))
+        auth_stages = compile_auth(spec, gateway)
+        if auth_stages:
+            stages.extend(auth_stages)
+            stages.extend(compile_post_auth(spec, gateway))
+            stages.extend(compile_strip_auth(spec))
+        else:
+            # A method this gateway does not implement yet: refuse everyone, as Tyk does for a
+            # request that carries no credential, rather than let anyone through.
+            stages.append(deny(401, "Authorization field missing"))
     return CompiledApi(
         spec=spec,
         stages=tuple(stages),

@@ -1,19 +1,94 @@
-"""Long-lived services a gateway process starts before it listens (store, caches, auth state).
+"""Long-lived services a gateway process starts before it listens: store, policies, sessions.
 
-Later stages (the store, JWKS fetchers, ...) add their start-up here, so ``runner`` and the
-tests start a complete gateway the same way.
+``start_services`` opens the configured store, loads the policies, creates the session manager
+and subscribes to the cluster channel (key invalidations, group reloads, policy changes), and
+registers their shutdown. Later features (JWKS fetchers, certificate store, ...) add starters to
+``STARTERS``; ``runner`` and the tests start a complete gateway the same way.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Awaitable, Callable
+
+from fastgate.policy import load_policy_dir
+from fastgate.sessions import SessionManager
+from fastgate.store import (
+    CLUSTER_CHANNEL,
+    NOTICE_GROUP_RELOAD,
+    NOTICE_POLICY_CHANGED,
+    StoreUnavailable,
+    decode_event,
+    encode_event,
+    open_store,
+)
 
 if TYPE_CHECKING:
     from fastgate.gateway import Gateway
 
-__all__ = ["start_services", "STARTERS"]
+__all__ = ["start_services", "STARTERS", "reload_policies"]
 
-STARTERS: list[Callable[["Gateway"], Awaitable[None]]] = []
+log = logging.getLogger("fastgate")
+
+
+async def start_store(gateway: "Gateway") -> None:
+    """Open the store, load policies, start the session manager and cluster events."""
+    config = gateway.config
+    store = open_store(config.storage.url, **({"prefix": config.storage.key_prefix} if config.storage.key_prefix else {}))
+    gateway.state["store"] = store
+    gateway.state["unavailable_errors"] = (StoreUnavailable,)
+    sessions = SessionManager(store, config)
+    gateway.state["sessions"] = sessions
+    reload_policies(gateway)
+    try:
+        await store.ping()
+    except StoreUnavailable:
+        # Fail closed, keep running: requests that need the store get 503 until it is back.
+        log.warning("the store (%s) is not reachable yet; requests that need it get 503", _where(config.storage.url))
+
+    def on_event(message: bytes) -> None:
+        sessions.on_event(message)
+        event = decode_event(message)
+        if event is None:
+            return
+        if event.command == NOTICE_GROUP_RELOAD:
+            gateway.reload()
+            reload_policies(gateway)
+        elif event.command == NOTICE_POLICY_CHANGED:
+            reload_policies(gateway)
+
+    try:
+        await store.subscribe(CLUSTER_CHANNEL, on_event, on_gap=sessions.clear)
+    except StoreUnavailable:
+        log.warning("cluster events are not subscribed: the store is unreachable")
+
+    async def reload_group() -> None:
+        await store.publish(CLUSTER_CHANNEL, encode_event(NOTICE_GROUP_RELOAD))
+
+    gateway.state["reload_group"] = reload_group
+    gateway.state.setdefault("closers", []).append(store.close)
+    gateway.state.setdefault("reloaders", []).append(lambda: reload_policies(gateway))
+
+
+def reload_policies(gateway: "Gateway") -> None:
+    """(Re)load ``[policies] policy_path`` into the session manager."""
+    config = gateway.config
+    if not config.policies.policy_path:
+        gateway.state["sessions"].set_policies({})
+        return
+    policies, problems = load_policy_dir(config.resolve(config.policies.policy_path))
+    gateway.state["policies"] = policies
+    gateway.state["sessions"].set_policies(policies)
+    for problem in problems:
+        log.warning("rejected policy: %s", problem)
+    log.info("loaded %d policies", len(policies))
+
+
+def _where(url: str) -> str:
+    return url.split("@")[-1]
+
+
+STARTERS: list[Callable[["Gateway"], Awaitable[None]]] = [start_store]
 
 
 async def start_services(gateway: "Gateway") -> None:

@@ -1,0 +1,51 @@
+"""Auth methods, one module each, composed per API in Tyk's fixed order.
+
+``compile_auth`` returns the auth stages an API enables, in the order Tyk runs them (OAuth 2.0,
+external OAuth, basic, HMAC, JWT, OpenID Connect, custom plugin, auth token); each method module
+exposes ``compile_*(spec, gateway) -> tuple[Stage, ...]`` that is empty when the API does not
+use it. In Classic (and OAS legacy) mode every enabled method must pass (AND).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from fastgate.apidef.spec import ApiSpec, AuthSource
+from fastgate.auth.sources import strip_credentials
+from fastgate.pipeline import Stage
+from fastgate.server.request import Request
+
+__all__ = ["compile_auth", "compile_strip_auth", "METHOD_COMPILERS"]
+
+MethodCompiler = Callable[[ApiSpec, Any], tuple[Stage, ...]]
+
+
+def _method_compilers() -> list[MethodCompiler]:
+    from fastgate.auth.token import compile_token_auth
+
+    return [compile_token_auth]
+
+
+METHOD_COMPILERS: list[MethodCompiler] = []
+
+
+def compile_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
+    """Every auth stage ``spec`` enables, in Tyk's order."""
+    if not METHOD_COMPILERS:
+        METHOD_COMPILERS.extend(_method_compilers())
+    stages: list[Stage] = []
+    for compiler in METHOD_COMPILERS:
+        stages.extend(compiler(spec, gateway))
+    return tuple(stages)
+
+
+def compile_strip_auth(spec: ApiSpec) -> tuple[Stage, ...]:
+    """The stage that removes credentials before proxying (``strip_auth_data``)."""
+    if spec.use_keyless or not spec.strip_auth_data:
+        return ()
+    sources = list(spec.auth_configs.values()) or [AuthSource()]
+
+    def strip_auth(req: Request) -> None:
+        strip_credentials(req, sources)
+
+    return (strip_auth,)

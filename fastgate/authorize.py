@@ -1,0 +1,155 @@
+"""What an identified caller may do: Tyk's post-auth checks, for every auth method alike.
+
+After an auth stage has put a session (policies already applied) on the request, these stages
+run in Tyk's order, each answering with Tyk's status and message:
+
+1. key expiry: ``is_inactive`` → 403 "Key is inactive, please renew"; ``expires`` passed → 401
+   "Key has expired, please renew";
+2. access rights: the API must be listed when ``access_rights`` is not empty → 403 "Access to
+   this API has been disallowed";
+3. granular access: ``allowed_urls`` of this API, regex + methods → 403 "Access to this resource
+   has been disallowed";
+4. rate limit (GCRA in the store, atomic across nodes) → 429 "Rate Limit Exceeded";
+5. quota → 403 "Quota exceeded".
+
+1–3 are one synchronous stage (no I/O); 4–5 are one stage that talks to the store only when the
+key has a rate or a quota for this API. Successful responses carry Tyk's ``X-RateLimit-Limit``,
+``-Remaining`` and ``-Reset`` for the quota (Tyk reports the quota in these), or for the rate
+limit when the key has no quota; a 429 carries the rate limit's values and ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from functools import lru_cache
+from typing import Any, Awaitable
+
+from fastgate.apidef.spec import ApiSpec
+from fastgate.limits import QuotaDecision, RateDecision, RateParams, quota_key, rate_limit_key, rate_params
+from fastgate.pipeline import Denial, Stage
+from fastgate.server.request import Request
+from fastgate.session import SessionState
+
+__all__ = ["compile_post_auth", "INACTIVE", "EXPIRED", "API_DISALLOWED", "RESOURCE_DISALLOWED"]
+
+INACTIVE = Denial(403, "Key is inactive, please renew")
+EXPIRED = Denial(401, "Key has expired, please renew")
+API_DISALLOWED = Denial(403, "Access to this API has been disallowed")
+RESOURCE_DISALLOWED = Denial(403, "Access to this resource has been disallowed")
+NO_SESSION = Denial(400, "Session state is missing or unset! Please make sure that auth headers are properly applied")
+RATE_EXCEEDED = "Rate Limit Exceeded"
+QUOTA_EXCEEDED = "Quota exceeded"
+
+
+def compile_post_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
+    """The stages that check a session against ``spec`` (none for a keyless API)."""
+    if spec.use_keyless:
+        return ()
+    prefix_matching = gateway.options.enable_path_prefix_matching
+    store_of = lambda: gateway.state["store"]  # noqa: E731 - resolved per call: reloads swap it
+
+    def check_access(req: Request) -> Denial | None:
+        session: SessionState | None = req.session
+        if session is None:
+            return NO_SESSION
+        if session.is_inactive:
+            return INACTIVE
+        if session.expires >= 1 and time.time() > session.expires:
+            return EXPIRED
+        rights = session.access_rights
+        if rights:
+            right = rights.get(spec.api_id)
+            if right is None:
+                return API_DISALLOWED
+            if right.allowed_urls and not _url_allowed(right.allowed_urls, req, prefix_matching):
+                return RESOURCE_DISALLOWED
+        return None
+
+    def check_limits(req: Request) -> Awaitable[Denial | None] | None:
+        session: SessionState = req.session
+        found = session.limit_for_api(spec.api_id)
+        if found is None:
+            return API_DISALLOWED  # type: ignore[return-value]
+        limit, scope, _endpoints = found
+        params = _rate_params(limit.rate, limit.per)
+        quota_max = limit.quota_max
+        if params is None and quota_max <= 0:
+            return None
+        return _hit_limits(req, store_of(), params, scope, quota_max, limit.quota_renewal_rate)
+
+    return (check_access, check_limits)
+
+
+async def _hit_limits(
+    req: Request,
+    store: Any,
+    params: RateParams | None,
+    scope: str,
+    quota_max: int,
+    renewal_rate: int,
+) -> Denial | None:
+    key_id = req.session_key
+    rate: RateDecision | None = None
+    if params is not None:
+        rate = await store.rate_hit(rate_limit_key(key_id, scope), params)
+        if not rate.allowed:
+            return Denial(429, RATE_EXCEEDED, _rate_headers(rate, retry=True))
+    if quota_max > 0:
+        quota: QuotaDecision = await store.quota_hit(quota_key(key_id, scope), quota_max, renewal_rate)
+        if not quota.allowed:
+            return Denial(403, QUOTA_EXCEEDED, _quota_headers(quota))
+        req.response_headers = list(_quota_headers(quota))
+    elif rate is not None:
+        req.response_headers = list(_rate_headers(rate, retry=False))
+    return None
+
+
+def _quota_headers(quota: QuotaDecision) -> tuple[tuple[bytes, bytes], ...]:
+    return (
+        (b"X-RateLimit-Limit", b"%d" % quota.limit),
+        (b"X-RateLimit-Remaining", b"%d" % quota.remaining),
+        (b"X-RateLimit-Reset", b"%d" % quota.renews_at),
+    )
+
+
+def _rate_headers(rate: RateDecision, *, retry: bool) -> tuple[tuple[bytes, bytes], ...]:
+    headers = (
+        (b"X-RateLimit-Limit", b"%d" % rate.limit),
+        (b"X-RateLimit-Remaining", b"%d" % rate.remaining),
+        (b"X-RateLimit-Reset", b"%d" % int(time.time() + rate.reset + 0.999)),
+    )
+    if retry:
+        headers += ((b"Retry-After", b"%d" % max(1, int(rate.retry_after + 0.999))),)
+    return headers
+
+
+@lru_cache(maxsize=1024)
+def _rate_params(rate: float, per: float) -> RateParams | None:
+    return rate_params(rate, per)
+
+
+@lru_cache(maxsize=4096)
+def _pattern(url: str, anchored: bool) -> re.Pattern[str] | None:
+    try:
+        return re.compile(url if not anchored or url.startswith("^") else "^" + url)
+    except re.error:
+        return None  # a broken rule matches nothing (never everything)
+
+
+def _url_allowed(rules: list[Any], req: Request, prefix_matching: bool) -> bool:
+    full = req.path
+    stripped = full[len(req.listen_base) :] or "/" if req.listen_base else full
+    method = req.method
+    for rule in rules:
+        if method not in rule.methods:  # as Tyk: a rule without methods allows none
+            continue
+        pattern = _pattern(rule.url, prefix_matching)
+        if pattern is None:
+            continue
+        if prefix_matching:
+            if pattern.match(stripped) or pattern.match(full):
+                return True
+        elif pattern.search(full):
+            return True
+    return False
