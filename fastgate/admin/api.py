@@ -55,6 +55,9 @@ class AdminApi:
         self.add("GET", "/tyk/reload", self.reload)
         self.add("GET", "/tyk/reload/group", self.reload_group)
         self.add("GET", "/tyk/health", self.health)
+        from fastgate.admin import keys
+
+        keys.register(self)
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         """Register ``handler`` for ``method`` on ``pattern`` (``{name}`` binds one segment)."""
@@ -74,6 +77,9 @@ class AdminApi:
             status, payload = await self.dispatch(req, body)
         except ApiError as exc:
             status, payload = exc.status, {"status": "error", "message": exc.message}
+        except self.gateway.state.get("unavailable_errors", ()) as exc:  # type: ignore[misc]
+            log.warning("Gateway API %s %s: store unavailable: %s", req.method, req.path, exc)
+            status, payload = 503, {"status": "error", "message": "The store is unavailable; nothing was changed"}
         except Exception:
             log.exception("Gateway API handler failed for %s %s", req.method, req.path)
             status, payload = 500, {"status": "error", "message": "Internal error"}

@@ -1,0 +1,261 @@
+"""Tyk's key endpoints: ``/tyk/keys`` create, read, update, delete, list, preview, policy.
+
+Shapes, statuses and messages are Tyk's (``gateway/api.go``), with one deliberate difference:
+malformed JSON is always a 400 (Tyk answers 500 "Unmarshalling failed" on ``/keys/create``),
+because client input never causes a 5xx here. Nothing is stored when a request is refused.
+
+Every write goes to the store first and is then announced on the cluster channel, so every
+node drops its cached copy of the key at once. Without ``suppress_reset=1`` a create or update
+resets the key's rate and quota counters, as Tyk does.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import orjson
+
+from fastgate.admin.api import ApiError, query_params
+from fastgate.keys import generate_token, lookup_candidates, min_token_length, storage_key_id
+from fastgate.limits import quota_key, rate_limit_key
+from fastgate.policy import PolicyError, expiry_for_new_key
+from fastgate.session import SessionState, decode_session, encode_session, to_wire
+
+if TYPE_CHECKING:
+    from fastgate.admin.api import AdminApi
+    from fastgate.server.request import Request
+
+__all__ = ["register"]
+
+_HEX = re.compile(r"[0-9a-f]{8,128}")
+MASTER_KEYS_REFUSED = "Failed to create key, keys must have at least one Access Rights record set."
+
+
+def register(admin: "AdminApi") -> None:
+    """Add the key endpoints to ``admin``."""
+    keys = KeyEndpoints(admin)
+    admin.add("POST", "/tyk/keys/create", keys.create)
+    admin.add("POST", "/tyk/keys/preview", keys.preview)
+    admin.add("POST", "/tyk/keys/policy/{key}", keys.set_policy)
+    admin.add("GET", "/tyk/keys", keys.list)
+    admin.add("POST", "/tyk/keys", keys.create)
+    admin.add("GET", "/tyk/keys/{key}", keys.get)
+    admin.add("POST", "/tyk/keys/{key}", keys.create_named)
+    admin.add("PUT", "/tyk/keys/{key}", keys.update)
+    admin.add("DELETE", "/tyk/keys/{key}", keys.delete)
+
+
+class KeyEndpoints:
+    """Handlers bound to one gateway's store, session manager and config."""
+
+    def __init__(self, admin: "AdminApi") -> None:
+        self.gateway = admin.gateway
+        self.config = admin.gateway.config
+
+    @property
+    def store(self) -> Any:
+        return self.gateway.state["store"]
+
+    @property
+    def sessions(self) -> Any:
+        return self.gateway.state["sessions"]
+
+    # ---- create ------------------------------------------------------------------------------
+
+    async def create(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
+        """``POST /tyk/keys/create`` and ``POST /tyk/keys``: a key with a generated id."""
+        session = _decode(body)
+        return await self._add(req, session, key_id=None)
+
+    async def create_named(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
+        """``POST /tyk/keys/{key}``: a key with the caller's own id."""
+        session = _decode(body)
+        custom = params["key"]
+        if len(custom) < min_token_length(self.config.min_token_length):
+            raise ApiError(400, f"Failed to create key, key must be at least "
+                                f"{min_token_length(self.config.min_token_length)} characters long")
+        return await self._add(req, session, key_id=custom)
+
+    async def _add(self, req: "Request", session: SessionState, key_id: str | None) -> tuple[int, Any]:
+        query = query_params(req)
+        now = time.time()
+        token = generate_token(session.org_id, key_id, self.config.hash_key_function)
+        storage_id = storage_key_id(token, self.config.hash_keys)
+        if session.hmac_enabled and not session.hmac_string:
+            session.hmac_string = base64.b64encode(secrets.token_bytes(24)).decode()
+        if session.expires > 1 and session.expires < now:
+            session.expires = 0
+        session.expires = expiry_for_new_key(session, self.sessions.policies, int(now))
+        session.date_created = _rfc3339(now)
+        session.last_updated = str(int(now))
+        applied = self._apply(session)
+        if not applied.access_rights and not self.config.allow_master_keys:
+            raise ApiError(400, MASTER_KEYS_REFUSED)
+        await self._store(storage_id, applied, reset=query.get("suppress_reset") != "1")
+        reply = {"key": token, "status": "ok", "action": "added"}
+        if self.config.hash_keys:
+            reply["key_hash"] = storage_id
+        return 200, reply
+
+    # ---- read --------------------------------------------------------------------------------
+
+    async def get(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
+        """``GET /tyk/keys/{key}``: the session with policies applied and quotas read."""
+        storage_id, session = await self._find(req, params["key"], missing="Key not found")
+        applied = self._apply(session)
+        await self._fill_quota_remaining(storage_id, applied)
+        applied.basic_auth_data.password = ""
+        wire = to_wire(applied)
+        return 200, wire
+
+    async def list(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
+        """``GET /tyk/keys``: stored key ids (hashes when keys are hashed)."""
+        if self.config.hash_keys and not self.config.enable_hashed_keys_listing:
+            raise ApiError(404, "Hashed key listing is disabled in config (enable_hashed_keys_listing)")
+        query = query_params(req)
+        ids = await self.store.list_sessions(query.get("filter", ""))
+        api_id = query.get("api_id")
+        if api_id:
+            wanted = []
+            for key in ids:
+                data = await self.store.get_session(key)
+                if data is not None and api_id in decode_session(data).access_rights:
+                    wanted.append(key)
+            ids = wanted
+        return 200, {"keys": ids}
+
+    async def preview(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
+        """``POST /tyk/keys/preview``: the session after policies, not stored."""
+        return 200, to_wire(self._apply(_decode(body)))
+
+    # ---- update ------------------------------------------------------------------------------
+
+    async def update(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
+        """``PUT /tyk/keys/{key}``: replace a key's session, keeping what Tyk keeps."""
+        session = _decode(body)
+        storage_id, stored = await self._find(req, params["key"], missing="Key is not found")
+        session.date_created = stored.date_created
+        if session.expires > 1 and session.expires < time.time():
+            session.expires = stored.expires
+        if session.basic_auth_data.password == "" and stored.basic_auth_data.password:
+            session.basic_auth_data = stored.basic_auth_data
+        session.last_updated = str(int(time.time()))
+        applied = self._apply(session)
+        if not applied.access_rights and not self.config.allow_master_keys:
+            raise ApiError(400, MASTER_KEYS_REFUSED)
+        await self._store(storage_id, applied, reset=query_params(req).get("suppress_reset") != "1")
+        return 200, self._reply(req, params["key"], storage_id, "modified")
+
+    async def set_policy(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
+        """``POST /tyk/keys/policy/{key}``: body ``{"policy": id}`` or ``{"apply_policies": [...]}``."""
+        try:
+            change = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise ApiError(400, "Couldn't decode instruction") from None
+        if not isinstance(change, dict):
+            raise ApiError(400, "Couldn't decode instruction")
+        policies = change.get("apply_policies")
+        if policies is None and isinstance(change.get("policy"), str):
+            policies = [change["policy"]]
+        if not isinstance(policies, list) or not all(isinstance(p, str) for p in policies):
+            raise ApiError(400, "Couldn't decode instruction: give \"policy\" or \"apply_policies\"")
+        storage_id, stored = await self._find(req, params["key"], missing="Key not found")
+        stored.apply_policies = policies
+        stored.apply_policy_id = ""
+        applied = self._apply(stored)
+        await self._store(storage_id, applied, reset=False)
+        return 200, {"key": params["key"], "status": "ok", "action": "updated"}
+
+    # ---- delete ------------------------------------------------------------------------------
+
+    async def delete(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
+        """``DELETE /tyk/keys/{key}``: remove the key and its counters."""
+        storage_id, stored = await self._find(req, params["key"], missing="There is no such key found")
+        await self.store.delete_session(storage_id)
+        await self._reset_limits(storage_id, stored)
+        await self.sessions.announce([storage_id])
+        return 200, {"key": params["key"], "status": "ok", "action": "deleted"}
+
+    # ---- helpers -----------------------------------------------------------------------------
+
+    def _apply(self, session: SessionState) -> SessionState:
+        applied = self.sessions.apply(session)
+        if isinstance(applied, PolicyError):
+            raise ApiError(400, f"Failed to apply policies: {applied}")
+        return applied
+
+    async def _find(self, req: "Request", key: str, *, missing: str) -> tuple[str, SessionState]:
+        query = query_params(req)
+        if query.get("hashed") in ("1", "true"):
+            if not self.config.hash_keys:
+                raise ApiError(400, "Key requested by hash but key hashing is not enabled")
+            if not _HEX.fullmatch(key):
+                raise ApiError(404, missing)
+            candidates = [key]
+        else:
+            tokens = [key] + lookup_candidates(key, query.get("org_id", ""), hash_algo=self.config.hash_key_function)
+            candidates = list(dict.fromkeys(storage_key_id(t, self.config.hash_keys) for t in tokens))
+        found = await self.store.get_sessions(candidates)
+        for storage_id, data in zip(candidates, found):
+            if data is not None:
+                return storage_id, decode_session(data)
+        raise ApiError(404, missing)
+
+    async def _store(self, storage_id: str, session: SessionState, *, reset: bool) -> None:
+        ttl = session.lifetime(now=time.time())
+        await self.store.set_session(storage_id, encode_session(session), ttl=ttl if ttl > 0 else None)
+        if reset:
+            await self._reset_limits(storage_id, session)
+        await self.sessions.announce([storage_id])
+
+    async def _reset_limits(self, storage_id: str, session: SessionState) -> None:
+        scopes = {""} | {right.allowance_scope for right in session.access_rights.values()}
+        await self.store.reset_limits(
+            [quota_key(storage_id, s) for s in scopes], [rate_limit_key(storage_id, s) for s in scopes]
+        )
+
+    async def _fill_quota_remaining(self, storage_id: str, session: SessionState) -> None:
+        if session.quota_max > 0:
+            status = await self.store.quota_status(quota_key(storage_id), session.quota_max)
+            session.quota_remaining = status.remaining
+            session.quota_renews = status.renews_at or session.quota_renews
+        for api_id, right in session.access_rights.items():
+            limit = right.limit
+            if limit.quota_max > 0:
+                status = await self.store.quota_status(quota_key(storage_id, right.allowance_scope), limit.quota_max)
+                limit.quota_remaining = status.remaining
+                limit.quota_renews = status.renews_at or limit.quota_renews
+
+    def _reply(self, req: "Request", key: str, storage_id: str, action: str) -> dict[str, Any]:
+        reply = {"key": key, "status": "ok", "action": action}
+        if self.config.hash_keys:
+            reply["key_hash"] = storage_id
+        return reply
+
+
+def _decode(body: bytes) -> SessionState:
+    if not body.strip():
+        raise ApiError(400, "Request malformed: the body must be a session (key) JSON object")
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"Request malformed: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ApiError(400, "Request malformed: the body must be a JSON object")
+    try:
+        return msgspec.convert(raw, SessionState, strict=False)
+    except msgspec.ValidationError as exc:
+        what, _, where = str(exc).partition(" - at `$.")
+        field = where.rstrip("`")
+        raise ApiError(400, f"Request malformed: {field + ': ' if field else ''}{what}") from None
+
+
+def _rfc3339(now: float) -> str:
+    return datetime.fromtimestamp(now, timezone.utc).isoformat().replace("+00:00", "Z")
+
