@@ -236,7 +236,7 @@ class Exchange:
             out.extend(b"%b: %b\r\n" % header for header in req.response_headers)
         keep_alive = self.keep_alive and not self.client.closing
         if req.method == "HEAD" or status in (204, 304):
-            if length is not None:
+            if length is not None and status != 204:  # a 204 never has one (RFC 9110 §8.6)
                 out.append(b"Content-Length: %b\r\n" % length)
             self.framing = FRAME_NONE
             self.head_only_done = req.method == "HEAD"
@@ -261,7 +261,9 @@ class Exchange:
         self.client.writelines(out)
 
     def on_response_body(self, data: bytes) -> None:
-        if self.state != RESPONDING:
+        if self.state != RESPONDING or self.framing == FRAME_NONE:
+            # FRAME_NONE: a HEAD answer whose upstream sent body bytes anyway; forwarding them
+            # would let the upstream inject a response into the client's pipeline.
             return
         self.deadline = clock.now + self.client.gateway.upstream_timeout
         self.client.write(chunk(data) if self.framing == FRAME_CHUNKED else data)

@@ -6,10 +6,14 @@ stripped by the gateway):
 - ``/echo...``     200 JSON: method, path, query, headers (as a list), body length and sha256
 - ``/bytes/N``     N bytes of a repeating pattern; ``?chunked=1`` sends them chunked
 - ``/delay/S``     waits S seconds, then 200
-- ``/status/N``    answers status N
+- ``/status/N``    answers status N (no body for 1xx, 204 and 304)
+- ``/headers?k=v`` 200 with each query parameter as a response header (for hop-by-hop tests)
 - ``/close``       closes the connection without answering
 - ``/__log``       the list of every request head seen so far (method, path, headers)
 - ``/__reset``     clears that list
+
+A HEAD request gets the head the GET would get, without its body. Each record carries ``peer``,
+the gateway's source port, so tests can tell pooled connections apart.
 
 Request bodies are read streaming and hashed, never kept whole, so gigabyte uploads are fine.
 """
@@ -20,6 +24,7 @@ import asyncio
 import hashlib
 import json
 import sys
+import urllib.parse
 
 import httptools
 
@@ -35,6 +40,7 @@ class Handler(asyncio.Protocol):
         self.headers: list[tuple[str, str]] = []
         self.hasher = hashlib.sha256()
         self.length = 0
+        self.head_only = False
 
     def connection_made(self, transport):
         self.transport = transport
@@ -67,9 +73,11 @@ class Handler(asyncio.Protocol):
         query = (url.query or b"").decode()
         method = self.parser.get_method().decode()
         keep_alive = self.parser.should_keep_alive()
-        record = {"method": method, "path": path, "query": query, "headers": self.headers}
+        peer = self.transport.get_extra_info("peername")[1]
+        record = {"method": method, "path": path, "query": query, "headers": self.headers, "peer": peer}
         if not path.startswith("/__"):
             SEEN.append(record)
+        self.head_only = method == "HEAD"
         asyncio.ensure_future(self.answer(method, path, query, keep_alive, record))
 
     async def answer(self, method, path, query, keep_alive, record):
@@ -87,13 +95,16 @@ class Handler(asyncio.Protocol):
             return self.send(200, b'{"delayed": true}', keep_alive)
         if path.startswith("/status/"):
             return self.send(int(path.split("/")[2]), b"{}", keep_alive)
+        if path == "/headers":
+            extra = [(k, v[0]) for k, v in urllib.parse.parse_qs(query).items()]
+            return self.send(200, b"{}", keep_alive, extra)
         if path.startswith("/bytes/"):
             size = int(path.split("/")[2])
             chunked = "chunked=1" in query
             head = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
             head += b"Transfer-Encoding: chunked\r\n\r\n" if chunked else b"Content-Length: %d\r\n\r\n" % size
             t.write(head)
-            left = size
+            left = 0 if self.head_only else size
             while left > 0:
                 part = PATTERN[: min(left, len(PATTERN))]
                 t.write(b"%x\r\n%b\r\n" % (len(part), part) if chunked else part)
@@ -102,7 +113,7 @@ class Handler(asyncio.Protocol):
                     await asyncio.sleep(0.001)
                     while t.get_write_buffer_size() > 1 << 19 and not t.is_closing():
                         await asyncio.sleep(0.005)
-            if chunked:
+            if chunked and not self.head_only:
                 t.write(b"0\r\n\r\n")
             if not keep_alive:
                 t.close()
@@ -112,10 +123,22 @@ class Handler(asyncio.Protocol):
         ).encode()
         self.send(200, body, keep_alive)
 
-    def send(self, status, body, keep_alive):
+    def send(self, status, body, keep_alive, extra=()):
+        if status < 200 or status in (204, 304):
+            length, body = b"", b""
+        else:
+            length = b"Content-Length: %d\r\n" % len(body)
+            if self.head_only:
+                body = b""
         self.transport.write(
-            b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%b\r\n%b"
-            % (status, len(body), b"" if keep_alive else b"Connection: close\r\n", body)
+            b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\n%b%b%b\r\n%b"
+            % (
+                status,
+                length,
+                b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in extra),
+                b"" if keep_alive else b"Connection: close\r\n",
+                body,
+            )
         )
         if not keep_alive:
             self.transport.close()
