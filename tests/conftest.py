@@ -33,3 +33,27 @@ def make_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
     yield make
     for gw in started:
         gw.stop()
+
+
+REDIS_TEST_URL = "redis://127.0.0.1:6379/15"
+
+
+def _flush_redis_db(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.flushdb()  # fails loudly when Redis is down: these tests never skip
+    finally:
+        client.close()
+
+
+@pytest.fixture(params=["memory://", REDIS_TEST_URL], ids=["memory", "redis"])
+def store_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each store-backed gateway test runs on the memory store and on a real Redis database."""
+    url = request.param
+    if url.startswith("redis"):
+        _flush_redis_db(url)
+    yield url
+    if url.startswith("redis"):
+        _flush_redis_db(url)

@@ -112,6 +112,13 @@ class KeyEndpoints:
         await self._fill_quota_remaining(storage_id, applied)
         applied.basic_auth_data.password = ""
         wire = to_wire(applied)
+        # Zero is an answer here ("nothing left"), so it is written even though Tyk's encoding
+        # omits zero fields.
+        if applied.quota_max > 0:
+            wire["quota_remaining"] = applied.quota_remaining
+        for api_id, right in applied.access_rights.items():
+            if right.limit.quota_max > 0:
+                wire["access_rights"][api_id].setdefault("limit", {})["quota_remaining"] = right.limit.quota_remaining
         return 200, wire
 
     async def list(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
