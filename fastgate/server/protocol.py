@@ -32,6 +32,12 @@ QUEUE_FULL, BODY_BACKLOG, UPSTREAM_FULL, STREAM_BROKEN = 1, 2, 4, 8
 # Deadline kinds: what happens when ``read_deadline`` passes.
 IDLE, HEAD, BODY = 0, 1, 2
 
+
+
+class _StopParsing(Exception):
+    """Raised from ``on_message_begin`` to stop llhttp at a request we must not process."""
+
+
 _SPECIAL = frozenset(
     {b"host", b"transfer-encoding", b"content-length", b"connection", b"expect", b"x-forwarded-for"}
 )
@@ -62,6 +68,7 @@ class HttpConnection(asyncio.Protocol):
         "read_kind",
         "write_deadline",
         "admin",
+        "final_seen",
     )
 
     def __init__(self, gateway: "Gateway", *, admin: bool = False) -> None:
@@ -86,6 +93,9 @@ class HttpConnection(asyncio.Protocol):
         self.read_kind = IDLE
         self.write_deadline = 0.0
         self.admin = admin  # the Gateway API's own listener
+        # A request that ends the connection (close, HTTP/1.0, refused head) was parsed: nothing
+        # after it may be processed (RFC 9112 §9.6), even bytes already in the same segment.
+        self.final_seen = False
 
     # ---- asyncio callbacks -------------------------------------------------------------------
 
@@ -129,7 +139,7 @@ class HttpConnection(asyncio.Protocol):
             cause = exc.__context__
             if isinstance(cause, ProtocolError):
                 self._refuse(cause.status, cause.message)
-            else:
+            elif not isinstance(cause, _StopParsing):
                 raise
             return
         except httptools.HttpParserError as exc:
@@ -154,6 +164,11 @@ class HttpConnection(asyncio.Protocol):
     # ---- httptools callbacks -----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self.final_seen or self.closed:
+            # Pipelined bytes after a request that closes the connection, or after we closed it
+            # (a refusal that left a body unread): a request nobody will get the answer to, or
+            # one smuggled behind a refused head, must never reach an upstream.
+            raise _StopParsing
         req = self.parsing = Request()
         req.client_ip = self.client_ip
         req.scheme = self.scheme
@@ -202,6 +217,8 @@ class HttpConnection(asyncio.Protocol):
             if limit and req.content_length is not None and req.content_length > limit:
                 req.error = (413, "Request is too large")
                 req.keep_alive = False
+        if not req.keep_alive:
+            self.final_seen = True
         exchange = Exchange(self, req)
         self.parsing_exchange = exchange
         if req.has_body:
@@ -237,6 +254,8 @@ class HttpConnection(asyncio.Protocol):
             return
         req.complete = True
         exchange.body_complete()
+        if self.final_seen:
+            self._block(STREAM_BROKEN)  # nothing more will be read; let the kernel hold it
         if self.active is None and not self.queue:
             self._arm_idle()
         else:
