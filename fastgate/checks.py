@@ -12,7 +12,28 @@ from fastgate.config import Config
 
 __all__ = ["extra_checks", "CHECKS"]
 
-CHECKS: list[Callable[[Config, list[ApiSpec]], list[str]]] = []
+def check_policies(config: Config, apis: list[ApiSpec]) -> list[str]:
+    """Every policy file under ``policy_path`` decodes into valid policies."""
+    from fastgate.policy import load_policy_dir
+
+    if not config.policies.policy_path:
+        return []
+    _policies, problems = load_policy_dir(config.resolve(config.policies.policy_path))
+    return problems
+
+
+def check_storage(config: Config, apis: list[ApiSpec]) -> list[str]:
+    """The storage URL can be opened (no connection is made)."""
+    from fastgate.store import open_store
+
+    try:
+        open_store(config.storage.url)
+    except ValueError as exc:
+        return [f"storage.url: {exc}"]
+    return []
+
+
+CHECKS: list[Callable[[Config, list[ApiSpec]], list[str]]] = [check_policies, check_storage]
 
 
 def extra_checks(config: Config, apis: list[ApiSpec]) -> list[str]:
