@@ -3,7 +3,9 @@
 Deadlines (header read, body read, idle, upstream) are plain float comparisons against
 ``clock.now`` checked by the same tick, so arming a timeout on the request path is one attribute
 store instead of a ``loop.call_later`` handle (about 1.5 µs to create and cancel, per request).
-A timeout fires up to one tick late, which is fine for timeouts measured in seconds.
+A deadline is armed from a value up to one tick old, so the checker compares it with
+``now - TICK_SECONDS``: a timeout never fires early and fires up to two ticks late, which is fine
+for timeouts measured in seconds.
 """
 
 from __future__ import annotations

@@ -1,0 +1,370 @@
+"""Limits and timeouts end to end: header and body sizes, slow clients, idle connections, and
+upstreams that refuse, hang, or close pooled connections.
+
+Timeouts are short (about a second) so the module stays fast; each timing assertion allows for
+the gateway's coarse clock (a deadline fires up to two 250 ms ticks late, never early).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Iterator
+
+import pytest
+
+from tests.support.procs import Gateway, classic_api, free_port
+from tests.support.raw import RawClient
+from tests.support.scripted import ScriptedUpstream
+
+HEADER_TIMEOUT = 1.0
+BODY_TIMEOUT = 1.0
+IDLE_TIMEOUT = 0.6
+UPSTREAM_TIMEOUT = 1.2
+MAX_HEADER = 4096
+GLOBAL_BODY = 1000
+LATE = 0.8  # two ticks plus scheduling slack
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory, upstream) -> Iterator[Gateway]:
+    apis = [
+        classic_api("k", "/k/", upstream.url),
+        classic_api("small", "/small/", upstream.url, max_request_body_bytes=100),
+        classic_api("large", "/large/", upstream.url, max_request_body_bytes=100_000),
+        classic_api(
+            "tyklimit",
+            "/tyklimit/",
+            upstream.url,
+            version_data={"not_versioned": True, "versions": {"Default": {"name": "Default", "global_size_limit": 200}}},
+        ),
+        classic_api("dead", "/dead/", f"http://127.0.0.1:{free_port()}"),
+    ]
+    settings = {
+        "http_server_options": {
+            "read_header_timeout": HEADER_TIMEOUT,
+            "read_timeout": BODY_TIMEOUT,
+            "idle_timeout": IDLE_TIMEOUT,
+            "upstream_timeout": UPSTREAM_TIMEOUT,
+            "upstream_connect_timeout": 1.0,
+            "max_header_bytes": MAX_HEADER,
+            "max_request_body_bytes": GLOBAL_BODY,
+        }
+    }
+    gateway = Gateway(tmp_path_factory.mktemp("limits"), apis, settings)
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture
+def up(upstream):
+    upstream.reset()
+    return upstream
+
+
+def chunked(body: bytes, size: int = 64) -> bytes:
+    return b"".join(b"%x\r\n%b\r\n" % (len(body[i : i + size]), body[i : i + size]) for i in range(0, len(body), size)) + b"0\r\n\r\n"
+
+
+def post(c: RawClient, path: str, body: bytes, *, use_chunked: bool) -> None:
+    if use_chunked:
+        c.send(b"POST %b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n%b" % (path.encode(), chunked(body)))
+    else:
+        c.send(b"POST %b HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%b" % (path.encode(), len(body), body))
+
+
+# ---- header size -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /k/echo HTTP/1.1\r\nHost: a\r\nX-Big: " + b"v" * MAX_HEADER + b"\r\n\r\n",
+        b"GET /k/echo HTTP/1.1\r\nHost: a\r\n" + b"X-Many: 0123456789abcdef0123456789\r\n" * 200 + b"\r\n",
+        b"GET /k/echo?" + b"q" * MAX_HEADER + b" HTTP/1.1\r\nHost: a\r\n\r\n",
+        # Never finished: the gateway must not wait for the end of an endless header section.
+        b"GET /k/echo HTTP/1.1\r\nHost: a\r\nX-Endless: " + b"v" * (3 * MAX_HEADER),
+    ],
+    ids=["one-large-header", "many-headers", "long-target", "unterminated"],
+)
+def test_header_section_over_max_header_bytes_gets_431(gw, up, head):
+    with RawClient(gw.port) as c:
+        c.send(head)
+        resp = c.read_response()
+        assert resp.status == 431
+        assert resp.header("connection") == "close"
+        assert set(resp.json()) == {"error"}
+        assert c.closed_by_peer()
+    assert up.seen() == []
+
+
+def test_header_section_under_the_limit_passes(gw, up):
+    with RawClient(gw.port) as c:
+        resp = c.request("GET", "/k/echo/fits", headers="X-Fits: " + "v" * (MAX_HEADER - 1000) + "\r\n")
+    assert resp.status == 200
+    (seen,) = up.seen()
+    assert dict((k.lower(), v) for k, v in seen["headers"])["x-fits"] == "v" * (MAX_HEADER - 1000)
+
+
+# ---- body size -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("use_chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize(
+    "prefix,limit",
+    [("/k", GLOBAL_BODY), ("/small", 100), ("/tyklimit", 200), ("/large", 100_000)],
+    ids=["global", "per-api", "tyk-global-size-limit", "per-api-above-global"],
+)
+def test_body_limits(gw, up, prefix, limit, use_chunked):
+    with RawClient(gw.port) as c:
+        post(c, prefix + "/echo/fits", b"f" * limit, use_chunked=use_chunked)
+        fits = c.read_response()
+        assert fits.status == 200 and fits.json()["body_length"] == limit
+        post(c, prefix + "/echo/over", b"o" * (limit + 1), use_chunked=use_chunked)
+        over = c.read_response()
+        assert over.status == 413
+        assert over.json() == {"error": "Request is too large"}
+        assert over.header("connection") == "close"
+        assert c.closed_by_peer()
+    # The oversized request never reached the upstream as a request.
+    assert [r["path"] for r in up.seen()] == ["/echo/fits"]
+
+
+def test_announced_oversized_body_is_refused_without_100_continue(gw, up):
+    with RawClient(gw.port) as c:
+        c.send(b"POST /small/echo HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\nExpect: 100-continue\r\n\r\n")
+        resp = c.read_response()
+        assert resp.status == 413
+        assert c.closed_by_peer()
+    assert up.seen() == []
+
+
+# ---- slow clients ----------------------------------------------------------------------------
+
+
+def test_slow_header_gets_408_and_close(gw, up):
+    with RawClient(gw.port) as c:
+        start = time.monotonic()
+        c.send(b"GET /k/echo HTTP/1.1\r\nHost: a\r\nX-Part")
+        resp = c.read_response()
+        elapsed = time.monotonic() - start
+        assert resp.status == 408 and resp.header("connection") == "close"
+        assert c.closed_by_peer()
+    assert HEADER_TIMEOUT - 0.05 <= elapsed <= HEADER_TIMEOUT + LATE
+    assert up.seen() == []
+
+
+def test_trickled_header_does_not_extend_the_deadline(gw, up):
+    with RawClient(gw.port) as c:
+        start = time.monotonic()
+        c.send(b"GET /k/echo HTTP/1.1\r\nHost: a\r\n")
+        got_408 = False
+        for _ in range(int(4 * HEADER_TIMEOUT / 0.2)):
+            time.sleep(0.2)
+            try:
+                c.send(b"X-Drip: 1\r\n")
+            except OSError:
+                break
+        resp = c.read_response()
+        got_408 = resp.status == 408
+        elapsed = time.monotonic() - start
+    assert got_408
+    assert elapsed <= HEADER_TIMEOUT + LATE + 0.2
+    assert up.seen() == []
+
+
+def test_header_timeout_applies_to_the_second_request_on_a_connection(gw, up):
+    with RawClient(gw.port) as c:
+        assert c.request("GET", "/k/echo/first").status == 200
+        c.send(b"GET /k/echo/second HTTP/1.1\r\nHost")
+        start = time.monotonic()
+        resp = c.read_response()
+        assert resp.status == 408
+        assert time.monotonic() - start >= HEADER_TIMEOUT - 0.05
+        assert c.closed_by_peer()
+    assert [r["path"] for r in up.seen()] == ["/echo/first"]
+
+
+@pytest.mark.parametrize("use_chunked", [False, True], ids=["content-length", "chunked"])
+def test_slow_body_gets_408_and_close(gw, up, use_chunked):
+    with RawClient(gw.port) as c:
+        if use_chunked:
+            c.send(b"POST /k/echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel")
+        else:
+            c.send(b"POST /k/echo HTTP/1.1\r\nHost: a\r\nContent-Length: 500\r\n\r\nhel")
+        start = time.monotonic()
+        resp = c.read_response()
+        elapsed = time.monotonic() - start
+        assert resp.status == 408 and resp.header("connection") == "close"
+        assert c.closed_by_peer()
+    assert BODY_TIMEOUT - 0.05 <= elapsed <= BODY_TIMEOUT + LATE
+    assert up.seen() == []  # the upstream never got a complete request
+
+
+def test_a_steady_body_is_not_timed_out(gw, up):
+    # Each piece arrives within read_timeout, the whole takes longer: that is not slowness.
+    body = b"x" * 900
+    with RawClient(gw.port) as c:
+        c.send(b"POST /k/echo/steady HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body))
+        for i in range(0, len(body), 300):
+            c.send(body[i : i + 300])
+            time.sleep(0.5)
+        resp = c.read_response()
+    assert resp.status == 200 and resp.json()["body_length"] == len(body)
+
+
+# ---- idle connections ------------------------------------------------------------------------
+
+
+def test_idle_keep_alive_connection_is_closed(gw, up):
+    with RawClient(gw.port) as c:
+        assert c.request("GET", "/k/echo").status == 200
+        start = time.monotonic()
+        assert c.closed_by_peer(timeout=IDLE_TIMEOUT + LATE + 1)
+        elapsed = time.monotonic() - start
+        assert c.buf == b""  # closed silently: no 408 for a connection between requests
+    assert IDLE_TIMEOUT - 0.05 <= elapsed <= IDLE_TIMEOUT + LATE
+
+
+def test_a_connection_that_never_sends_is_closed(gw, up):
+    with RawClient(gw.port) as c:
+        assert c.closed_by_peer(timeout=IDLE_TIMEOUT + LATE + 1)
+        assert c.buf == b""
+
+
+def test_idle_timeout_does_not_cut_a_request_in_flight(gw, up):
+    delay = IDLE_TIMEOUT + 0.3  # longer than idle_timeout, shorter than upstream_timeout
+    with RawClient(gw.port) as c:
+        resp = c.request("GET", f"/k/delay/{delay}")
+        assert resp.status == 200 and resp.json() == {"delayed": True}
+        assert c.request("GET", "/k/echo/after").status == 200
+
+
+# ---- upstream failures -----------------------------------------------------------------------
+
+
+def test_upstream_connect_failure_gets_502(gw, up):
+    with RawClient(gw.port) as c:
+        resp = c.request("GET", "/dead/anything")
+        assert resp.status == 502
+        assert resp.header("content-type") == "application/json"
+        assert set(resp.json()) == {"error"}
+        # The client's connection is fine; the next request on it works.
+        assert c.request("GET", "/k/echo/after").status == 200
+
+
+def test_upstream_slower_than_upstream_timeout_gets_504(gw, up):
+    with RawClient(gw.port) as c:
+        start = time.monotonic()
+        resp = c.request("GET", "/k/delay/3")
+        elapsed = time.monotonic() - start
+        assert resp.status == 504
+        assert set(resp.json()) == {"error"}
+        # The late answer must not be taken as the answer to the next request.
+        after = c.request("GET", "/k/echo/after-504")
+        assert after.status == 200 and after.json()["path"] == "/echo/after-504"
+    assert UPSTREAM_TIMEOUT - 0.05 <= elapsed <= UPSTREAM_TIMEOUT + LATE
+
+
+def test_upstream_timeout_never_fires_early(gw, up):
+    # Requests started at different points of the gateway's 250 ms tick, each answered a little
+    # before upstream_timeout: none may get a 504.
+    delay = UPSTREAM_TIMEOUT - 0.12
+    results: list[int] = []
+
+    def one() -> None:
+        with RawClient(gw.port) as c:
+            results.append(c.request("GET", f"/k/delay/{delay}").status)
+
+    threads = [threading.Thread(target=one) for _ in range(10)]
+    for t in threads:
+        t.start()
+        time.sleep(0.025)
+    for t in threads:
+        t.join()
+    assert results == [200] * 10
+
+
+def test_pooled_connection_closed_by_the_upstream_is_not_used(make_gateway):
+    # The upstream answers once per connection, then closes it (as a server with a short
+    # keep-alive does): the next request, even a POST, goes out on a fresh connection.
+    def script(conn, n):
+        req = conn.read_request()
+        if req is not None:
+            conn.respond(b"conn %d" % n)
+            time.sleep(0.05)
+
+    scripted = ScriptedUpstream(script)
+    try:
+        gw = make_gateway([classic_api("s", "/s/", scripted.url)])
+        with RawClient(gw.port) as c:
+            assert c.request("GET", "/s/one").body == b"conn 0"
+            time.sleep(0.3)  # the upstream's close reaches the gateway
+            resp = c.request("POST", "/s/two", body=b"payload")
+            assert resp.status == 200 and resp.body == b"conn 1"
+        assert [(i, m, p) for i, m, p, _ in scripted.requests] == [(0, "GET", "/one"), (1, "POST", "/two")]
+    finally:
+        scripted.stop()
+
+
+def dies_on_reuse(conn, n):
+    """Connection 0 answers one request, then reads the next and closes without answering."""
+    while True:
+        req = conn.read_request()
+        if req is None:
+            return
+        if n == 0 and len([r for r in conn.upstream.requests if r[0] == 0]) > 1:
+            return
+        conn.respond(b"conn %d" % n)
+
+
+def test_bodyless_get_on_a_pooled_connection_that_died_is_retried_once(make_gateway):
+    scripted = ScriptedUpstream(dies_on_reuse)
+    try:
+        gw = make_gateway([classic_api("s", "/s/", scripted.url)])
+        with RawClient(gw.port) as c:
+            assert c.request("GET", "/s/one").body == b"conn 0"
+            resp = c.request("GET", "/s/two")
+            assert resp.status == 200 and resp.body == b"conn 1"
+        assert [(i, p) for i, _, p, _ in scripted.requests] == [(0, "/one"), (0, "/two"), (1, "/two")]
+    finally:
+        scripted.stop()
+
+
+def test_request_with_a_body_on_a_pooled_connection_that_died_is_not_retried(make_gateway):
+    scripted = ScriptedUpstream(dies_on_reuse)
+    try:
+        gw = make_gateway([classic_api("s", "/s/", scripted.url)])
+        with RawClient(gw.port) as c:
+            assert c.request("GET", "/s/one").body == b"conn 0"
+            resp = c.request("POST", "/s/two", body=b"not twice")
+            assert resp.status == 502
+            assert set(resp.json()) == {"error"}
+        # The POST reached the upstream once and was never sent again.
+        assert [(i, m, p) for i, m, p, _ in scripted.requests] == [(0, "GET", "/one"), (0, "POST", "/two")]
+    finally:
+        scripted.stop()
+
+
+def test_a_retry_happens_only_once(make_gateway):
+    # Every reused connection dies: the retry goes out on a fresh connection, which also dies
+    # on its first request; the client gets 502 instead of an endless loop.
+    def script(conn, n):
+        req = conn.read_request()
+        if req is None:
+            return
+        if n == 0:
+            conn.respond(b"first")
+            conn.read_request()
+        # n >= 1: read the request and close without answering
+
+    scripted = ScriptedUpstream(script)
+    try:
+        gw = make_gateway([classic_api("s", "/s/", scripted.url)])
+        with RawClient(gw.port) as c:
+            assert c.request("GET", "/s/one").body == b"first"
+            assert c.request("GET", "/s/two").status == 502
+        assert [(i, p) for i, _, p, _ in scripted.requests] == [(0, "/one"), (0, "/two"), (1, "/two")]
+    finally:
+        scripted.stop()
