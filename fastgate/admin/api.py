@@ -55,9 +55,11 @@ class AdminApi:
         self.add("GET", "/tyk/reload", self.reload)
         self.add("GET", "/tyk/reload/group", self.reload_group)
         self.add("GET", "/tyk/health", self.health)
-        from fastgate.admin import keys
+        from fastgate.admin import apis, keys, policies
 
         keys.register(self)
+        policies.register(self)
+        apis.register(self)
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         """Register ``handler`` for ``method`` on ``pattern`` (``{name}`` binds one segment)."""
