@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections import OrderedDict
 from typing import Callable, Final, Sequence
 
@@ -55,6 +56,7 @@ class SessionCache:
         self._generation = 0
         self._inflight: dict[tuple[str, ...], asyncio.Future[list[SessionState | None]]] = {}
         self._sub: Subscription | None = None
+        self._source = uuid.uuid4().hex  # our own events come back from Redis: skip them
 
     @property
     def live(self) -> bool:
@@ -129,7 +131,8 @@ class SessionCache:
         """Invalidate `key_ids` here and on every other node (after writing them elsewhere)."""
         for key_id in key_ids:
             self.invalidate(key_id)
-            await self._store.publish(CLUSTER_CHANNEL, encode_event(NOTICE_KEY_UPDATED, key_id))
+            await self._store.publish(CLUSTER_CHANNEL,
+                                      encode_event(NOTICE_KEY_UPDATED, key_id, self._source))
 
     # -- internals ---------------------------------------------------------------------------
     def _lookup(self, key_id: str) -> tuple[SessionState | None] | None:
@@ -182,7 +185,7 @@ class SessionCache:
 
     def _on_event(self, message: bytes) -> None:
         event = decode_event(message)
-        if event is None:
+        if event is None or event.source == self._source:
             return
         if event.command == NOTICE_KEY_UPDATED:
             self.invalidate(event.payload)

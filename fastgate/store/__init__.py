@@ -3,9 +3,9 @@
 * `memory://` — the embedded single-process store;
 * `redis://[user:password@]host:port/db` (or `rediss://` for TLS) — the Redis store. Query
   parameters tune it: `prefix` (prepended to every key and channel), `socket_timeout`,
-  `socket_connect_timeout` (seconds, default 0.5 each), `max_connections` (default 64),
-  `breaker_seconds` (fail-fast window after a failure, default 0.25); any other parameter is
-  passed on to redis-py.
+  `socket_connect_timeout` (seconds, default 1 each), `max_connections` (default 64),
+  `pool_timeout` (wait for a free connection, default 2), `breaker_seconds` (fail-fast window
+  after a failure, default 0.25); any other parameter is passed on to redis-py.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ __all__ = [
     "open_store",
 ]
 
-_FLOAT_OPTIONS = ("socket_timeout", "socket_connect_timeout", "breaker_seconds")
+_FLOAT_OPTIONS = ("socket_timeout", "socket_connect_timeout", "pool_timeout", "breaker_seconds")
 
 
 def open_store(url: str, **options: Any) -> Store:

@@ -8,6 +8,7 @@ Tyk's prefixes (plus its configurable extra prefix), so in Redis the data sits w
 | sessions | `get_session`, `get_sessions`, `set_session`, `delete_session`, `list_sessions` | `apikey-<id>` |
 | rate limits | `rate_hit` (atomic GCRA step, see `fastgate.limits`) | `rate-limit-<name>` |
 | quotas | `quota_hit` (atomic), `quota_status`, `reset_limits` | `quota-<name>` |
+| both | `limits_hit`: rate then quota, one atomic step (what a request calls) | |
 | key/value | `kv_get`, `kv_set`, `kv_delete`, `kv_set_if_absent` (OAuth tokens, certificates, JWT revocations, HMAC replay cache) | `<key>` |
 | events | `publish`, `subscribe` (callbacks, survive reconnection) | channel names |
 
@@ -62,20 +63,24 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached (connection refused, timeout, loading): answer 503."""
 
 
-class ClusterEvent(msgspec.Struct, frozen=True):
-    """A message on CLUSTER_CHANNEL: `{"command": ..., "payload": ...}` as in Tyk."""
+class ClusterEvent(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A message on CLUSTER_CHANNEL: `{"command": ..., "payload": ...}` as in Tyk.
+
+    `source` names the sender so it can ignore its own echo (Redis delivers to the publisher too).
+    """
 
     command: str
     payload: str = ""
+    source: str = ""
 
 
 _EVENT_ENC: Final = msgspec.json.Encoder()
 _EVENT_DEC: Final = msgspec.json.Decoder(ClusterEvent)
 
 
-def encode_event(command: str, payload: str = "") -> bytes:
+def encode_event(command: str, payload: str = "", source: str = "") -> bytes:
     """Bytes to publish for a cluster event."""
-    return _EVENT_ENC.encode(ClusterEvent(command, payload))
+    return _EVENT_ENC.encode(ClusterEvent(command, payload, source))
 
 
 def decode_event(data: bytes) -> ClusterEvent | None:
@@ -130,6 +135,17 @@ class Store(Protocol):
 
     async def quota_hit(self, name: str, quota_max: int, renewal_rate: int) -> QuotaDecision:
         """Count one request against quota `name` (renewed every `renewal_rate` s), atomically."""
+        ...
+
+    async def limits_hit(self, rate_name: str | None, params: RateParams | None,
+                         quota_name: str | None, quota_max: int, renewal_rate: int
+                         ) -> tuple[RateDecision | None, QuotaDecision | None]:
+        """Rate then quota for one request, in one atomic step (one round trip on Redis).
+
+        Pass None for a part that does not apply (unlimited). The quota is only counted when
+        the rate allows the request (a 429 does not consume quota, as in Tyk); its decision is
+        then None.
+        """
         ...
 
     async def quota_status(self, name: str, quota_max: int) -> QuotaDecision:

@@ -98,6 +98,15 @@ class MemoryStore:
             self._quotas[name] = (used_after, self._quotas[name][1])
         return quota_decision(allowed, used_after, ttl_ms, quota_max, self._wall())
 
+    async def limits_hit(self, rate_name: str | None, params: RateParams | None,
+                         quota_name: str | None, quota_max: int, renewal_rate: int
+                         ) -> tuple[RateDecision | None, QuotaDecision | None]:
+        rate = await self.rate_hit(rate_name, params) \
+            if rate_name is not None and params is not None else None
+        if quota_name is None or (rate is not None and not rate.allowed):
+            return rate, None
+        return rate, await self.quota_hit(quota_name, quota_max, renewal_rate)
+
     async def quota_status(self, name: str, quota_max: int) -> QuotaDecision:
         used, ttl_ms = self._quota_state(name)
         used = used or 0

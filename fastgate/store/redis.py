@@ -1,17 +1,18 @@
 """The Redis store: how several gateway nodes share keys, counters and events.
 
 * One `redis.asyncio` client over a blocking connection pool: a burst of requests waits (up to
-  the socket timeout) for a free connection instead of failing with "too many connections".
+  `pool_timeout`) for a free connection instead of failing with "too many connections".
 * Every call is bounded by `socket_timeout` / `socket_connect_timeout`, retried once only on a
   connection error (a pooled connection that died while Redis restarted), never on a timeout (a
   quota increment must not run twice). Failures become `StoreUnavailable`.
 * After a failure, calls fail fast for `breaker_seconds` instead of each waiting for a connect
   timeout: a dead Redis costs the gateway one timeout, not one per request. Then the next call
   tries again, so the store recovers by itself when Redis is back.
-* Rate limits and quotas are Lua scripts (EVALSHA, loaded on first use): each is one atomic step
-  on the server, whatever the number of nodes. The rate script takes the time from Redis itself
-  (`TIME`) so that nodes with skewed clocks share one timeline. The arithmetic is
-  `fastgate.limits`, which the memory store runs directly; the scripts mirror it line for line.
+* Rate limits and quotas are one Lua script (EVALSHA, loaded on first use): one atomic step on
+  the server whatever the number of nodes, and one round trip per request for both checks. It
+  takes the time from Redis itself (`TIME`) so that nodes with skewed clocks share one timeline.
+  The arithmetic is `fastgate.limits`, which the memory store runs directly; the script mirrors
+  it line for line.
 * Events use one dedicated Pub/Sub connection per store, read by a background task that
   re-subscribes after any disconnection and then calls every subscriber's `on_gap`.
 """
@@ -46,38 +47,40 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _UNREACHABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
 
-# GCRA step (fastgate.limits.gcra_step); KEYS[1] limiter, ARGV interval_us, tolerance_us.
-_RATE_LUA: Final = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-if tat - now > tonumber(ARGV[2]) then return {0, tat, now} end
-tat = tat + tonumber(ARGV[1])
-redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.floor((tat - now) / 1000) + 1)
-return {1, tat, now}
-"""
-
-# Quota step (fastgate.limits.quota_step); KEYS[1] counter, ARGV quota_max, renewal in ms.
-_QUOTA_LUA: Final = """
-local quota_max = tonumber(ARGV[1])
-local renew_ms = tonumber(ARGV[2])
-local ttl = redis.call('PTTL', KEYS[1])
+# One request against a limiter and a quota, in the order Tyk checks them: the GCRA step of
+# fastgate.limits.gcra_step, then (only when the rate allows) fastgate.limits.quota_step.
+# KEYS: limiter, counter. ARGV: use_rate, interval_us, tolerance_us, use_quota, quota_max,
+# renewal_ms. Returns {rate_allowed, tat_us, now_us, quota_allowed, used, ttl_ms}.
+_LIMITS_LUA: Final = """
+local now, tat = 0, 0
+if ARGV[1] == '1' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+  if tat < now then tat = now end
+  if tat - now > tonumber(ARGV[3]) then return {0, tat, now, 0, 0, 0} end
+  tat = tat + tonumber(ARGV[2])
+  redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.floor((tat - now) / 1000) + 1)
+end
+if ARGV[4] ~= '1' then return {1, tat, now, 0, 0, 0} end
+local quota_max = tonumber(ARGV[5])
+local renew_ms = tonumber(ARGV[6])
+local ttl = redis.call('PTTL', KEYS[2])
 local used
 if ttl == -2 or (ttl == -1 and renew_ms > 0) then
   used = 0
   if renew_ms > 0 then
-    redis.call('SET', KEYS[1], 0, 'PX', renew_ms)
+    redis.call('SET', KEYS[2], 0, 'PX', renew_ms)
     ttl = renew_ms
   else
-    redis.call('SET', KEYS[1], 0)
+    redis.call('SET', KEYS[2], 0)
     ttl = -1
   end
 else
-  used = tonumber(redis.call('GET', KEYS[1]))
+  used = tonumber(redis.call('GET', KEYS[2]))
 end
-if used >= quota_max then return {0, used, ttl} end
-return {1, redis.call('INCR', KEYS[1]), ttl}
+if used >= quota_max then return {1, tat, now, 0, used, ttl} end
+return {1, tat, now, 1, redis.call('INCR', KEYS[2]), ttl}
 """
 
 
@@ -102,11 +105,13 @@ class _RedisSubscription:
 class RedisStore:
     """`fastgate.store.base.Store` on Redis (standalone server, `redis://` or `rediss://`)."""
 
-    def __init__(self, url: str, *, prefix: str = "", socket_timeout: float = 0.5,
-                 socket_connect_timeout: float = 0.5, max_connections: int = 64,
-                 breaker_seconds: float = 0.25, **redis_options: Any) -> None:
+    def __init__(self, url: str, *, prefix: str = "", socket_timeout: float = 1.0,
+                 socket_connect_timeout: float = 1.0, max_connections: int = 64,
+                 pool_timeout: float = 2.0, breaker_seconds: float = 0.25,
+                 **redis_options: Any) -> None:
+        # pool_timeout bounds the wait for a free connection under load (then 503: shedding).
         pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=socket_timeout,
+            url, max_connections=max_connections, timeout=pool_timeout,
             socket_timeout=socket_timeout, socket_connect_timeout=socket_connect_timeout,
             socket_keepalive=True, retry=Retry(NoBackoff(), 1, (RedisConnectionError,)),
             **redis_options)
@@ -119,10 +124,10 @@ class RedisStore:
         self._where = url.split("@")[-1]  # never log a password
         self._p = prefix
         self._op_timeout = socket_connect_timeout + socket_timeout
+        self._pool_timeout = pool_timeout
         self._breaker = breaker_seconds
         self._down_until = 0.0
-        self._rate = self._redis.register_script(_RATE_LUA)
-        self._quota = self._redis.register_script(_QUOTA_LUA)
+        self._limits = self._redis.register_script(_LIMITS_LUA)
         self._subs: dict[str, list[_RedisSubscription]] = {}
         self._pubsub: Any = None  # redis.asyncio.client.PubSub while connected
         self._listener: asyncio.Task[None] | None = None
@@ -157,16 +162,31 @@ class RedisStore:
 
     # -- rate limits and quotas --------------------------------------------------------------
     async def rate_hit(self, name: str, params: RateParams) -> RateDecision:
-        allowed, tat, now = await self._run(
-            self._rate, keys=[f"{self._p}{RATE_LIMIT_PREFIX}{name}"],
-            args=[params.interval_us, params.tolerance_us])
-        return rate_decision(bool(allowed), int(tat), int(now), params)
+        rate, _ = await self.limits_hit(name, params, None, 0, 0)
+        assert rate is not None
+        return rate
 
     async def quota_hit(self, name: str, quota_max: int, renewal_rate: int) -> QuotaDecision:
-        allowed, used, ttl = await self._run(
-            self._quota, keys=[f"{self._p}{QUOTA_PREFIX}{name}"],
-            args=[quota_max, max(renewal_rate, 0) * 1000])
-        return quota_decision(bool(allowed), int(used), int(ttl), quota_max, time.time())
+        _, quota = await self.limits_hit(None, None, name, quota_max, renewal_rate)
+        assert quota is not None
+        return quota
+
+    async def limits_hit(self, rate_name: str | None, params: RateParams | None,
+                         quota_name: str | None, quota_max: int, renewal_rate: int
+                         ) -> tuple[RateDecision | None, QuotaDecision | None]:
+        use_rate = rate_name is not None and params is not None
+        use_quota = quota_name is not None
+        keys = [f"{self._p}{RATE_LIMIT_PREFIX}{rate_name}" if use_rate else "",
+                f"{self._p}{QUOTA_PREFIX}{quota_name}" if use_quota else ""]
+        args = [int(use_rate), params.interval_us if params else 0,
+                params.tolerance_us if params else 0, int(use_quota), quota_max,
+                max(renewal_rate, 0) * 1000]
+        r_ok, tat, now, q_ok, used, ttl = await self._run(self._limits, keys=keys, args=args)
+        rate = rate_decision(bool(r_ok), int(tat), int(now), params) \
+            if use_rate and params is not None else None
+        if not r_ok or not use_quota:
+            return rate, None
+        return rate, quota_decision(bool(q_ok), int(used), int(ttl), quota_max, time.time())
 
     async def quota_status(self, name: str, quota_max: int) -> QuotaDecision:
         key = f"{self._p}{QUOTA_PREFIX}{name}"
@@ -249,7 +269,7 @@ class RedisStore:
         try:
             # The outer bound catches what socket timeouts cannot (a script load after a
             # NOSCRIPT, a reconnect and its retry); each round trip has its own socket timeout.
-            async with asyncio.timeout(self._op_timeout * 2):
+            async with asyncio.timeout(self._op_timeout * 2 + self._pool_timeout):
                 return await fn(*args, **kwargs)
         except _UNREACHABLE as exc:
             if not _pool_exhausted(exc):  # a busy pool is load, not a dead Redis
