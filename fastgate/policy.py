@@ -142,8 +142,8 @@ def apply_policies(session: SessionState, policies_by_id: Mapping[str, Policy],
             return PolicyError("different_org", "attempting to apply policy from different "
                                                 "organisation to key, skipping")
         if policy.partitions.per_api and policy.partitions.enabled():
-            return PolicyError("per_api_with_partitions", f"cannot apply policy {policy.id} "
-                                                          "which has per_api and any of partitions set")
+            return PolicyError("per_api_with_partitions", f"cannot apply policy {policy.id} which "
+                                                          "has per_api and any of partitions set")
         error = _apply_per_api(policy, s, st) if policy.partitions.per_api \
             else _apply_partitions(policy, s, st)
         if error is not None:
@@ -387,7 +387,8 @@ def _finish_rights(s: SessionState, st: _State) -> None:
 # Merge helpers (public ones are tested against Tyk's own vectors)
 
 
-def merge_allowed_urls(first: Sequence[AccessSpec], second: Sequence[AccessSpec]) -> list[AccessSpec]:
+def merge_allowed_urls(first: Sequence[AccessSpec],
+                       second: Sequence[AccessSpec]) -> list[AccessSpec]:
     """Union of two allowed_urls lists: one entry per url, in first-seen order, methods unioned."""
     merged: dict[str, list[str]] = {}
     for spec in (*first, *second):

@@ -58,7 +58,7 @@ class RateLimit(_Base):
     smoothing: RateLimitSmoothing | None = None
 
     def duration(self) -> float:
-        """Seconds between two allowed requests (0 when unlimited): smaller means more permissive."""
+        """Seconds between two allowed requests (0 when unlimited); smaller is more permissive."""
         return self.per / self.rate if self.rate > 0 and self.per > 0 else 0.0
 
 

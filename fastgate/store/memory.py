@@ -62,7 +62,8 @@ class MemoryStore:
 
     # -- sessions ----------------------------------------------------------------------------
     async def get_session(self, key_id: str) -> bytes | None:
-        return self._get(self._sessions, key_id)
+        value: bytes | None = self._get(self._sessions, key_id)
+        return value
 
     async def get_sessions(self, key_ids: Sequence[str]) -> list[bytes | None]:
         return [self._get(self._sessions, k) for k in key_ids]
@@ -122,7 +123,8 @@ class MemoryStore:
 
     # -- small key/value ---------------------------------------------------------------------
     async def kv_get(self, key: str) -> bytes | None:
-        return self._get(self._kv, key)
+        value: bytes | None = self._get(self._kv, key)
+        return value
 
     async def kv_set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         self._set(self._kv, key, value, ttl)

@@ -24,7 +24,7 @@ import inspect
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Final, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Final, Sequence
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -44,7 +44,6 @@ from fastgate.store.base import (
 __all__ = ["RedisStore"]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 _UNREACHABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
 
 # One request against a limiter and a quota, in the order Tyk checks them: the GCRA step of
@@ -137,7 +136,8 @@ class RedisStore:
 
     # -- sessions ----------------------------------------------------------------------------
     async def get_session(self, key_id: str) -> bytes | None:
-        return await self._run(self._redis.get, f"{self._p}{KEY_PREFIX}{key_id}")
+        value: bytes | None = await self._run(self._redis.get, f"{self._p}{KEY_PREFIX}{key_id}")
+        return value
 
     async def get_sessions(self, key_ids: Sequence[str]) -> list[bytes | None]:
         if not key_ids:
@@ -158,7 +158,8 @@ class RedisStore:
         async def scan() -> list[str]:
             return [k.decode()[len(head):]
                     async for k in self._redis.scan_iter(match=pattern, count=1000)]
-        return await self._run(scan)
+        found: list[str] = await self._run(scan)
+        return found
 
     # -- rate limits and quotas --------------------------------------------------------------
     async def rate_hit(self, name: str, params: RateParams) -> RateDecision:
@@ -193,7 +194,9 @@ class RedisStore:
 
         async def read() -> list[Any]:
             async with self._redis.pipeline(transaction=True) as pipe:
-                return await pipe.get(key).pttl(key).execute()  # type: ignore[no-any-return]
+                pipe.get(key)
+                pipe.pttl(key)
+                return await pipe.execute()
         raw, ttl = await self._run(read)
         used = int(raw) if raw is not None else 0
         return quota_decision(used < quota_max, used, int(ttl), quota_max, time.time())
@@ -207,7 +210,8 @@ class RedisStore:
 
     # -- small key/value ---------------------------------------------------------------------
     async def kv_get(self, key: str) -> bytes | None:
-        return await self._run(self._redis.get, self._p + key)
+        value: bytes | None = await self._run(self._redis.get, self._p + key)
+        return value
 
     async def kv_set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         await self._set(self._p + key, value, ttl)
@@ -262,7 +266,7 @@ class RedisStore:
         await self._pubsub_client.aclose()
 
     # -- calls -------------------------------------------------------------------------------
-    async def _run(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    async def _run(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
         self._check()
         if time.monotonic() < self._down_until:
             raise StoreUnavailable(f"redis at {self._where} is unavailable (retrying shortly)")

@@ -327,7 +327,8 @@ def test_field_depth_limits_merge_larger_wins() -> None:
 
 # -- endpoint rate limits -----------------------------------------------------------------------
 
-RL_VECTORS = orjson.loads((SAMPLES / "internal_policy_testdata_apply_endpoint_rl.json").read_bytes())
+RL_VECTORS = orjson.loads(
+    (SAMPLES / "internal_policy_testdata_apply_endpoint_rl.json").read_bytes())
 
 
 @pytest.mark.parametrize("case", RL_VECTORS, ids=[c["name"] for c in RL_VECTORS])

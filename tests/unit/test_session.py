@@ -83,7 +83,8 @@ def test_encoding_keeps_fields_go_always_writes() -> None:
     s = SessionState(access_rights={
         "a": AccessDefinition(),  # an empty access right is still a grant: the entry stays
         "b": AccessDefinition(allowed_urls=[AccessSpec(url="/x")],
-                              endpoints=[Endpoint(path="/p", methods=[EndpointMethod(name="GET")])]),
+                              endpoints=[Endpoint(path="/p",
+                                                  methods=[EndpointMethod(name="GET")])]),
     }, smoothing=RateLimitSmoothing(enabled=True))
     wire = orjson.loads(encode_session(s))
     assert wire["access_rights"]["a"] == {}
