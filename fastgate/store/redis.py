@@ -293,22 +293,32 @@ class RedisStore:
     # -- pub/sub internals -------------------------------------------------------------------
     async def _connect_pubsub(self) -> None:
         pubsub = self._pubsub_client.pubsub()
+        requested: set[str] = set()
+        try:
+            # Loop: `subscribe()` may add channels while we wait; the new connection becomes
+            # visible to it (self._pubsub) only once it carries every channel asked for so far.
+            while missing := [c for c in self._subs if c not in requested]:
+                await pubsub.subscribe(*[self._p + c for c in missing])
+                requested.update(missing)
+        except BaseException:
+            await _close_quietly(pubsub)
+            raise
         self._pubsub = pubsub
-        if self._subs:
-            await pubsub.subscribe(*[self._p + c for c in self._subs])
 
     async def _drop_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
         self._confirmed.clear()
         if pubsub is not None:
-            try:
-                await pubsub.aclose()
-            except Exception:  # the connection is already broken; nothing to release
-                pass
+            await _close_quietly(pubsub)
 
     async def _listen(self) -> None:
         backoff, connected_before = 0.05, False
         while not self._closed:
+            if not self._subs:  # nothing to listen for: stop; subscribe() starts a new listener
+                await self._drop_pubsub()
+                if not self._subs:  # (unless one arrived meanwhile: it relies on this task)
+                    return
+                continue
             try:
                 if self._pubsub is None:
                     async with asyncio.timeout(self._op_timeout):
@@ -366,11 +376,22 @@ class RedisStore:
             return
         del self._subs[sub.channel]
         self._confirmed.discard(sub.channel)
-        if self._pubsub is not None and not self._closed:
+        pubsub = self._pubsub
+        # With no channel left the listener closes the connection itself; otherwise leave this
+        # channel (best effort: a reconnect will not resubscribe it, it is gone from _subs).
+        if pubsub is not None and self._subs and not self._closed:
             try:
-                await self._pubsub.unsubscribe(self._p + sub.channel)
-            except _UNREACHABLE + (RedisError,):
-                pass  # a reconnect will not resubscribe it: it is no longer in _subs
+                await pubsub.unsubscribe(self._p + sub.channel)
+            except Exception:
+                log.debug("unsubscribe from %s failed; the connection is being replaced",
+                          sub.channel)
+
+
+async def _close_quietly(pubsub: Any) -> None:
+    try:
+        await pubsub.aclose()
+    except Exception:  # the connection is already broken; nothing left to release
+        pass
 
 
 def _pool_exhausted(exc: BaseException) -> bool:

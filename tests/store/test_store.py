@@ -230,6 +230,23 @@ async def test_publish_reaches_subscribers_on_other_stores(stores: Stores) -> No
     assert got_a == [b"one"]
 
 
+async def test_channels_are_independent_and_resubscribable(stores: Stores) -> None:
+    node, publisher = stores.open(), stores.open()
+    got: list[tuple[str, bytes]] = []
+    one = await node.subscribe("one", lambda m: got.append(("one", m)))
+    two = await node.subscribe("two", lambda m: got.append(("two", m)))
+    await one.unsubscribe()
+    await publisher.publish("one", b"a")
+    await publisher.publish("two", b"b")
+    await eventually(lambda: got == [("two", b"b")])
+    await two.unsubscribe()  # nothing left: the listener stops
+    again = await node.subscribe("one", lambda m: got.append(("again", m)))
+    assert again.live
+    await publisher.publish("one", b"c")
+    await eventually(lambda: got[-1] == ("again", b"c"))
+    assert len(got) == 2
+
+
 async def test_cluster_event_encoding() -> None:
     data = encode_event(NOTICE_KEY_UPDATED, "abc")
     assert data == b'{"command":"KeySpaceUpdateNotification","payload":"abc"}'
