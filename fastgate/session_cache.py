@@ -148,7 +148,13 @@ class SessionCache:
     async def _fetch(self, key_ids: tuple[str, ...], live: bool) -> list[SessionState | None]:
         pending = self._inflight.get(key_ids)
         if pending is not None:
-            return await asyncio.shield(pending)
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # we were cancelled ourselves
+                # the request that was reading for us was cancelled: read for ourselves
         future: asyncio.Future[list[SessionState | None]] = \
             asyncio.get_running_loop().create_future()
         self._inflight[key_ids] = future
@@ -156,6 +162,9 @@ class SessionCache:
         try:
             raw = await self._store.get_sessions(key_ids)
             sessions = [self._decode(k, data) for k, data in zip(key_ids, raw)]
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved here, so an unshared failure is not logged as lost

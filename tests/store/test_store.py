@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Sequence
 
 import pytest
 import redis
@@ -15,6 +16,7 @@ from fastgate.store import (
     CLUSTER_CHANNEL, NOTICE_KEY_UPDATED, StoreError, StoreUnavailable, decode_event,
     encode_event, open_store,
 )
+from fastgate.store.memory import MemoryStore
 from tests.store.conftest import REDIS_URL, PrivateRedis, Stores
 
 
@@ -420,3 +422,50 @@ async def test_cache_store_down_raises_unavailable() -> None:
     with pytest.raises(StoreUnavailable):
         await cache.get("k")
     await cache._store.close()
+
+
+class SlowStore(MemoryStore):
+    """A memory store whose reads wait for a gate, to hold a read in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.reads = 0
+
+    async def get_sessions(self, key_ids: Sequence[str]) -> list[bytes | None]:
+        self.reads += 1
+        await self.gate.wait()
+        return await super().get_sessions(key_ids)
+
+
+async def test_cache_follower_survives_a_cancelled_leader() -> None:
+    store = SlowStore()
+    cache = SessionCache(store)
+    await cache.start()
+    await store.set_session("k", encode_session(key_session()))
+    leader = asyncio.ensure_future(cache.get("k"))
+    await asyncio.sleep(0)
+    follower = asyncio.ensure_future(cache.get("k"))
+    await asyncio.sleep(0)
+    leader.cancel()  # e.g. the client of the first request went away
+    await asyncio.sleep(0)
+    store.gate.set()
+    assert await follower is not None
+    assert leader.cancelled() and store.reads == 2
+    await cache.close()
+    await store.close()
+
+
+async def test_cache_drops_a_read_that_raced_an_invalidation() -> None:
+    store = SlowStore()
+    cache = SessionCache(store)
+    await cache.start()
+    await store.set_session("k", encode_session(key_session(rate=1)))
+    reading = asyncio.ensure_future(cache.get("k"))
+    await asyncio.sleep(0)
+    cache.invalidate("k")  # an update event arrives while the old value is being read
+    store.gate.set()
+    assert (await reading) is not None
+    assert "k" not in cache._entries  # the possibly stale value was not cached
+    await cache.close()
+    await store.close()
