@@ -120,7 +120,9 @@ def config_from_mapping(
     """Validate a config mapping (as read from TOML) after applying ``FASTGATE_*`` overrides."""
     raw = _apply_env(dict(raw), os.environ if environ is None else environ, source)
     try:
-        config = msgspec.convert(raw, Config, strict=False)
+        # Strict: TOML has real types, so ``listen_port = "80"`` is a mistake to report, not
+        # to guess at. Environment strings were converted to each key's type on the way in.
+        config = msgspec.convert(raw, Config, strict=True)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{source}: {_describe(exc)}") from None
     _check(config, source)
@@ -134,13 +136,14 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str], source: str) -> 
             continue
         key = name[len("FASTGATE_") :].lower()
         if key in top_level:
-            raw[key] = value
+            raw[key] = _env_value(Config, key, key, name, value, source)
             continue
         for section, struct in _SECTIONS.items():
             prefix = section + "_"
             if key.startswith(prefix) and key[len(prefix) :] in struct.__struct_fields__:
+                field = key[len(prefix) :]
                 table = dict(raw.get(section) or {})
-                table[key[len(prefix) :]] = value
+                table[field] = _env_value(struct, field, f"{section}.{field}", name, value, source)
                 raw[section] = table
                 break
         else:
@@ -148,6 +151,15 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str], source: str) -> 
             if key not in ("config",):
                 raise ConfigError(f"{source}: environment {name}: no such config key")
     return raw
+
+
+def _env_value(struct: type, field: str, key: str, name: str, value: str, source: str) -> Any:
+    """``value`` (a string from the environment) converted to the type of ``struct.field``."""
+    ftype = next(f.type for f in msgspec.structs.fields(struct) if f.name == field)
+    try:
+        return msgspec.convert(value, ftype, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: environment {name}: {key}: {exc}") from None
 
 
 def _describe(exc: msgspec.ValidationError) -> str:

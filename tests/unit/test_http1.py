@@ -1,0 +1,161 @@
+"""The pure HTTP/1.1 rules: request-target normalisation and the bytes of local responses."""
+
+from __future__ import annotations
+
+import json
+import re
+from email.utils import parsedate_to_datetime
+
+import pytest
+
+from fastgate.server.http1 import (
+    LAST_CHUNK,
+    ProtocolError,
+    chunk,
+    error_response,
+    http_date,
+    normalize_target,
+    simple_response,
+    status_line,
+)
+
+
+def parse(raw: bytes) -> tuple[bytes, dict[str, str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.decode().partition(":")
+        assert name.lower() not in headers, f"repeated header {name}"
+        headers[name.lower()] = value.strip()
+    return lines[0], headers, body
+
+
+# ---- normalize_target ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "target,expected",
+    [
+        (b"/", ("", "/", "")),
+        (b"/a/b?x=1&y=%20", ("", "/a/b", "x=1&y=%20")),
+        (b"/a?", ("", "/a", "")),
+        (b"/a?b?c", ("", "/a", "b?c")),
+        (b"/a/./b", ("", "/a/b", "")),
+        (b"/a/../b", ("", "/b", "")),
+        (b"/a/b/..", ("", "/a/", "")),
+        (b"/a/b/.", ("", "/a/b/", "")),
+        (b"/a/./../b/./c/..?q=/../", ("", "/b/", "q=/../")),
+        (b"/a/.hidden/..b/...", ("", "/a/.hidden/..b/...", "")),
+        (b"/a//b", ("", "/a//b", "")),
+        (b"/%41%25", ("", "/%41%25", "")),  # other escapes pass through untouched
+        (b"http://Example.COM/a/../b?q", ("example.com", "/b", "q")),
+        (b"https://example.com:8443", ("example.com:8443", "/", "")),
+        (b"HTTP://example.com?q=1", ("example.com", "/", "q=1")),
+    ],
+)
+def test_normalize_target(target, expected):
+    assert normalize_target(target) == expected
+
+
+@pytest.mark.parametrize(
+    "target,reason",
+    [
+        (b"/a/%2e%2e/b", "Encoded dot"),
+        (b"/a/%2E%2E/b", "Encoded dot"),
+        (b"/a/.%2e/b", "Encoded dot"),
+        (b"/a%2fb", "Encoded dot segments, slashes"),
+        (b"/a%2Fb", "Encoded dot segments, slashes"),
+        (b"/a%5cb", "backslashes"),
+        (b"/a%5Cb", "backslashes"),
+        (b"/a\\b", "Backslashes"),
+        (b"/a/..\\b", "Backslashes"),
+        (b"/..", "climbs above the root"),
+        (b"/a/../../b", "climbs above the root"),
+        (b"/a#frag", "fragment"),
+        (b"/caf\xc3\xa9", "non-ASCII"),
+        (b"*", "Malformed request target"),
+        (b"example.com:443", "Malformed request target"),
+        (b"ftp://example.com/", "Malformed request target"),
+        (b"http://user@example.com/", "Malformed request target"),
+        (b"http:///nohost", "Malformed request target"),
+    ],
+)
+def test_normalize_target_refuses(target, reason):
+    with pytest.raises(ProtocolError) as info:
+        normalize_target(target)
+    assert info.value.status == 400
+    assert reason.lower() in info.value.message.lower()
+
+
+def test_query_is_not_normalised():
+    # Only the path is canonicalised; encoded characters in the query are the upstream's business.
+    assert normalize_target(b"/a?p=%2e%2e%2f..\\") == ("", "/a", "p=%2e%2e%2f..\\")
+
+
+# ---- responses -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("keep_alive", [True, False])
+def test_error_response_is_tyks_envelope(keep_alive):
+    raw = error_response(404, "No API is served at this path", keep_alive=keep_alive)
+    line, headers, body = parse(raw)
+    assert line == b"HTTP/1.1 404 Not Found"
+    assert headers["content-type"] == "application/json"
+    assert int(headers["content-length"]) == len(body)
+    assert headers["connection"] == ("keep-alive" if keep_alive else "close")
+    parsedate_to_datetime(headers["date"])
+    assert json.loads(body) == {"error": "No API is served at this path"}
+    # Tyk's error template: pretty-printed with a four-space indent.
+    assert body == b'{\n    "error": "No API is served at this path"\n}'
+
+
+def test_error_response_escapes_the_message():
+    raw = error_response(400, 'bad "quote" \\ and\nnewline', keep_alive=False)
+    assert json.loads(parse(raw)[2]) == {"error": 'bad "quote" \\ and\nnewline'}
+
+
+def test_error_response_extra_headers():
+    raw = error_response(429, "Rate limit exceeded", keep_alive=True, extra=((b"Retry-After", b"3"),))
+    line, headers, body = parse(raw)
+    assert line == b"HTTP/1.1 429 Too Many Requests"
+    assert headers["retry-after"] == "3"
+    assert int(headers["content-length"]) == len(body)
+
+
+def test_cached_error_response_carries_a_current_date(monkeypatch):
+    first = parse(error_response(403, "cached", keep_alive=True))[1]["date"]
+    import fastgate.server.http1 as http1
+
+    monkeypatch.setattr(http1.time, "time", lambda: 4102444800.0)  # 2100-01-01
+    second = parse(error_response(403, "cached", keep_alive=True))[1]["date"]
+    assert second == "Fri, 01 Jan 2100 00:00:00 GMT"
+    assert first != second
+
+
+def test_simple_response():
+    raw = simple_response(200, b'{"status":"ok"}', keep_alive=False, extra=((b"X-A", b"1"),))
+    line, headers, body = parse(raw)
+    assert line == b"HTTP/1.1 200 OK"
+    assert headers["content-type"] == "application/json"
+    assert headers["content-length"] == str(len(body))
+    assert headers["connection"] == "close"
+    assert headers["x-a"] == "1"
+    assert body == b'{"status":"ok"}'
+
+
+def test_status_lines():
+    assert status_line(200) == b"HTTP/1.1 200 OK\r\n"
+    assert status_line(431) == b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    assert status_line(599) == b"HTTP/1.1 599 Unknown\r\n"
+
+
+def test_chunk_framing():
+    assert chunk(b"hello") == b"5\r\nhello\r\n"
+    assert chunk(b"x" * 300) == b"12c\r\n" + b"x" * 300 + b"\r\n"
+    assert LAST_CHUNK == b"0\r\n\r\n"
+
+
+def test_http_date():
+    assert http_date(0) == b"Thu, 01 Jan 1970 00:00:00 GMT"
+    assert re.fullmatch(rb"\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT", http_date())
