@@ -11,7 +11,7 @@ import redis
 
 from fastgate.limits import rate_params
 from fastgate.session import AccessDefinition, SessionState, encode_session
-from fastgate.session_cache import SessionCache
+from fastgate.session_cache import MISS, SessionCache
 from fastgate.store import (
     CLUSTER_CHANNEL, NOTICE_KEY_UPDATED, StoreError, StoreUnavailable, decode_event,
     encode_event, open_store,
@@ -330,11 +330,16 @@ def key_session(**kw: object) -> SessionState:
 async def test_cache_serves_hits_without_the_store(stores: Stores) -> None:
     store = stores.open()
     cache = SessionCache(store, ttl=5)
+    assert cache.peek("k1") is MISS  # not started: nothing is known
     await cache.start()
     assert cache.live
     await cache.put_session("k1", key_session(rate=7))
+    assert cache.peek("k1") is MISS
     first = await cache.get("k1")
     assert first is not None and first.rate == 7
+    assert cache.peek("k1") is first  # known now: no await needed
+    assert await cache.get("absent") is None
+    assert cache.peek("absent") is None  # known absent
     await store.set_session("k1", encode_session(key_session(rate=8)))  # bypassing the cache
     again = await cache.get("k1")
     assert again is first  # served from the cache until told otherwise

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from fastgate.policy import (
-    MIXED_PER_API, Policy, PolicyError, PolicyPartitions, apply_policies, decode_policy,
+    MIXED_PER_API, Policy, PolicyApplier, PolicyError, PolicyPartitions, apply_policies, decode_policy,
     decode_policy_file, encode_policy, expiry_for_new_key, load_policy_dir, merge_allowed_urls,
     merge_endpoint_limits,
 )
@@ -537,7 +537,25 @@ def _timing(fn: Callable[[], object], n: int = 2000) -> float:
     return (time.perf_counter() - t) / n
 
 
+def test_applier_remembers_results_per_session_object() -> None:
+    applier = PolicyApplier(POLICIES, max_entries=2)
+    key = SessionState(apply_policies=["quota1"])
+    first = applier.apply(key, "")
+    assert isinstance(first, SessionState) and first.quota_max == 2
+    assert applier.apply(key, "") is first  # same stored object: same result object
+    assert applier.apply(key, "other-org") is not first  # org is part of the memo key
+    assert isinstance(applier.apply(key, "other-org"), PolicyError)
+    changed = SessionState(apply_policies=["quota2"])  # a new stored version of the key
+    assert applier.apply(changed, "").quota_max == 3  # type: ignore[union-attr]
+    assert len(applier._memo) == 2  # bounded
+    assert applier.apply(key, "") is not first  # evicted, recomputed (and equal)
+    assert applier.apply(key, "") == first
+
+
 def test_apply_is_cheap_enough_for_every_request() -> None:
     key = SessionState(apply_policies=["per-path2", "per-path1"])
     per_call = _timing(lambda: apply_policies(key, POLICIES, org_id=""))
     assert per_call < 500e-6, f"apply_policies took {per_call * 1e6:.0f} µs"
+    applier = PolicyApplier(POLICIES)
+    memo_call = _timing(lambda: applier.apply(key, ""))
+    assert memo_call < per_call / 10, (memo_call, per_call)
