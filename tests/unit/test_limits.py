@@ -6,8 +6,11 @@ import pytest
 
 from fastgate.keys import hash_bytes
 from fastgate.limits import (
-    QuotaDecision, RateParams, endpoint_key_suffix, gcra_step, quota_decision, quota_key,
-    quota_step, rate_decision, rate_limit_key, rate_params, rate_state_ttl_ms,
+    QuotaDecision, RateParams, endpoint_key_suffix, gcra_step, limit_names, quota_decision,
+    quota_key, quota_step, rate_decision, rate_limit_key, rate_params, rate_state_ttl_ms,
+)
+from fastgate.session import (
+    AccessDefinition, Endpoint, EndpointMethod, RateLimit, SessionState,
 )
 
 S = 1_000_000  # one second in µs
@@ -114,3 +117,17 @@ def test_key_names_follow_tyk() -> None:
     assert rate_limit_key("abc", "p2") == "p2-abc"
     assert rate_limit_key("abc", "-p2-", "sfx") == "p2-abc-sfx"  # rate.Prefix trims dashes
     assert endpoint_key_suffix("GET", "/get") == hash_bytes(b"GET:/get", "murmur32")
+
+
+def test_limit_names_cover_every_scope_and_endpoint() -> None:
+    session = SessionState(access_rights={
+        "api1": AccessDefinition(allowance_scope="p1"),
+        "api2": AccessDefinition(allowance_scope="p2", endpoints=[Endpoint(
+            path="/get", methods=[EndpointMethod(name="GET", limit=RateLimit(rate=1, per=1))])]),
+        "api3": AccessDefinition(allowance_scope="p2"),
+        "api4": AccessDefinition(),
+    })
+    quotas, rates = limit_names("h4sh", session)
+    assert quotas == ["h4sh", "p1-h4sh", "p2-h4sh"]
+    assert rates == ["h4sh", "p1-h4sh", "p2-h4sh",
+                     "p2-h4sh-" + endpoint_key_suffix("GET", "/get")]
