@@ -71,7 +71,7 @@ Format = Literal["classic", "oas"]
 def register(admin: "AdminApi") -> None:
     """Add the API definition endpoints to ``admin``."""
     ep = ApiEndpoints(admin.gateway)
-    admin.add("GET", "/tyk/apis", ep.list)
+    admin.add("GET", "/tyk/apis", ep.list_apis)
     admin.add("POST", "/tyk/apis", ep.create)
     admin.add("GET", "/tyk/apis/{api_id}", ep.get)
     admin.add("POST", "/tyk/apis/{api_id}", ep.create)
@@ -102,7 +102,7 @@ class ApiEndpoints:
 
     # ---- Classic -----------------------------------------------------------------------------
 
-    async def list(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
+    async def list_apis(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
         """``GET /tyk/apis``: every stored definition (Classic and OAS) as stored."""
         return 200, [s.spec.raw for s in self._stored().values()]
 

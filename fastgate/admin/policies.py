@@ -57,7 +57,7 @@ _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345678
 def register(admin: "AdminApi") -> None:
     """Add the policy endpoints to ``admin``."""
     ep = PolicyEndpoints(admin.gateway)
-    admin.add("GET", "/tyk/policies", ep.list)
+    admin.add("GET", "/tyk/policies", ep.list_policies)
     admin.add("POST", "/tyk/policies", ep.create)
     admin.add("PUT", "/tyk/policies", ep.no_id_update)
     admin.add("DELETE", "/tyk/policies", ep.no_id_delete)
@@ -96,7 +96,7 @@ class PolicyEndpoints:
 
     # ---- reads -------------------------------------------------------------------------------
 
-    async def list(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
+    async def list_policies(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
         """``GET /tyk/policies``: every policy loaded on this node, as Tyk writes them."""
         return 200, [_wire(p) for p in self._loaded().values()]
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import copy
 import json
 import os
+import time
 
 import pytest
 import requests
 
+from tests.conftest import REDIS_TEST_URL
 from tests.support.procs import SECRET, classic_api
 
 ADMIN = {"X-Tyk-Authorization": SECRET}
@@ -151,7 +153,12 @@ def test_policy_refusals_write_nothing(gw):
     assert gw.admin("GET", "/tyk/policies", secret="wrong")[0] == 403
 
 
-def test_policy_written_through_the_api_takes_effect_at_once(gw):
+def test_policy_written_through_the_api_takes_effect_at_once(make_gateway, upstream, store_url):
+    gw = make_gateway(
+        [classic_api("existing", "/existing/", upstream.url),
+         classic_api("pol", "/pol/", upstream.url, use_keyless=False, use_standard_auth=True)],
+        {"storage": {"url": store_url}},
+    )
     assert gw.admin("POST", "/tyk/policies", policy("live")) == (200, ok("added", "live"))
     status, created = gw.admin("POST", "/tyk/keys/create", {"apply_policies": ["live"]})
     assert status == 200, created
@@ -171,9 +178,52 @@ def test_policy_written_through_the_api_takes_effect_at_once(gw):
     assert gw.admin("PUT", "/tyk/policies/live", policy("live"))[0] == 200
     assert get(gw, "/pol/echo", Authorization=key).status_code == 200
 
-    # A key whose only policy is gone is treated as unknown.
-    assert gw.admin("DELETE", "/tyk/policies/live")[0] == 200
-    assert get(gw, "/pol/echo", Authorization=key).status_code == 403
+
+# A Gateway API request without a body is dispatched twice by the core (Gateway.handle_local runs
+# it at once and Exchange.body_complete runs it again). With the memory store the first answer
+# wins; with Redis the DELETE awaits its PolicyChanged publish, so the second run's 404 goes out
+# first. Strict: this turns red once the core is fixed, and the mark can go.
+_DOUBLE_DISPATCH = pytest.mark.xfail(strict=True, reason="bodyless Gateway API requests run twice (core bug)")
+
+
+@pytest.mark.parametrize("store_url", ["memory://", pytest.param(REDIS_TEST_URL, marks=_DOUBLE_DISPATCH)],
+                         indirect=True, ids=["memory", "redis"])
+def test_deleting_a_keys_only_policy_makes_the_key_unknown_at_once(make_gateway, upstream, store_url):
+    gw = make_gateway([classic_api("pol", "/pol/", upstream.url, use_keyless=False, use_standard_auth=True)],
+                      {"storage": {"url": store_url}})
+    assert gw.admin("POST", "/tyk/policies", policy("live"))[0] == 200
+    key = gw.admin("POST", "/tyk/keys/create", {"apply_policies": ["live"]})[1]["key"]
+    assert get(gw, "/pol/echo", Authorization=key).status_code == 200
+    assert gw.admin("DELETE", "/tyk/policies/live") == (200, ok("deleted", "live"))
+    r = get(gw, "/pol/echo", Authorization=key)
+    assert r.status_code == 403 and r.json()["error"] == "Access to this API has been disallowed"
+
+
+@pytest.mark.parametrize("store_url", [REDIS_TEST_URL], indirect=True, ids=["redis"])
+def test_policy_change_reaches_the_other_node(make_gateway, upstream, store_url, tmp_path):
+    shared = tmp_path / "shared-policies"
+    shared.mkdir()
+    apis = [classic_api("pol", "/pol/", upstream.url, use_keyless=False, use_standard_auth=True)]
+    settings = {"storage": {"url": store_url}, "policies": {"policy_path": str(shared)}}
+    a, b = make_gateway(apis, settings), make_gateway(apis, settings)
+
+    assert a.admin("POST", "/tyk/policies", policy("shared"))[0] == 200
+    key = a.admin("POST", "/tyk/keys/create", {"apply_policies": ["shared"]})[1]["key"]
+    assert _eventually(lambda: get(b, "/pol/echo", Authorization=key).status_code == 200)
+    assert b.admin("GET", "/tyk/policies/shared")[0] == 200
+
+    assert a.admin("PUT", "/tyk/policies/shared", policy("shared", is_inactive=True))[0] == 200
+    assert _eventually(lambda: get(b, "/pol/echo", Authorization=key).status_code == 403)
+    assert get(b, "/pol/echo", Authorization=key).json()["error"] == "Key is inactive, please renew"
+
+
+def _eventually(check, timeout: float = 2.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
 
 
 def test_policies_in_a_map_file_are_edited_in_place(make_gateway, upstream):
