@@ -144,6 +144,17 @@ def test_pipelined_requests_are_answered_in_order(gw, up):
     assert [r["path"] for r in up.seen()] == ["/delay/0.3", "/echo/2", "/echo/3", "/echo/5"]
 
 
+def test_many_pipelined_requests_beyond_the_queue_cap(gw, up):
+    # More requests than max_pipelined_requests (32) in one write: reading pauses while the
+    # queue is full and resumes as it drains; every answer comes back, in order.
+    count = 100
+    with RawClient(gw.port) as c:
+        c.send(b"".join(b"GET /k/echo/%d HTTP/1.1\r\nHost: a\r\n\r\n" % i for i in range(count)))
+        paths = [echo(c.read_response())["path"] for _ in range(count)]
+    assert paths == [f"/echo/{i}" for i in range(count)]
+    assert [r["path"] for r in up.seen()] == paths
+
+
 # ---- Expect: 100-continue --------------------------------------------------------------------
 
 
@@ -291,6 +302,51 @@ def test_204_from_a_broken_upstream_is_cleaned_up(make_gateway):
             c.send(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
             assert c.read_response().status == 200
         assert [r[2] for r in scripted.requests] == ["/x", "/x"]
+    finally:
+        scripted.stop()
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.0"])
+def test_close_delimited_upstream_body_is_reframed(make_gateway, version):
+    # An upstream body with neither length nor chunking ends when the upstream closes; a 1.1
+    # client gets it chunked on a connection that stays open, a 1.0 client delimited by close.
+    body = b"until close " * 5000
+
+    def script(conn, n):
+        if conn.read_request() is not None:
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+            conn.send(body)
+
+    scripted = ScriptedUpstream(script)
+    try:
+        gw = make_gateway([classic_api("s", "/s/", scripted.url)])
+        with RawClient(gw.port) as c:
+            c.send(b"GET /s/x HTTP/%b\r\nHost: a\r\n\r\n" % version.encode())
+            resp = c.read_response()
+            assert resp.status == 200 and resp.body == body
+            if version == "1.1":
+                assert resp.chunked
+                c.send(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
+                assert c.read_response().status == 200
+            else:
+                assert resp.header("connection") == "close" and c.closed_by_peer()
+    finally:
+        scripted.stop()
+
+
+def test_informational_responses_from_the_upstream_are_not_forwarded(make_gateway):
+    def script(conn, n):
+        while conn.read_request() is not None:
+            conn.send(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
+            conn.respond(b"final")
+
+    scripted = ScriptedUpstream(script)
+    try:
+        gw = make_gateway([classic_api("s", "/s/", scripted.url)])
+        with RawClient(gw.port) as c:
+            for _ in range(2):
+                resp = c.request("GET", "/s/x")
+                assert resp.status == 200 and resp.body == b"final"
     finally:
         scripted.stop()
 

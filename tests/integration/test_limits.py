@@ -48,6 +48,7 @@ def gw(tmp_path_factory, upstream) -> Iterator[Gateway]:
             "idle_timeout": IDLE_TIMEOUT,
             "upstream_timeout": UPSTREAM_TIMEOUT,
             "upstream_connect_timeout": 1.0,
+            "write_timeout": 1.0,
             "max_header_bytes": MAX_HEADER,
             "max_request_body_bytes": GLOBAL_BODY,
         }
@@ -284,6 +285,97 @@ def test_upstream_timeout_never_fires_early(gw, up):
     for t in threads:
         t.join()
     assert results == [200] * 10
+
+
+def test_client_that_stops_reading_is_dropped_after_write_timeout(gw, up):
+    size = 1 << 30
+    with RawClient(gw.port, timeout=10) as c:
+        c.send(b"GET /k/bytes/%d HTTP/1.1\r\nHost: a\r\n\r\n" % size)
+        time.sleep(1.0 + LATE + 1.0)  # buffers fill, then write_timeout passes
+        start = time.monotonic()
+        received = 0
+        while True:
+            try:
+                data = c.sock.recv(1 << 20)
+            except ConnectionResetError:
+                break
+            if not data:
+                break
+            received += len(data)
+        assert received < size // 4  # the gateway gave up long before the end
+        assert time.monotonic() - start < 5
+    # Its upstream connection was not pooled with a response still pending on it.
+    with RawClient(gw.port) as c:
+        assert c.request("GET", "/k/echo/after").json()["path"] == "/echo/after"
+
+
+def test_client_that_goes_away_mid_download_leaves_the_pool_clean(gw, up):
+    with RawClient(gw.port) as c:
+        c.send(b"GET /k/bytes/50000000 HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert c.sock.recv(65536)
+    time.sleep(0.2)
+    with RawClient(gw.port) as c:
+        for i in range(3):
+            assert c.request("GET", f"/k/echo/{i}").json()["path"] == f"/echo/{i}"
+    seen = up.seen()
+    download_peer = seen[0]["peer"]
+    assert [r["path"] for r in seen] == ["/bytes/50000000", "/echo/0", "/echo/1", "/echo/2"]
+    assert all(r["peer"] != download_peer for r in seen[1:])
+
+
+def test_client_that_goes_away_mid_upload_is_not_answered_upstream(gw, up):
+    with RawClient(gw.port) as c:
+        c.send(b"POST /large/echo/partial HTTP/1.1\r\nHost: a\r\nContent-Length: 90000\r\n\r\n" + b"p" * 1000)
+        time.sleep(0.1)
+    time.sleep(0.2)
+    with RawClient(gw.port) as c:
+        assert c.request("GET", "/k/echo/after").status == 200
+    assert [r["path"] for r in up.seen()] == ["/echo/after"]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"NOT HTTP AT ALL\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", b""],
+    ids=["garbage", "ambiguous-length", "closes-without-answer"],
+)
+def test_broken_upstream_answer_gets_502(make_gateway, answer):
+    def script(conn, n):
+        if conn.read_request() is not None and answer:
+            conn.send(answer)
+            time.sleep(0.3)
+
+    scripted = ScriptedUpstream(script)
+    try:
+        gw = make_gateway([classic_api("s", "/s/", scripted.url)])
+        with RawClient(gw.port) as c:
+            resp = c.request("GET", "/s/x")
+            assert resp.status == 502
+            assert set(resp.json()) == {"error"}
+        # A fresh (not pooled) connection that fails is not retried.
+        assert len(scripted.requests) == 1
+    finally:
+        scripted.stop()
+
+
+def test_upstream_connection_close_answer_is_not_pooled(make_gateway):
+    # The upstream says Connection: close but is slow to actually close: a pooled reuse would
+    # hang and fail. The next request must go out on a fresh connection at once.
+    def script(conn, n):
+        if conn.read_request() is not None:
+            conn.respond(b"conn %d" % n, extra=b"Connection: close\r\n")
+            time.sleep(3)
+
+    scripted = ScriptedUpstream(script)
+    try:
+        gw = make_gateway([classic_api("s", "/s/", scripted.url)])
+        with RawClient(gw.port) as c:
+            assert c.request("GET", "/s/one").body == b"conn 0"
+            start = time.monotonic()
+            resp = c.request("POST", "/s/two", body=b"x")
+            assert resp.status == 200 and resp.body == b"conn 1"
+            assert time.monotonic() - start < 1
+    finally:
+        scripted.stop()
 
 
 def test_pooled_connection_closed_by_the_upstream_is_not_used(make_gateway):

@@ -106,6 +106,8 @@ class Handler(asyncio.Protocol):
             t.write(head)
             left = 0 if self.head_only else size
             while left > 0:
+                if t.is_closing():
+                    return  # the gateway went away (a test of clients that stop reading)
                 part = PATTERN[: min(left, len(PATTERN))]
                 t.write(b"%x\r\n%b\r\n" % (len(part), part) if chunked else part)
                 left -= len(part)
