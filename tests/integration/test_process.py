@@ -390,3 +390,40 @@ def test_tyk_reload_picks_up_a_new_definition_while_a_connection_stays_open(make
         assert c.request("GET", "/k/echo").status == 200
     assert [r["path"] for r in upstream.seen()] == ["/echo", "/echo"]
     assert re.search(r"rejected API definition: .*broken\.json", gw.log)
+
+
+def test_sigterm_grace_period_bounds_the_wait(make_gateway, upstream):
+    gw = make_gateway(
+        [classic_api("k", "/k/", upstream.url)], {"http_server_options": {"shutdown_grace_period": 1.0}}
+    )
+    result: dict[str, object] = {}
+
+    def too_slow() -> None:
+        with RawClient(gw.port, timeout=10) as c:
+            c.send(b"GET /k/delay/5 HTTP/1.1\r\nHost: a\r\n\r\n")
+            result["data"] = c.read_all(8)
+
+    thread = threading.Thread(target=too_slow)
+    thread.start()
+    time.sleep(0.3)
+    start = time.monotonic()
+    gw.signal(signal.SIGTERM)
+    assert gw.proc.wait(5) == 0
+    assert time.monotonic() - start < 2.5  # the grace period, not the request, decided
+    thread.join(10)
+    assert result["data"] == b""  # cut off, never half-answered
+
+
+def test_gateway_api_on_its_own_port(make_gateway, upstream):
+    control = free_port()
+    gw = make_gateway([classic_api("k", "/k/", upstream.url)], {"control_api_port": control})
+    wait_port(control)
+    # Not on the main listener...
+    assert get(gw.port, "/tyk/reload", headers=f"X-Tyk-Authorization: {SECRET}\r\n")[0] == 404
+    assert get(gw.port, "/k/echo")[0] == 200
+    # ...but on its own, with the same guard.
+    status, body = get(control, "/tyk/reload")
+    assert status == 403 and json.loads(body) == FORBIDDEN
+    assert get(control, "/tyk/reload", headers=f"X-Tyk-Authorization: {SECRET}\r\n")[0] == 200
+    # The control listener proxies nothing.
+    assert get(control, "/k/echo")[0] in (403, 404)
