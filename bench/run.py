@@ -101,7 +101,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="pin the proxy under test (nginx, fastgate) to the first CPU, wrk and the upstream to the others (default: on)")
     p.add_argument("--profile", action="store_true", help="record a py-spy flame graph of fastgate during each measured run (py-spy on PATH or bench/tmp/tools/bin)")
     p.add_argument("--ref", metavar="REV", help="run fastgate as committed at REV (git archive into bench/tmp/), "
-                   "not the work tree: for before/after comparisons, and a stable build while others edit")
+                   "not the work tree: for before/after comparisons, and a stable build while others edit; "
+                   "or a directory holding a fastgate/ package")
+    p.add_argument("--compare", metavar="REV", help="also measure fastgate at REV (or a directory) in the same "
+                   "rounds, as the target fastgate@REV: an interleaved before/after, fair on a noisy machine")
     p.add_argument("--no-micro", action="store_true", help="skip bench/micro.py at the end")
     p.add_argument("--no-save", action="store_true", help="print the table only, write no results file")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
@@ -383,7 +386,7 @@ _CLK = os.sysconf("SC_CLK_TCK")
 
 @dataclass(slots=True)
 class CpuSnapshot:
-    busy: float  # user + nice + system seconds over all CPUs
+    busy: float  # user + nice + system + steal seconds over all CPUs
     groups: dict[int, float]  # CPU seconds of the live processes of each of our process groups
     children: float  # CPU seconds of our reaped children (wrk runs)
     at: float
@@ -393,7 +396,8 @@ def cpu_snapshot(pgids: set[int]) -> CpuSnapshot:
     import resource
 
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    busy = (int(fields[1]) + int(fields[2]) + int(fields[3])) / _CLK
+    # user + nice + system, and steal: time the hypervisor gave our CPUs to someone else.
+    busy = (int(fields[1]) + int(fields[2]) + int(fields[3]) + int(fields[8])) / _CLK
     groups = dict.fromkeys(pgids, 0.0)
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -424,11 +428,12 @@ def cpu_delta(before: CpuSnapshot, after: CpuSnapshot, server: int) -> tuple[flo
 
 @dataclass(slots=True)
 class Target:
-    label: str  # "upstream direct", "nginx", "fastgate"
+    label: str  # "upstream direct", "nginx", "fastgate", "fastgate@REV"
     url: str
     headers: dict[str, str]
     lua_args: tuple[str, ...]
     server: int  # process group of the server under test
+    gateway: subprocess.Popen[bytes] | None = None  # a fastgate target's process (for --profile)
 
 
 @dataclass(slots=True)
@@ -453,9 +458,13 @@ class Bench:
         self.load_cpus = set(cpus[1:]) if args.pin and two_cpus else None
         self.started = dt.datetime.now()
         self.loadavg_before = _loadavg()
-        self.servers: dict[str, int] = {}  # "upstream", "proxy", "fastgate" -> process group
+        self.servers: dict[str, int] = {}  # "upstream", "proxy" -> process group
         self.profiles: list[Path] = []
-        self.code_dir = export_ref(args.ref) if args.ref else ROOT  # where `fastgate` is imported from
+        self.gateway_pgids: set[int] = set()  # fastgate processes running now
+        # Each fastgate measured: (label, where its `fastgate` package is imported from).
+        self.gateways = [("fastgate", export_ref(args.ref) if args.ref else ROOT)]
+        if args.compare:
+            self.gateways.append((f"fastgate@{args.compare}", export_ref(args.compare)))
 
     def run(self, scenarios: list[Scenario]) -> "Report":
         shutil.rmtree(self.prefix, ignore_errors=True)
@@ -504,64 +513,62 @@ class Bench:
 
     def _run_scenario(self, s: Scenario) -> ScenarioResult:
         print(f"== {s.name}: {s.title}", file=sys.stderr)
-        port = free_port()
-        ctx = self._context(port)
-        fastgate, log = self._start_fastgate(s, ctx)
+        gateways: list[tuple[subprocess.Popen[bytes], Path]] = []
         try:
-            prepared = (s.setup(ctx) if s.setup else None) or Prepared()
-            targets = self._targets(s, ctx, prepared)
-            for t in targets:
-                if s.probe:
+            targets = []
+            if s.upstream_path is not None:
+                targets.append(Target("upstream direct", self.values["upstream_url"] + s.upstream_path,
+                                      dict(s.headers), s.lua_args, self.servers["upstream"]))
+            if s.nginx_path is not None:
+                # An https scenario's nginx side is its own `nginx_server` on {{proxy_tls_port}}.
+                port = self.values["proxy_port" if s.scheme == "http" else "proxy_tls_port"]
+                targets.append(Target("nginx", f"{s.scheme}://127.0.0.1:{port}{s.nginx_path}",
+                                      {**s.headers, **s.nginx_headers}, s.lua_args, self.servers["proxy"]))
+            for label, code in self.gateways:
+                ctx = self._context(free_port())
+                proc, log = self._start_fastgate(s, ctx, code, len(gateways))
+                gateways.append((proc, log))
+                self.gateway_pgids.add(proc.pid)
+                prepared = (s.setup(ctx) if s.setup else None) or Prepared()
+                targets.append(Target(label, f"{s.scheme}://127.0.0.1:{ctx.values['fastgate_port']}{s.fastgate_path}",
+                                      {**s.headers, **s.fastgate_headers, **prepared.headers},
+                                      prepared.lua_args or s.lua_args, proc.pid, proc))
+            if s.probe:
+                for t in targets:
                     self._probe(s, t)
             runs: dict[str, list[WrkResult]] = {t.label: [] for t in targets}
             for round_ in range(self.args.rounds):
                 for t in targets:
-                    if fastgate.poll() is not None:
-                        raise BenchError(f"fastgate exited with {fastgate.returncode}:\n{_tail(log)}")
-                    runs[t.label].append(self._measure(s, t, fastgate if t.label == "fastgate" else None, round_))
+                    for proc, log in gateways:
+                        if proc.poll() is not None:
+                            raise BenchError(f"fastgate exited with {proc.returncode}:\n{_tail(log)}")
+                    runs[t.label].append(self._measure(s, t, round_))
             return ScenarioResult(s, runs)
         finally:
-            self.procs.stop(fastgate)
+            for proc, _ in gateways:
+                self.procs.stop(proc)
+                self.gateway_pgids.discard(proc.pid)
 
-    def _start_fastgate(self, s: Scenario, ctx: Context) -> tuple[subprocess.Popen[bytes], Path]:
-        home = self.prefix / f"fastgate-{s.name}"
+    def _start_fastgate(self, s: Scenario, ctx: Context, code: Path, index: int) -> tuple[subprocess.Popen[bytes], Path]:
+        name = f"fastgate-{s.name}" + (f"-{index}" if index else "")
+        home = self.prefix / name
         apps = home / "apps"
         apps.mkdir(parents=True)
-        for name in s.apis:
-            (apps / name).write_text(render((BENCH / "configs" / "apps" / name).read_text(), ctx.values))
+        for api in s.apis:
+            (apps / api).write_text(render((BENCH / "configs" / "apps" / api).read_text(), ctx.values))
         base = tomllib.loads(render((BENCH / "configs" / "fastgate.toml").read_text(), ctx.values))
         config = deep_merge(base, render_data(s.config, ctx.values))
         (home / "fastgate.toml").write_text(to_toml(config))
-        log = self.prefix / f"fastgate-{s.name}.log"
+        log = self.prefix / f"{name}.log"
         argv = [sys.executable, "-m", "fastgate", "run", "--config", str(home / "fastgate.toml")]
         # FASTGATE_* in our environment would override the generated config: keep runs reproducible.
         env = {k: v for k, v in os.environ.items() if not k.startswith("FASTGATE_")}
-        code = self.code_dir
         if code != ROOT:  # `python -m` puts the working directory first on sys.path
             env["PYTHONPATH"] = str(code)
-        proc = self.procs.start(f"fastgate {s.name}", argv, log, self.proxy_cpus, cwd=code, env=env)
-        self.servers["fastgate"] = proc.pid
-        wait_http(self._fastgate_base(s, ctx) + "/hello", proc, log)
+        proc = self.procs.start(name, argv, log, self.proxy_cpus, cwd=code, env=env)
+        scheme_url = ctx.fastgate_url.replace("http://", f"{s.scheme}://", 1)
+        wait_http(scheme_url + "/hello", proc, log)
         return proc, log
-
-    @staticmethod
-    def _fastgate_base(s: Scenario, ctx: Context) -> str:
-        return ctx.fastgate_url if s.scheme == "http" else ctx.fastgate_url.replace("http://", "https://", 1)
-
-    def _targets(self, s: Scenario, ctx: Context, prepared: Prepared) -> list[Target]:
-        targets = []
-        if s.upstream_path is not None:
-            targets.append(Target("upstream direct", ctx.upstream_url + s.upstream_path, dict(s.headers), s.lua_args,
-                                  self.servers["upstream"]))
-        if s.nginx_path is not None:
-            # An https scenario's nginx side is its own `nginx_server` on {{proxy_tls_port}}.
-            base = ctx.proxy_url if s.scheme == "http" else f"https://127.0.0.1:{self.values['proxy_tls_port']}"
-            targets.append(Target("nginx", base + s.nginx_path, {**s.headers, **s.nginx_headers}, s.lua_args,
-                                  self.servers["proxy"]))
-        targets.append(Target("fastgate", self._fastgate_base(s, ctx) + s.fastgate_path,
-                              {**s.headers, **s.fastgate_headers, **prepared.headers},
-                              prepared.lua_args or s.lua_args, self.servers["fastgate"]))
-        return targets
 
     def _probe(self, s: Scenario, t: Target) -> None:
         req = urllib.request.Request(t.url, headers=t.headers)
@@ -587,12 +594,12 @@ class Bench:
             argv += ["--", *t.lua_args]
         return argv
 
-    def _measure(self, s: Scenario, t: Target, fastgate: subprocess.Popen[bytes] | None, round_: int) -> WrkResult:
+    def _measure(self, s: Scenario, t: Target, round_: int) -> WrkResult:
         if self.args.warmup > 0 and round_ == 0:
             self._wrk(self.wrk_argv(s, t, self.args.warmup))
         argv = self.wrk_argv(s, t, self.args.duration)
-        profiler = self._start_profiler(s, fastgate, round_) if fastgate is not None and self.args.profile else None
-        pgids = set(self.servers.values())
+        profiler = self._start_profiler(s, t, round_) if t.gateway is not None and self.args.profile else None
+        pgids = set(self.servers.values()) | self.gateway_pgids
         before = cpu_snapshot(pgids)
         try:
             output = self._wrk(argv)
@@ -626,15 +633,17 @@ class Bench:
             raise BenchError(f"`{shlex.join(argv)}` failed ({proc.returncode}):\n{output}")
         return output
 
-    def _start_profiler(self, s: Scenario, fastgate: subprocess.Popen[bytes], round_: int) -> subprocess.Popen[bytes] | None:
+    def _start_profiler(self, s: Scenario, t: Target, round_: int) -> subprocess.Popen[bytes] | None:
         pyspy = shutil.which("py-spy") or shutil.which("py-spy", path=str(BENCH / "tmp" / "tools" / "bin"))
         if pyspy is None:
             print("   --profile: py-spy not found (pip install --target bench/tmp/tools py-spy)", file=sys.stderr)
             return None
-        out = self.prefix / f"profile-{s.name}-{round_}.txt"
+        tag = "" if t.label == "fastgate" else "-" + re.sub(r"[^\w.-]+", "_", t.label.split("@", 1)[-1])
+        out = self.prefix / f"profile-{s.name}{tag}-{round_}.txt"
         # Collapsed stacks ("frame;frame;... count"): flamegraph.pl and speedscope read them, and
         # summarize_profile() prints the hot spots. --nonblocking: do not pause fastgate to sample.
-        argv = [pyspy, "record", "--pid", str(fastgate.pid), "--duration", str(self.args.duration),
+        assert t.gateway is not None
+        argv = [pyspy, "record", "--pid", str(t.gateway.pid), "--duration", str(self.args.duration),
                 "--rate", "200", "--nonblocking", "--format", "raw", "--output", str(out)]
         self.profiles.append(out)
         print(f"   profiling fastgate into {out.relative_to(ROOT)}", file=sys.stderr)
@@ -709,6 +718,17 @@ class Report:
 
     @staticmethod
     def _ratio_line(sr: ScenarioResult) -> str:
+        results = sr.results
+        line = Report._nginx_ratios(sr)
+        fg = results.get("fastgate")
+        for label, other in results.items():
+            if label.startswith("fastgate@") and fg is not None and other.rps and other.server_cpu_us:
+                line += (f"; fastgate/{label}: rps {fg.rps / other.rps:.2f}, p99 {fg.p99_ms / other.p99_ms:.2f}, "
+                         f"CPU per request {fg.server_cpu_us / other.server_cpu_us:.2f}×")
+        return line
+
+    @staticmethod
+    def _nginx_ratios(sr: ScenarioResult) -> str:
         fg, ng = sr.results.get("fastgate"), sr.results.get("nginx")
         if fg is None or ng is None or not ng.rps or not ng.p99_ms:
             return "no nginx comparison"
@@ -815,7 +835,12 @@ def machine_facts(tools: dict[str, str], ref: str | None = None) -> dict[str, st
 
 
 def export_ref(ref: str) -> Path:
-    """The fastgate package as committed at ``ref``, unpacked under bench/tmp/ (nothing else touched)."""
+    """The fastgate package as committed at ``ref``, unpacked under bench/tmp/ (nothing else touched).
+
+    ``ref`` may also be a directory holding a ``fastgate/`` package (an experiment's patched copy).
+    """
+    if (Path(ref) / "fastgate" / "__init__.py").exists():
+        return Path(ref).resolve()
     sha = _out(["git", "-C", str(ROOT), "rev-parse", "--short", "--verify", ref + "^{commit}"])
     if not re.fullmatch(r"[0-9a-f]{4,40}", sha):
         raise SystemExit(f"bench: --ref {ref}: not a commit: {sha}")
@@ -829,6 +854,8 @@ def export_ref(ref: str) -> Path:
 
 
 def _commit(ref: str | None = None) -> str:
+    if ref and (Path(ref) / "fastgate" / "__init__.py").exists():
+        return f"from the directory {ref} (`--ref`)"
     if ref:
         sha = _out(["git", "-C", str(ROOT), "rev-parse", "--short", ref])
         return f"{sha} (`--ref {ref}`: as committed, not the work tree)"
