@@ -331,6 +331,7 @@ class WrkResult:
     command: str
     server_cpu_us: float = 0.0  # CPU time of the server under test per request (µs)
     other_cores: float = 0.0  # CPUs kept busy by processes outside this benchmark meanwhile
+    load_busy: float = 0.0  # how busy the CPU(s) of wrk and the upstream were, 0..1 (with --pin)
 
     @property
     def errors(self) -> int:
@@ -372,6 +373,7 @@ def median_result(results: list[WrkResult]) -> WrkResult:
         command=results[0].command,
         server_cpu_us=statistics.median(r.server_cpu_us for r in results),
         other_cores=max(r.other_cores for r in results),
+        load_busy=statistics.median(r.load_busy for r in results),
     )
 
 
@@ -390,14 +392,24 @@ class CpuSnapshot:
     groups: dict[int, float]  # CPU seconds of the live processes of each of our process groups
     children: float  # CPU seconds of our reaped children (wrk runs)
     at: float
+    per_cpu: dict[int, tuple[int, int]]  # cpu -> (non-idle ticks incl. irq/softirq, all ticks)
 
 
 def cpu_snapshot(pgids: set[int]) -> CpuSnapshot:
     import resource
 
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    lines = Path("/proc/stat").read_text().splitlines()
+    fields = lines[0].split()
     # user + nice + system, and steal: time the hypervisor gave our CPUs to someone else.
     busy = (int(fields[1]) + int(fields[2]) + int(fields[3]) + int(fields[8])) / _CLK
+    per_cpu = {}
+    for line in lines[1:]:
+        if not line.startswith("cpu"):
+            break
+        name, *ticks = line.split()
+        values = [int(t) for t in ticks[:8]]
+        total = sum(values)
+        per_cpu[int(name[3:])] = (total - values[3] - values[4], total)  # minus idle and iowait
     groups = dict.fromkeys(pgids, 0.0)
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -411,7 +423,16 @@ def cpu_snapshot(pgids: set[int]) -> CpuSnapshot:
         if pgrp in groups:
             groups[pgrp] += (int(rest[11]) + int(rest[12])) / _CLK
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return CpuSnapshot(busy, groups, usage.ru_utime + usage.ru_stime, time.monotonic())
+    return CpuSnapshot(busy, groups, usage.ru_utime + usage.ru_stime, time.monotonic(), per_cpu)
+
+
+def cpus_busy(before: CpuSnapshot, after: CpuSnapshot, cpus: set[int] | None) -> float:
+    """How busy ``cpus`` were between the snapshots, 0..1 (everything but idle and iowait)."""
+    if not cpus:
+        return 0.0
+    busy = sum(after.per_cpu[c][0] - before.per_cpu[c][0] for c in cpus)
+    total = sum(after.per_cpu[c][1] - before.per_cpu[c][1] for c in cpus)
+    return busy / total if total else 0.0
 
 
 def cpu_delta(before: CpuSnapshot, after: CpuSnapshot, server: int) -> tuple[float, float]:
@@ -611,9 +632,11 @@ class Bench:
         result = parse_wrk(output, command)
         server_cpu, result.other_cores = cpu_delta(before, after, t.server)
         result.server_cpu_us = server_cpu / max(result.requests, 1) * 1e6
+        result.load_busy = cpus_busy(before, after, self.load_cpus)
         note = f"  ({result.errors} errors)" if result.errors else ""
         print(f"   {t.label:16} {result.rps:10.0f} rps  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms"
-              f"  {result.server_cpu_us:5.1f} CPU µs/req  other load {result.other_cores:.2f} CPUs{note}", file=sys.stderr)
+              f"  {result.server_cpu_us:5.1f} CPU µs/req  other load {result.other_cores:.2f} CPUs"
+              + (f"  load CPU {100 * result.load_busy:.0f}% busy" if self.load_cpus else "") + note, file=sys.stderr)
         return result
 
     def _wrk(self, argv: list[str]) -> str:
@@ -765,7 +788,9 @@ class Report:
             f"first round, then {a.rounds} round(s) of {a.duration}s per target, the targets taking turns; "
             "figures are the median over rounds",
             "- CPU µs/req: CPU time (user + system) of the server under test over the measured run, per request; "
-            "other load: CPUs kept busy meanwhile by processes outside the benchmark (worst round)",
+            "other load: CPUs kept busy meanwhile by processes outside the benchmark, and steal (worst round); "
+            "load CPU busy: how busy the CPU of wrk and the upstream was (near 100 %: that side, not the proxy, "
+            "limited the rps, which is then a lower bound)",
             f"- command: `{shlex.join(['.venv/bin/python', 'bench/run.py', *sys.argv[1:]])}`",
             "",
             "## Summary",
@@ -775,12 +800,13 @@ class Report:
         ]
         for sr in self.done:
             out += [f"## {sr.scenario.name}: {sr.scenario.title}", "",
-                    "| target | rps | p50 ms | p99 ms | CPU µs/req | non-2xx | socket errors | rps per round | p99 ms per round |",
-                    "|---|---:|---:|---:|---:|---:|---:|---|---|"]
+                    "| target | rps | p50 ms | p99 ms | CPU µs/req | non-2xx | socket errors | load CPU busy | rps per round | p99 ms per round |",
+                    "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
             for label, r in sr.results.items():
                 rounds = sr.runs[label]
+                busy = f"{100 * r.load_busy:.0f} %" if b.load_cpus else "-"
                 out.append(f"| {label} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.server_cpu_us:.1f} "
-                           f"| {r.non_2xx} | {r.socket_errors} | {' / '.join(f'{x.rps:,.0f}' for x in rounds)} "
+                           f"| {r.non_2xx} | {r.socket_errors} | {busy} | {' / '.join(f'{x.rps:,.0f}' for x in rounds)} "
                            f"| {' / '.join(f'{x.p99_ms:.2f}' for x in rounds)} |")
             out += ["", self._ratio_line(sr), "", "```"]
             out += [rs[0].command for rs in sr.runs.values()]
