@@ -158,7 +158,7 @@ class RedisStore:
         async def scan() -> list[str]:
             return [k.decode()[len(head):]
                     async for k in self._redis.scan_iter(match=pattern, count=1000)]
-        found: list[str] = await self._run(scan)
+        found: list[str] = await self._run(scan, bounded=False)
         return found
 
     # -- rate limits and quotas --------------------------------------------------------------
@@ -266,14 +266,17 @@ class RedisStore:
         await self._pubsub_client.aclose()
 
     # -- calls -------------------------------------------------------------------------------
-    async def _run(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+    async def _run(self, fn: Callable[..., Awaitable[Any]], *args: Any, bounded: bool = True,
+                   **kwargs: Any) -> Any:
         self._check()
         if time.monotonic() < self._down_until:
             raise StoreUnavailable(f"redis at {self._where} is unavailable (retrying shortly)")
+        # The outer bound catches what socket timeouts cannot (a script load after a NOSCRIPT, a
+        # reconnect and its retry); each round trip has its own socket timeout. A SCAN over a
+        # large keyspace is many round trips and is left unbounded.
+        limit = self._op_timeout * 2 + self._pool_timeout if bounded else None
         try:
-            # The outer bound catches what socket timeouts cannot (a script load after a
-            # NOSCRIPT, a reconnect and its retry); each round trip has its own socket timeout.
-            async with asyncio.timeout(self._op_timeout * 2 + self._pool_timeout):
+            async with asyncio.timeout(limit):
                 return await fn(*args, **kwargs)
         except _UNREACHABLE as exc:
             if not _pool_exhausted(exc):  # a busy pool is load, not a dead Redis
