@@ -302,6 +302,7 @@ async def test_redis_store_recovers_when_redis_returns(private_redis: PrivateRed
     gaps: list[float] = []
     sub = await store.subscribe("events", got.append, lambda: gaps.append(time.monotonic()))
     await store.set_session("k", b"before")
+    await store.quota_hit("q", 5, 60)  # the Lua script is now cached by this server
     private_redis.stop()
     with pytest.raises(StoreUnavailable):
         await store.get_session("k")
@@ -312,6 +313,10 @@ async def test_redis_store_recovers_when_redis_returns(private_redis: PrivateRed
     await asyncio.sleep(0.15)
     await store.set_session("k", b"after")
     assert await store.get_session("k") == b"after"
+    params = rate_params(5, 1)
+    assert params is not None
+    rate, quota = await store.limits_hit("r", params, "q", 5, 60)  # script reloaded after restart
+    assert rate is not None and rate.allowed and quota is not None and quota.remaining == 4
     await eventually(lambda: sub.live, timeout=4.0)
     assert len(gaps) >= 2  # on loss, and again once resubscribed
     await observer.publish("events", b"after-restart")
