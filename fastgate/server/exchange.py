@@ -140,7 +140,8 @@ class Exchange:
         req = self.req
         api = self.api
         assert api is not None
-        if req.expect_continue and not req.complete and req.body_received == 0:
+        if req.expect_continue and not req.complete and req.body_received == 0 and req.version == "1.1":
+            # An HTTP/1.0 client cannot read interim responses (RFC 9110 §10.1.1).
             self.client.write(CONTINUE_100)
         target = api.upstream
         pool = self.pool = self.client.gateway.pools.get(target.scheme, target.host, target.port)

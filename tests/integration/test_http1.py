@@ -177,6 +177,29 @@ def test_expect_100_continue_gets_100_then_the_response(gw, up):
     assert [r["path"] for r in up.seen()] == ["/echo/expect", "/echo/after"]
 
 
+def test_expect_100_continue_is_ignored_on_http10(gw, up):
+    # RFC 9110 §10.1.1: an HTTP/1.0 client does not understand interim responses.
+    with RawClient(gw.port) as c:
+        c.send(b"POST /k/echo/old HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        c.sock.settimeout(0.3)
+        with pytest.raises(OSError):
+            c.sock.recv(1)  # nothing comes before the body
+        c.sock.settimeout(5)
+        c.send(b"hello")
+        resp = c.read_response()
+        assert resp.status == 200 and json.loads(resp.body)["body_length"] == 5
+    assert [r["path"] for r in up.seen()] == ["/echo/old"]
+
+
+def test_unknown_expectation_gets_417(gw, up):
+    with RawClient(gw.port) as c:
+        c.send(b"POST /k/echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 200-ok\r\n\r\nhello")
+        resp = c.read_response()
+        assert resp.status == 417
+        assert c.closed_by_peer()
+    assert up.seen() == []
+
+
 @pytest.mark.parametrize(
     "path,status",
     [("/not-served/x", 404), ("/protected/x", 401)],

@@ -357,6 +357,28 @@ def test_broken_upstream_answer_gets_502(make_gateway, answer):
         scripted.stop()
 
 
+def test_upstream_stalling_mid_body_drops_the_client(make_gateway):
+    # The head has gone out, so no error status can be sent: the client connection is cut, and
+    # the truncated body is never passed off as complete.
+    def script(conn, n):
+        if conn.read_request() is not None:
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"s" * 100)
+            time.sleep(UPSTREAM_TIMEOUT + 2)
+
+    scripted = ScriptedUpstream(script)
+    try:
+        gw = make_gateway(
+            [classic_api("s", "/s/", scripted.url)], {"http_server_options": {"upstream_timeout": UPSTREAM_TIMEOUT}}
+        )
+        with RawClient(gw.port) as c:
+            start = time.monotonic()
+            with pytest.raises(ConnectionError, match="100 of 1000"):
+                c.request("GET", "/s/x")
+            assert UPSTREAM_TIMEOUT - 0.05 <= time.monotonic() - start <= UPSTREAM_TIMEOUT + LATE
+    finally:
+        scripted.stop()
+
+
 def test_upstream_connection_close_answer_is_not_pooled(make_gateway):
     # The upstream says Connection: close but is slow to actually close: a pooled reuse would
     # hang and fail. The next request must go out on a fresh connection at once.
