@@ -160,7 +160,9 @@ class Exchange:
         self.upstream = conn
         conn.exchange = self
         self.state = SENT
-        self.deadline = clock.now + self.client.gateway.upstream_timeout
+        # upstream_timeout measures the upstream, so it runs from the end of the request: while
+        # the client is still sending the body at its own pace, read_timeout governs instead.
+        self.deadline = 0.0
         data = [self.client.gateway.upstream_head(self)]
         req = self.req
         if self.body_chunks:
@@ -175,6 +177,7 @@ class Exchange:
             if req.chunked:
                 data.append(LAST_CHUNK)
             self.body_sent = True
+            self.deadline = clock.now + self.client.gateway.upstream_timeout
         conn.writelines(data)
 
     def on_connect_failed(self, exc: BaseException) -> None:
@@ -203,6 +206,8 @@ class Exchange:
             if self.req.chunked:
                 conn.write(LAST_CHUNK)
             self.body_sent = True
+            if self.state == SENT:
+                self.deadline = clock.now + self.client.gateway.upstream_timeout
 
     # ---- response from the upstream ---------------------------------------------------------
 
@@ -320,9 +325,14 @@ class Exchange:
 
     def on_upstream_pause(self) -> None:
         self.client.block_upstream()
+        if self.state == SENT and not self.body_sent:
+            # The upstream stopped taking the body: that is the upstream being slow.
+            self.deadline = clock.now + self.client.gateway.upstream_timeout
 
     def on_upstream_resume(self) -> None:
         self.client.unblock_upstream()
+        if self.state == SENT and not self.body_sent:
+            self.deadline = 0.0
 
     def on_client_pause(self) -> None:
         if self.upstream is not None:
@@ -336,7 +346,7 @@ class Exchange:
 
     def check_deadline(self, now: float) -> None:
         """Called by the tick: give up on an upstream that stopped answering."""
-        if self.state in (SENT, RESPONDING) and now > self.deadline:
+        if now > self.deadline > 0.0 and self.state in (SENT, RESPONDING):
             conn = self.upstream
             self.upstream = None
             if conn is not None:

@@ -268,6 +268,65 @@ def test_upstream_slower_than_upstream_timeout_gets_504(gw, up):
     assert UPSTREAM_TIMEOUT - 0.05 <= elapsed <= UPSTREAM_TIMEOUT + LATE
 
 
+@pytest.mark.parametrize("use_chunked", [False, True], ids=["content-length", "chunked"])
+def test_upload_longer_than_upstream_timeout_is_not_cut(gw, up, use_chunked):
+    # upstream_timeout measures the upstream; a client sending its body steadily for longer
+    # than that is governed by read_timeout (each pause shorter), not by upstream_timeout.
+    pieces, step = 6, 0.45
+    assert pieces * step > UPSTREAM_TIMEOUT + LATE and step < BODY_TIMEOUT
+    with RawClient(gw.port) as c:
+        assert c.request("GET", "/k/echo/warm").status == 200  # pooled: the head goes out at once
+        if use_chunked:
+            c.send(b"POST /large/echo/steady HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+        else:
+            c.send(b"POST /large/echo/steady HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % (pieces * 500))
+        for _ in range(pieces):
+            c.send(b"1f4\r\n" + b"x" * 500 + b"\r\n" if use_chunked else b"x" * 500)
+            time.sleep(step)
+        if use_chunked:
+            c.send(b"0\r\n\r\n")
+        resp = c.read_response()
+        assert resp.status == 200, resp.body
+        assert resp.json()["body_length"] == pieces * 500
+
+
+def test_upstream_that_stops_reading_the_body_is_timed_out(make_gateway):
+    # The upstream takes the head and then reads nothing: once its buffers are full the
+    # upload stalls, and upstream_timeout runs from there.
+    def script(conn, n):
+        conn.sock.recv(100)
+        time.sleep(UPSTREAM_TIMEOUT * 4)
+
+    scripted = ScriptedUpstream(script)
+    try:
+        gw = make_gateway(
+            [classic_api("s", "/s/", scripted.url)],
+            {"http_server_options": {"upstream_timeout": UPSTREAM_TIMEOUT, "read_timeout": 30.0}},
+        )
+        size = 256 * 1024 * 1024
+        with RawClient(gw.port, timeout=15) as c:
+            c.send(b"POST /s/x HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size)
+            start = time.monotonic()
+            sent = 0
+            block = b"u" * (1 << 20)
+            try:
+                while sent < size:
+                    c.sock.sendall(block)
+                    sent += len(block)
+            except OSError:
+                pass  # the gateway gave up and closed
+            elapsed = time.monotonic() - start
+            assert sent < size
+            try:
+                status = c.read_response().status
+            except ConnectionError:
+                status = None  # closed with our unread body in its buffer: a reset may win
+            assert status in (504, None)
+        assert elapsed < UPSTREAM_TIMEOUT + LATE + 3
+    finally:
+        scripted.stop()
+
+
 def test_upstream_timeout_never_fires_early(gw, up):
     # Requests started at different points of the gateway's 250 ms tick, each answered a little
     # before upstream_timeout: none may get a 504.
