@@ -186,6 +186,11 @@ class HttpConnection(asyncio.Protocol):
             raise ProtocolError(431, "Request header fields too large")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.parsing_exchange is not None:
+            # llhttp reports trailer fields (after a chunked body) here too. Trailers never
+            # become headers: a queued request would otherwise be authorised and forwarded with
+            # fields its client sent after the body.
+            return
         self.head_size += len(name) + len(value) + 4
         if self.head_size > self.gateway.options.max_header_bytes:
             raise ProtocolError(431, "Request header fields too large")

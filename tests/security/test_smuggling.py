@@ -174,3 +174,49 @@ def test_nothing_after_a_connection_close_request_is_processed(gw, upstream):
         assert c.closed_by_peer()
         assert c.buf == b""
     assert [r["path"] for r in upstream.seen()] == ["/echo/last"]
+
+
+def test_trailers_never_become_headers(gw, upstream):
+    # The chunked request is queued behind a slow one, so its trailers are parsed before its
+    # head goes upstream: they must be dropped, not appended to the headers it is sent (or
+    # authorised) with, and framing-looking trailers must not change how it is framed.
+    upstream.reset()
+    with RawClient(gw.port) as c:
+        c.send(
+            b"GET /k/delay/0.3 HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"POST /k/echo/trailers HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n0\r\n"
+            b"X-Injected: yes\r\nX-Forwarded-For: 6.6.6.6\r\nAuthorization: Bearer from-trailer\r\n"
+            b"Host: evil.example\r\n\r\n"
+            b"GET /k/echo/next HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        assert c.read_response().status == 200
+        second = c.read_response()
+        assert second.status == 200
+        echoed = json.loads(second.body)
+        third = c.read_response()
+        assert third.status == 200 and json.loads(third.body)["path"] == "/echo/next"
+    names = {k.lower(): v for k, v in echoed["headers"]}
+    assert "x-injected" not in names and "authorization" not in names
+    assert names["x-forwarded-for"] == "127.0.0.1"
+    assert names["x-forwarded-host"] == "a"
+    assert names["transfer-encoding"] == "chunked" and "content-length" not in names
+    assert echoed["body_length"] == 5
+    assert [r["path"] for r in upstream.seen()] == ["/delay/0.3", "/echo/trailers", "/echo/next"]
+
+
+@pytest.mark.parametrize("trailer", [b"Content-Length: 44", b"Transfer-Encoding: gzip"])
+def test_framing_trailer_is_refused(gw, upstream, trailer):
+    # llhttp counts a framing trailer as framing: refused, and nothing after it is processed.
+    warm_pool(gw)
+    upstream.reset()
+    with RawClient(gw.port) as c:
+        c.send(
+            b"GET /k/delay/0.2 HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"POST /k/echo/trailers HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n0\r\n%b\r\n\r\n" % trailer + SMUGGLED
+        )
+        assert c.read_response().status == 200
+        assert c.read_response().status == 400
+        assert c.closed_by_peer() and c.buf == b""
+    assert [r["path"] for r in upstream.seen()] == ["/delay/0.2"]
