@@ -24,7 +24,7 @@ from fastgate.config import Config
 from fastgate.observe.access_log import AccessLog
 from fastgate.pipeline import CompiledApi, Denial, compile_api
 from fastgate.router import Router
-from fastgate.server.exchange import Exchange
+from fastgate.server.exchange import CHECKING, LOCAL, Exchange
 from fastgate.server.protocol import HttpConnection
 from fastgate.server.request import Request
 from fastgate.upstream import PoolSet
@@ -183,6 +183,10 @@ class Gateway:
             self.run_local(exchange)
 
     def run_local(self, exchange: Exchange) -> None:
+        """Start the local handler once (the body may complete after ``handle_local``)."""
+        if exchange.state != CHECKING:
+            return
+        exchange.state = LOCAL
         body = b"".join(exchange.body_chunks)
         exchange.body_chunks = []
         self.loop.create_task(self.admin.respond(exchange, body))

@@ -77,6 +77,15 @@ class UpstreamConnection(asyncio.Protocol):
             # An idle connection has nothing to say; bytes here mean it is unusable.
             self.close()
             return
+        client = self.exchange.client
+        corked = client.cork()
+        try:
+            self._feed(data)
+        finally:
+            if corked:
+                client.uncork()
+
+    def _feed(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:

@@ -69,6 +69,7 @@ class HttpConnection(asyncio.Protocol):
         "write_deadline",
         "admin",
         "final_seen",
+        "out",
     )
 
     def __init__(self, gateway: "Gateway", *, admin: bool = False) -> None:
@@ -93,6 +94,7 @@ class HttpConnection(asyncio.Protocol):
         self.read_kind = IDLE
         self.write_deadline = 0.0
         self.admin = admin  # the Gateway API's own listener
+        self.out: list[bytes] | None = None  # writes held back while corked
         # A request that ends the connection (close, HTTP/1.0, refused head) was parsed: nothing
         # after it may be processed (RFC 9112 §9.6), even bytes already in the same segment.
         self.final_seen = False
@@ -270,12 +272,37 @@ class HttpConnection(asyncio.Protocol):
     # ---- used by exchanges -------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if not self.closed:
+        if self.closed:
+            return
+        out = self.out
+        if out is not None:
+            out.append(data)
+        else:
             self.transport.write(data)  # type: ignore[union-attr]
 
     def writelines(self, data: list[bytes]) -> None:
-        if not self.closed:
+        if self.closed:
+            return
+        out = self.out
+        if out is not None:
+            out.extend(data)
+        else:
             self.transport.writelines(data)  # type: ignore[union-attr]
+
+    def cork(self) -> bool:
+        """Collect writes until ``uncork``: a response head and body produced by one upstream
+        read go out in one send (a send is about 10 µs on loopback; 2-3 per response were the
+        largest cost in a profile of a small-response proxy). Returns False when already corked."""
+        if self.out is not None:
+            return False
+        self.out = []
+        return True
+
+    def uncork(self) -> None:
+        out = self.out
+        self.out = None
+        if out and not self.closed:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))  # type: ignore[union-attr]
 
     def exchange_done(self, exchange: Exchange, keep_alive: bool) -> None:
         """``exchange`` has written its whole response; start the next one or close."""
@@ -312,12 +339,15 @@ class HttpConnection(asyncio.Protocol):
 
     def close(self) -> None:
         """Close after what has been written is flushed."""
+        if self.out is not None:
+            self.uncork()
         if not self.closed:
             self.closed = True
             self.transport.close()  # type: ignore[union-attr]
 
     def abort(self) -> None:
         """Drop the connection now (a response that cannot be completed)."""
+        self.out = None
         if not self.closed:
             self.closed = True
             self.transport.abort()  # type: ignore[union-attr]

@@ -179,14 +179,7 @@ def test_policy_written_through_the_api_takes_effect_at_once(make_gateway, upstr
     assert get(gw, "/pol/echo", Authorization=key).status_code == 200
 
 
-# A Gateway API request without a body is dispatched twice by the core (Gateway.handle_local runs
-# it at once and Exchange.body_complete runs it again). With the memory store the first answer
-# wins; with Redis the DELETE awaits its PolicyChanged publish, so the second run's 404 goes out
-# first. Strict: this turns red once the core is fixed, and the mark can go.
-_DOUBLE_DISPATCH = pytest.mark.xfail(strict=True, reason="bodyless Gateway API requests run twice (core bug)")
-
-
-@pytest.mark.parametrize("store_url", ["memory://", pytest.param(REDIS_TEST_URL, marks=_DOUBLE_DISPATCH)],
+@pytest.mark.parametrize("store_url", ["memory://", REDIS_TEST_URL],
                          indirect=True, ids=["memory", "redis"])
 def test_deleting_a_keys_only_policy_makes_the_key_unknown_at_once(make_gateway, upstream, store_url):
     gw = make_gateway([classic_api("pol", "/pol/", upstream.url, use_keyless=False, use_standard_auth=True)],
