@@ -90,13 +90,17 @@ async def _hit_limits(
     renewal_rate: int,
 ) -> Denial | None:
     key_id = req.session_key
-    rate: RateDecision | None = None
-    if params is not None:
-        rate = await store.rate_hit(rate_limit_key(key_id, scope), params)
-        if not rate.allowed:
-            return Denial(429, RATE_EXCEEDED, _rate_headers(rate, retry=True))
-    if quota_max > 0:
-        quota: QuotaDecision = await store.quota_hit(quota_key(key_id, scope), quota_max, renewal_rate)
+    # One round trip for both counters (one Lua script on Redis).
+    rate, quota = await store.limits_hit(
+        rate_limit_key(key_id, scope) if params is not None else None,
+        params,
+        quota_key(key_id, scope) if quota_max > 0 else None,
+        quota_max,
+        renewal_rate,
+    )
+    if rate is not None and not rate.allowed:
+        return Denial(429, RATE_EXCEEDED, _rate_headers(rate, retry=True))
+    if quota is not None:
         if not quota.allowed:
             return Denial(403, QUOTA_EXCEEDED, _quota_headers(quota))
         req.response_headers = list(_quota_headers(quota))

@@ -46,8 +46,9 @@ async def start_store(gateway: "Gateway") -> None:
         # Fail closed, keep running: requests that need the store get 503 until it is back.
         log.warning("the store (%s) is not reachable yet; requests that need it get 503", _where(config.storage.url))
 
+    await sessions.start()
+
     def on_event(message: bytes) -> None:
-        sessions.on_event(message)
         event = decode_event(message)
         if event is None:
             return
@@ -58,7 +59,7 @@ async def start_store(gateway: "Gateway") -> None:
             reload_policies(gateway)
 
     try:
-        await store.subscribe(CLUSTER_CHANNEL, on_event, on_gap=sessions.clear)
+        await store.subscribe(CLUSTER_CHANNEL, on_event)
     except StoreUnavailable:
         log.warning("cluster events are not subscribed: the store is unreachable")
 
@@ -66,7 +67,7 @@ async def start_store(gateway: "Gateway") -> None:
         await store.publish(CLUSTER_CHANNEL, encode_event(NOTICE_GROUP_RELOAD))
 
     gateway.state["reload_group"] = reload_group
-    gateway.state.setdefault("closers", []).append(store.close)
+    gateway.state.setdefault("closers", []).extend([sessions.close, store.close])
     gateway.state.setdefault("reloaders", []).append(lambda: reload_policies(gateway))
 
 
