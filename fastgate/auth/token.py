@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Awaitable
 
 from fastgate.apidef.spec import ApiSpec, AuthSource
+from fastgate.auth.identity import base_identity, offer_session
 from fastgate.auth.sources import compile_extractor
 from fastgate.pipeline import Denial, Stage
 from fastgate.server.request import Request
@@ -59,6 +60,7 @@ def compile_token_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
     source = spec.auth_configs.get("authToken") or AuthSource()
     extract = compile_extractor(source)
     sessions = gateway.state["sessions"]
+    base = base_identity(spec)
 
     def check_token(req: Request) -> Denial | None | Awaitable[Denial | None]:
         credential = extract(req)
@@ -66,18 +68,18 @@ def compile_token_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
             return MISSING
         found = sessions.cached(credential, spec)
         if found is None:
-            return _lookup(sessions, credential, spec, req)
+            return _lookup(sessions, credential, spec, req, base)
         if found is False:
             return DISALLOWED
-        req.session_key, req.session = found
+        offer_session(req, base, "auth_token", *found)
         return None
 
     return (check_token,)
 
 
-async def _lookup(sessions: Any, credential: str, spec: ApiSpec, req: Request) -> Denial | None:
+async def _lookup(sessions: Any, credential: str, spec: ApiSpec, req: Request, base: str) -> Denial | None:
     found = await sessions.lookup(credential, spec)
     if not found:
         return DISALLOWED
-    req.session_key, req.session = found
+    offer_session(req, base, "auth_token", *found)
     return None
