@@ -384,6 +384,9 @@ def test_tyk_reload_picks_up_a_new_definition_while_a_connection_stays_open(make
         resp = c.request("GET", "/tyk/reload", headers=f"X-Tyk-Authorization: {SECRET}\r\n")
         assert resp.status == 200
         assert json.loads(resp.body)["status"] == "ok"
+        # One request, one reload (a body-less Gateway API request must be dispatched once).
+        time.sleep(0.2)
+        assert gw.log.count("reloaded:") == 1
         # Reload is synchronous in this process: the new API answers on the same connection.
         upstream.reset()
         assert c.request("GET", "/added/echo").status == 200
