@@ -99,6 +99,9 @@ class Exchange:
             return
         api = self.api
         if api is None:
+            # The Gateway API reads the whole body before it answers: ask for it.
+            if req.expect_continue and req.has_body:
+                self._continue()
             self.client.gateway.handle_local(self)
             return
         stages = api.stages
@@ -140,9 +143,8 @@ class Exchange:
         req = self.req
         api = self.api
         assert api is not None
-        if req.expect_continue and not req.complete and req.body_received == 0 and req.version == "1.1":
-            # An HTTP/1.0 client cannot read interim responses (RFC 9110 §10.1.1).
-            self.client.write(CONTINUE_100)
+        if req.expect_continue:
+            self._continue()
         target = api.upstream
         pool = self.pool = self.client.gateway.pools.get(target.scheme, target.host, target.port)
         self.state = CONNECTING
@@ -151,6 +153,13 @@ class Exchange:
             pool.connect(self)
         else:
             self.attach(conn)
+
+    def _continue(self) -> None:
+        """Answer ``Expect: 100-continue`` once the request is accepted, if the body is awaited."""
+        req = self.req
+        # An HTTP/1.0 client cannot read interim responses (RFC 9110 §10.1.1).
+        if not req.complete and req.body_received == 0 and req.version == "1.1":
+            self.client.write(CONTINUE_100)
 
     def wants_connection(self) -> bool:
         return self.state == CONNECTING

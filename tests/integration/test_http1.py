@@ -177,6 +177,20 @@ def test_expect_100_continue_gets_100_then_the_response(gw, up):
     assert [r["path"] for r in up.seen()] == ["/echo/expect", "/echo/after"]
 
 
+def test_expect_100_continue_on_a_gateway_api_request(gw, up):
+    # Local answers (the Gateway API, /hello) also wait for the body: they ask for it too,
+    # instead of leaving the client to give up waiting (curl waits a second).
+    body = b'{"x": 1}'
+    with RawClient(gw.port) as c:
+        c.send(b"POST /hello HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n" % len(body))
+        c.sock.settimeout(0.5)
+        assert c.read_response().status == 100
+        c.sock.settimeout(5)
+        c.send(body)
+        assert c.read_response().status == 200
+    assert up.seen() == []
+
+
 def test_expect_100_continue_is_ignored_on_http10(gw, up):
     # RFC 9110 §10.1.1: an HTTP/1.0 client does not understand interim responses.
     with RawClient(gw.port) as c:
