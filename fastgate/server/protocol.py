@@ -224,6 +224,8 @@ class HttpConnection(asyncio.Protocol):
             if limit and req.content_length is not None and req.content_length > limit:
                 req.error = (413, "Request is too large")
                 req.keep_alive = False
+        if req.conn_tokens is not None and b"x-forwarded-for" in req.conn_tokens:
+            req.forwarded_for = b""  # the client made its own chain hop-by-hop; ours stays
         if not req.keep_alive:
             self.final_seen = True
         exchange = Exchange(self, req)
