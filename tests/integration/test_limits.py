@@ -24,7 +24,7 @@ IDLE_TIMEOUT = 0.6
 UPSTREAM_TIMEOUT = 1.2
 MAX_HEADER = 4096
 GLOBAL_BODY = 1000
-LATE = 0.8  # two ticks plus scheduling slack
+LATE = 1.0  # two ticks plus generous scheduling slack for a loaded CI machine
 
 
 @pytest.fixture(scope="module")
@@ -330,7 +330,7 @@ def test_upstream_that_stops_reading_the_body_is_timed_out(make_gateway):
 def test_upstream_timeout_never_fires_early(gw, up):
     # Requests started at different points of the gateway's 250 ms tick, each answered a little
     # before upstream_timeout: none may get a 504.
-    delay = UPSTREAM_TIMEOUT - 0.12
+    delay = UPSTREAM_TIMEOUT - 0.15
     results: list[int] = []
 
     def one() -> None:
