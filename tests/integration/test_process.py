@@ -430,3 +430,23 @@ def test_gateway_api_on_its_own_port(make_gateway, upstream):
     assert get(control, "/tyk/reload", headers=f"X-Tyk-Authorization: {SECRET}\r\n")[0] == 200
     # The control listener proxies nothing.
     assert get(control, "/k/echo")[0] in (403, 404)
+
+
+def test_a_request_in_flight_during_a_reload_finishes_on_the_api_it_started_with(make_gateway, upstream):
+    gw = make_gateway([classic_api("k", "/k/", upstream.url)])
+    result: dict[str, object] = {}
+
+    def slow() -> None:
+        with RawClient(gw.port, timeout=10) as c:
+            resp = c.request("GET", "/k/delay/1")
+            result["status"] = resp.status
+            # The connection survives the reload; the API it used is gone now.
+            result["after"] = c.request("GET", "/k/echo").status
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    time.sleep(0.3)
+    (gw.dir / "apps" / "k.json").unlink()
+    assert gw.admin("GET", "/tyk/reload")[0] == 200
+    thread.join(10)
+    assert result == {"status": 200, "after": 404}
