@@ -77,6 +77,38 @@ class Scenario:
     target_p99_ratio: float | None = None  # p99 at most this × nginx's
 
 
+# Redis database the Redis scenarios use (flushed before each of them); tests use 13-15.
+BENCH_REDIS_URL = "redis://127.0.0.1:6379/11"
+
+
+def flush_bench_redis() -> None:
+    """Empty the bench's Redis database so a run starts from nothing."""
+    import redis
+
+    client = redis.Redis.from_url(BENCH_REDIS_URL, socket_timeout=2)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+def create_bench_key(ctx: Context) -> Prepared:
+    """The key nginx accepts, created in fastgate with limits that the run never reaches, so the
+    rate and quota stages do their full work on every request."""
+    session = {
+        "org_id": "default",
+        "rate": 1_000_000,
+        "per": 1,
+        "quota_max": 1_000_000_000,
+        "quota_renewal_rate": 3600,
+        "access_rights": {
+            "bench-auth-token": {"api_id": "bench-auth-token", "api_name": "bench", "versions": ["Default"]}
+        },
+    }
+    gateway_api(ctx, "POST", "/tyk/keys/" + API_KEY, session)
+    return Prepared()
+
+
 def gateway_api(ctx: Context, method: str, path: str, body: Any = None) -> Any:
     """Call fastgate's Gateway API (``/tyk/...``) with the secret; returns the decoded JSON.
 
@@ -106,16 +138,27 @@ SCENARIOS: list[Scenario] = [
         target_rps_ratio=0.8,
         target_p99_ratio=1.5,
     ),
-    # Later issues add their entries here, for example (issue 3):
-    # Scenario(
-    #     name="auth-token",
-    #     title="Auth token with rate limit and quota, memory store (issue 3)",
-    #     nginx_path="/auth-key/get",
-    #     fastgate_path="/auth-token/get",
-    #     apis=("auth-token.json",),
-    #     headers={"Authorization": API_KEY},
-    #     setup=create_bench_key,   # gateway_api(ctx, "POST", "/tyk/keys/" + API_KEY, {...})
-    #     target_rps_ratio=0.75,
-    #     target_p99_ratio=1.5,
-    # ),
+    Scenario(
+        name="auth-token",
+        title="Auth token with a rate limit and a quota, memory store (issue 3)",
+        nginx_path="/auth-key/get",
+        fastgate_path="/auth-token/get",
+        apis=("auth-token.json",),
+        headers={"Authorization": API_KEY},
+        setup=lambda ctx: create_bench_key(ctx),
+        target_rps_ratio=0.75,
+        target_p99_ratio=1.5,
+    ),
+    Scenario(
+        name="auth-token-redis",
+        title="Auth token with a rate limit and a quota, Redis store (issue 3)",
+        nginx_path="/auth-key/get",
+        fastgate_path="/auth-token/get",
+        apis=("auth-token.json",),
+        headers={"Authorization": API_KEY},
+        config={"storage": {"url": BENCH_REDIS_URL}},
+        prepare=lambda ctx: flush_bench_redis(),
+        setup=lambda ctx: create_bench_key(ctx),
+        target_rps_ratio=0.5,
+    ),
 ]

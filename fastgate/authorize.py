@@ -47,7 +47,6 @@ def compile_post_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
     if spec.use_keyless:
         return ()
     prefix_matching = gateway.options.enable_path_prefix_matching
-    store_of = lambda: gateway.state["store"]  # noqa: E731 - resolved per call: reloads swap it
 
     def check_access(req: Request) -> Denial | None:
         session: SessionState | None = req.session
@@ -66,38 +65,65 @@ def compile_post_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
                 return RESOURCE_DISALLOWED
         return None
 
-    def check_limits(req: Request) -> Awaitable[Denial | None] | None:
+    store = gateway.state["store"]
+    # The memory store answers without waiting: then the stage stays synchronous (no task).
+    hit_now = getattr(store, "limits_hit_now", None)
+
+    def check_limits(req: Request) -> Denial | None | Awaitable[Denial | None]:
         session: SessionState = req.session
-        found = session.limit_for_api(spec.api_id)
-        if found is None:
-            return API_DISALLOWED  # type: ignore[return-value]
-        limit, scope, _endpoints = found
-        params = _rate_params(limit.rate, limit.per)
-        quota_max = limit.quota_max
-        if params is None and quota_max <= 0:
+        key_id = req.session_key
+        memo_key = (id(session), key_id)
+        hit = memo.get(memo_key)
+        if hit is not None and hit[0] is session:  # identity: an id can be reused once freed
+            names = hit[1]
+        else:
+            names = _limit_names(session, spec.api_id, key_id)
+            if len(memo) >= MEMO_SIZE:
+                memo.clear()
+            memo[memo_key] = (session, names)
+        if names is None:
             return None
-        return _hit_limits(req, store_of(), params, scope, quota_max, limit.quota_renewal_rate)
+        if names is False:
+            return API_DISALLOWED
+        if hit_now is not None:
+            return _decide(req, *hit_now(*names))
+        return _hit_limits(req, store, names)
+
+    # Applied sessions are shared, read-only objects (PolicyApplier hands out the same one until
+    # the key or the policies change), so what they mean for this API is worked out once.
+    memo: dict[tuple[int, str], tuple[SessionState, Any]] = {}
 
     return (check_access, check_limits)
 
 
-async def _hit_limits(
-    req: Request,
-    store: Any,
-    params: RateParams | None,
-    scope: str,
-    quota_max: int,
-    renewal_rate: int,
-) -> Denial | None:
-    key_id = req.session_key
-    # One round trip for both counters (one Lua script on Redis).
-    rate, quota = await store.limits_hit(
+MEMO_SIZE = 10_000
+
+
+def _limit_names(session: SessionState, api_id: str, key_id: str) -> Any:
+    """The ``limits_hit`` arguments for this key on this API; None: no limits; False: no access."""
+    found = session.limit_for_api(api_id)
+    if found is None:
+        return False
+    limit, scope, _endpoints = found
+    params = _rate_params(limit.rate, limit.per)
+    quota_max = limit.quota_max
+    if params is None and quota_max <= 0:
+        return None
+    return (
         rate_limit_key(key_id, scope) if params is not None else None,
         params,
         quota_key(key_id, scope) if quota_max > 0 else None,
         quota_max,
-        renewal_rate,
+        limit.quota_renewal_rate,
     )
+
+
+async def _hit_limits(req: Request, store: Any, names: tuple[Any, ...]) -> Denial | None:
+    # One round trip for both counters (one Lua script on Redis).
+    return _decide(req, *await store.limits_hit(*names))
+
+
+def _decide(req: Request, rate: RateDecision | None, quota: QuotaDecision | None) -> Denial | None:
     if rate is not None and not rate.allowed:
         return Denial(429, RATE_EXCEEDED, _rate_headers(rate, retry=True))
     if quota is not None:

@@ -81,7 +81,10 @@ class MemoryStore:
                 if k.startswith(prefix) and not (exp and exp <= now)]
 
     # -- rate limits and quotas --------------------------------------------------------------
-    async def rate_hit(self, name: str, params: RateParams) -> RateDecision:
+    # The memory store never waits, so each limit operation also has a plain-call form: the
+    # pipeline uses it to decide a request without creating a task (about 5 µs a request).
+    def rate_hit_now(self, name: str, params: RateParams) -> RateDecision:
+        """`rate_hit` without awaiting."""
         now_us = int(self._clock() * 1_000_000)
         tat = self._get(self._rates, name) or 0
         allowed, tat = gcra_step(tat, now_us, params)
@@ -89,7 +92,8 @@ class MemoryStore:
             self._set(self._rates, name, tat, rate_state_ttl_ms(tat, now_us) / 1000)
         return rate_decision(allowed, tat, now_us, params)
 
-    async def quota_hit(self, name: str, quota_max: int, renewal_rate: int) -> QuotaDecision:
+    def quota_hit_now(self, name: str, quota_max: int, renewal_rate: int) -> QuotaDecision:
+        """`quota_hit` without awaiting."""
         used, ttl_ms = self._quota_state(name)
         allowed, used_after, ttl_ms, new_period = quota_step(used, ttl_ms, quota_max,
                                                              renewal_rate)
@@ -99,14 +103,26 @@ class MemoryStore:
             self._quotas[name] = (used_after, self._quotas[name][1])
         return quota_decision(allowed, used_after, ttl_ms, quota_max, self._wall())
 
-    async def limits_hit(self, rate_name: str | None, params: RateParams | None,
-                         quota_name: str | None, quota_max: int, renewal_rate: int
-                         ) -> tuple[RateDecision | None, QuotaDecision | None]:
-        rate = await self.rate_hit(rate_name, params) \
+    def limits_hit_now(self, rate_name: str | None, params: RateParams | None,
+                       quota_name: str | None, quota_max: int, renewal_rate: int
+                       ) -> tuple[RateDecision | None, QuotaDecision | None]:
+        """`limits_hit` without awaiting."""
+        rate = self.rate_hit_now(rate_name, params) \
             if rate_name is not None and params is not None else None
         if quota_name is None or (rate is not None and not rate.allowed):
             return rate, None
-        return rate, await self.quota_hit(quota_name, quota_max, renewal_rate)
+        return rate, self.quota_hit_now(quota_name, quota_max, renewal_rate)
+
+    async def rate_hit(self, name: str, params: RateParams) -> RateDecision:
+        return self.rate_hit_now(name, params)
+
+    async def quota_hit(self, name: str, quota_max: int, renewal_rate: int) -> QuotaDecision:
+        return self.quota_hit_now(name, quota_max, renewal_rate)
+
+    async def limits_hit(self, rate_name: str | None, params: RateParams | None,
+                         quota_name: str | None, quota_max: int, renewal_rate: int
+                         ) -> tuple[RateDecision | None, QuotaDecision | None]:
+        return self.limits_hit_now(rate_name, params, quota_name, quota_max, renewal_rate)
 
     async def quota_status(self, name: str, quota_max: int) -> QuotaDecision:
         used, ttl_ms = self._quota_state(name)
