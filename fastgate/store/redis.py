@@ -132,6 +132,7 @@ class RedisStore:
         self._listener: asyncio.Task[None] | None = None
         self._confirmed: set[str] = set()  # channels Redis confirmed on the current connection
         self._tasks: set[asyncio.Task[None]] = set()
+        self._limit_batch: list[tuple[list[str], list[int], asyncio.Future[list[Any]]]] = []
         self._closed = False
 
     # -- sessions ----------------------------------------------------------------------------
@@ -182,12 +183,55 @@ class RedisStore:
         args = [int(use_rate), params.interval_us if params else 0,
                 params.tolerance_us if params else 0, int(use_quota), quota_max,
                 max(renewal_rate, 0) * 1000]
-        r_ok, tat, now, q_ok, used, ttl = await self._run(self._limits, keys=keys, args=args)
+        r_ok, tat, now, q_ok, used, ttl = await self._batched_limits(keys, args)
         rate = rate_decision(bool(r_ok), int(tat), int(now), params) \
             if use_rate and params is not None else None
         if not r_ok or not use_quota:
             return rate, None
         return rate, quota_decision(bool(q_ok), int(used), int(ttl), quota_max, time.time())
+
+    def _batched_limits(self, keys: list[str], args: list[int]) -> asyncio.Future[list[Any]]:
+        """Queue one limits step; every step queued in this loop iteration goes out as one
+        pipeline. A call through redis-py costs about 170 µs of CPU, a pipelined command about
+        30 µs, and under load dozens of requests wait for their limits in the same iteration."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        self._limit_batch.append((keys, args, future))
+        if len(self._limit_batch) == 1:
+            loop.call_soon(self._flush_limits)
+        return future
+
+    def _flush_limits(self) -> None:
+        batch, self._limit_batch = self._limit_batch, []
+        if not batch:
+            return
+        task = asyncio.get_running_loop().create_task(self._send_limits(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_limits(self, batch: list[tuple[list[str], list[int], asyncio.Future[list[Any]]]]) -> None:
+        async def send() -> list[Any]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for keys, args, _ in batch:
+                    await self._limits(keys=keys, args=args, client=pipe)
+                return await pipe.execute(raise_on_error=False)
+
+        try:
+            results = await self._run(send)
+        except BaseException as exc:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, StoreError) else StoreError(str(exc)))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, _, future), result in zip(batch, results):
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(StoreError(f"redis at {self._where}: {result}"))
+            else:
+                future.set_result(result)
 
     async def quota_status(self, name: str, quota_max: int) -> QuotaDecision:
         key = f"{self._p}{QUOTA_PREFIX}{name}"
