@@ -34,7 +34,12 @@ log = logging.getLogger("fastgate")
 async def start_store(gateway: "Gateway") -> None:
     """Open the store, load policies, start the session manager and cluster events."""
     config = gateway.config
-    store = open_store(config.storage.url, **({"prefix": config.storage.key_prefix} if config.storage.key_prefix else {}))
+    options: dict[str, object] = {}
+    if config.storage.url.startswith(("redis:", "rediss:")):
+        options = {"socket_timeout": config.storage.timeout, "socket_connect_timeout": config.storage.timeout}
+        if config.storage.key_prefix:
+            options["prefix"] = config.storage.key_prefix
+    store = open_store(config.storage.url, **options)
     gateway.state["store"] = store
     gateway.state["unavailable_errors"] = (StoreUnavailable,)
     sessions = SessionManager(store, config)
