@@ -51,8 +51,8 @@ class PoliciesConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
 class StorageConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     url: str = "memory://"
-    key_prefix: str = ""
-    timeout: float = 2.0
+    key_prefix: str = ""  # prepended to every Redis key and channel
+    timeout: float = 1.0  # Redis connect and per-call timeout, seconds
 
 
 class AccessLogConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
