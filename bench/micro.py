@@ -134,6 +134,66 @@ def error_response_cached() -> Callable[[], object]:
     return lambda: error_response(403, message, keep_alive=True)
 
 
+def auth_token_stages() -> Callable[[], object]:
+    """The auth-token API's stages (token lookup, expiry/ACL, rate + quota) for a known key on the
+    memory store: what an auth-token request costs on top of a keyless one."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from fastgate.apidef.classic import decode_classic
+    from fastgate.auth.token import compile_token_auth
+    from fastgate.authorize import compile_post_auth
+    from fastgate.config import config_from_mapping
+    from fastgate.keys import generate_token, storage_key_id
+    from fastgate.server.request import Request
+    from fastgate.session import SessionState, encode_session
+    from fastgate.sessions import SessionManager
+    from fastgate.store.memory import MemoryStore
+
+    config = config_from_mapping({}, environ={})
+    spec = decode_classic(
+        {"api_id": "a", "org_id": "default", "use_keyless": False, "use_standard_auth": True,
+         "proxy": {"listen_path": "/a/", "target_url": "http://127.0.0.1:1/"}},
+        "bench",
+    )
+    loop = asyncio.new_event_loop()
+    store = MemoryStore()
+    sessions = SessionManager(store, config)
+    token = generate_token("default", "benchkey", config.hash_key_function)
+    session = SessionState(org_id="default", rate=1e9, per=1, quota_max=10**12, quota_renewal_rate=3600)
+    session.access_rights = {"a": msgspec_convert({"api_id": "a"})}
+
+    async def prepare() -> None:
+        await sessions.start()
+        await store.set_session(storage_key_id(token, config.hash_keys), encode_session(session))
+        assert await sessions.lookup(token, spec) is not None
+
+    loop.run_until_complete(prepare())
+    gateway = SimpleNamespace(state={"sessions": sessions, "store": store}, options=config.http_server_options)
+    stages = compile_token_auth(spec, gateway) + compile_post_auth(spec, gateway)
+    req = Request()
+    req.headers = [(b"Host", b"api.example.com"), (b"Authorization", token.encode())]
+    req.path = "/a/get"
+    req.listen_base = "/a"
+    req.method = "GET"
+
+    def op() -> None:
+        for stage in stages:
+            if stage(req) is not None:
+                raise AssertionError("a stage did not pass synchronously")
+
+    op()
+    return op
+
+
+def msgspec_convert(raw: dict) -> object:
+    import msgspec
+
+    from fastgate.session import AccessDefinition
+
+    return msgspec.convert(raw, AccessDefinition)
+
+
 MICROS: list[Micro] = [
     Micro("httptools.parse", "httptools parses a typical 8-header GET (keep-alive parser)", httptools_parse),
     Micro("normalize_target", "http1.normalize_target, plain path with a query", normalize_target_plain),
@@ -142,6 +202,7 @@ MICROS: list[Micro] = [
     Micro("router.match.domain", "Router.match among 100 APIs, API on a domain", router_match_domain),
     Micro("router.miss", "Router.match among 100 APIs, no API matches (404)", router_miss),
     Micro("error_response.cached", "http1.error_response for a cached 403 denial", error_response_cached),
+    Micro("auth_token.stages", "auth-token stages, known key, rate + quota, memory store", auth_token_stages),
 ]
 
 
