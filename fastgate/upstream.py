@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 __all__ = ["UpstreamPool", "UpstreamConnection", "PoolSet"]
 
 
+class _Unsolicited(Exception):
+    """Raised from ``on_message_begin``: the upstream sent a response nobody asked for."""
+
+
 class UpstreamConnection(asyncio.Protocol):
     """One keep-alive connection to an upstream, bound to at most one exchange at a time."""
 
@@ -45,6 +49,7 @@ class UpstreamConnection(asyncio.Protocol):
         "reason",
         "headers",
         "paused",
+        "answered",
     )
 
     def __init__(self, pool: "UpstreamPool") -> None:
@@ -58,6 +63,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.paused = False
+        # A response completed during the current read. The connection may already have been
+        # handed to the next request (a pipelined one, or a pool waiter): any byte after that
+        # response in the same read was sent before that request could have arrived.
+        self.answered = False
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -86,6 +95,7 @@ class UpstreamConnection(asyncio.Protocol):
                 client.uncork()
 
     def _feed(self, data: bytes) -> None:
+        self.answered = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
@@ -115,6 +125,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     # httptools callbacks
     def on_message_begin(self) -> None:
+        if self.answered:
+            # A second response in the read that ended ours: never let it answer whoever has
+            # the connection now (response desync); the connection is dropped as garbage.
+            raise _Unsolicited
         self.headers = []
         self.reason = b""
 
@@ -133,8 +147,11 @@ class UpstreamConnection(asyncio.Protocol):
             self.exchange.on_response_body(body)
 
     def on_message_complete(self) -> None:
-        if self.exchange is not None:
-            self.exchange.on_response_complete()
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.on_response_complete()
+            if self.exchange is not exchange:  # its response is over (not a 1xx)
+                self.answered = True
 
     # used by the exchange
     def write(self, data: bytes) -> None:

@@ -8,12 +8,15 @@ the bad request, and not the request smuggled behind it.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Iterator
 
 import pytest
 
 from tests.support.procs import Gateway, classic_api
 from tests.support.raw import RawClient
+from tests.support.scripted import ScriptedUpstream
 
 SMUGGLED = b"GET /k/smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
 
@@ -220,3 +223,67 @@ def test_framing_trailer_is_refused(gw, upstream, trailer):
         assert c.read_response().status == 400
         assert c.closed_by_peer() and c.buf == b""
     assert [r["path"] for r in upstream.seen()] == ["/delay/0.2"]
+
+
+# ---- response desync: an upstream that answers more than it was asked ------------------------
+
+INJECTED = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nINJECTED"
+
+
+def over_answering(conn, n):
+    """Answers every request; the first answer carries an unsolicited second response."""
+    first = True
+    while True:
+        req = conn.read_request()
+        if req is None:
+            return
+        if n == 0 and first:
+            time.sleep(0.4)  # let a second request queue up behind this one
+            answer = b"conn %d %s" % (n, req[1].encode())
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(answer), answer) + INJECTED)
+            first = False
+        else:
+            conn.respond(b"conn %d %s" % (n, req[1].encode()))
+
+
+def test_unsolicited_upstream_response_never_answers_a_pipelined_request(make_gateway):
+    scripted = ScriptedUpstream(over_answering)
+    try:
+        gw = make_gateway([classic_api("s", "/s/", scripted.url)])
+        with RawClient(gw.port) as c:
+            c.send(b"GET /s/one HTTP/1.1\r\nHost: a\r\n\r\nGET /s/two HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert c.read_response().body == b"conn 0 /one"
+            second = c.read_response()
+            assert second.body != b"INJECTED"
+            assert second.status == 502 or second.body.endswith(b" /two")
+    finally:
+        scripted.stop()
+
+
+def test_unsolicited_upstream_response_never_reaches_another_client(make_gateway):
+    # With one upstream connection per host, client B waits for client A's connection; the
+    # bytes after A's response must not become B's response.
+    scripted = ScriptedUpstream(over_answering)
+    try:
+        gw = make_gateway(
+            [classic_api("s", "/s/", scripted.url)],
+            {"http_server_options": {"max_upstream_connections_per_host": 1}},
+        )
+        results: dict[str, object] = {}
+
+        def client_b() -> None:
+            time.sleep(0.15)
+            with RawClient(gw.port) as c:
+                resp = c.request("GET", "/s/b")
+                results["b"] = (resp.status, resp.body)
+
+        thread = threading.Thread(target=client_b)
+        thread.start()
+        with RawClient(gw.port) as c:
+            assert c.request("GET", "/s/a").body == b"conn 0 /a"
+        thread.join(10)
+        status, body = results["b"]
+        assert body != b"INJECTED"
+        assert status == 502 or body.endswith(b" /b")
+    finally:
+        scripted.stop()
