@@ -9,7 +9,7 @@ Tyk's prefixes (plus its configurable extra prefix), so in Redis the data sits w
 | rate limits | `rate_hit` (atomic GCRA step, see `fastgate.limits`) | `rate-limit-<name>` |
 | quotas | `quota_hit` (atomic), `quota_status`, `reset_limits` | `quota-<name>` |
 | both | `limits_hit`: rate then quota, one atomic step (what a request calls) | |
-| key/value | `kv_get`, `kv_set`, `kv_delete`, `kv_set_if_absent` (OAuth tokens, certificates, JWT revocations, HMAC replay cache) | `<key>` |
+| key/value | `kv_get`, `kv_set`, `kv_delete`, `kv_set_if_absent`, `kv_keys` (OAuth tokens, certificates, JWT revocations, HMAC replay cache) | `<key>` |
 | events | `publish`, `subscribe` (callbacks, survive reconnection) | channel names |
 
 plus `ping()` and `close()`. Session ids are storage ids (`fastgate.keys.storage_key_id`: the
@@ -172,6 +172,10 @@ class Store(Protocol):
 
     async def kv_set_if_absent(self, key: str, value: bytes, ttl: float | None = None) -> bool:
         """Atomically set `key` only if absent; True when this call set it (replay caches)."""
+        ...
+
+    async def kv_keys(self, prefix: str) -> list[str]:
+        """Every live key starting with `prefix` (e.g. `cert-raw-`), in no particular order."""
         ...
 
     # -- events ---------------------------------------------------------------------------------

@@ -154,6 +154,11 @@ class MemoryStore:
         self._set(self._kv, key, value, ttl)
         return True
 
+    async def kv_keys(self, prefix: str) -> list[str]:
+        self._check()
+        now = self._clock()
+        return [k for k, (_, exp) in self._kv.items() if k.startswith(prefix) and not (exp and exp <= now)]
+
     # -- events ------------------------------------------------------------------------------
     async def publish(self, channel: str, message: bytes) -> None:
         self._check()

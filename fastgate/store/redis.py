@@ -280,6 +280,15 @@ class RedisStore:
         px = max(int(ttl * 1000), 1) if ttl and ttl > 0 else None
         return bool(await self._run(self._redis.set, self._p + key, value, nx=True, px=px))
 
+    async def kv_keys(self, prefix: str) -> list[str]:
+        head = self._p
+        pattern = _glob_escape(head + prefix) + "*"
+
+        async def scan() -> list[str]:
+            return [k.decode()[len(head):] async for k in self._redis.scan_iter(match=pattern, count=1000)]
+        found: list[str] = await self._run(scan, bounded=False)
+        return found
+
     # -- events ------------------------------------------------------------------------------
     async def publish(self, channel: str, message: bytes) -> None:
         await self._run(self._redis.publish, self._p + channel, message)

@@ -203,6 +203,38 @@ async def test_kv_and_set_if_absent(stores: Stores) -> None:
     assert await s.kv_set_if_absent("nonce-2", b"again") is True
 
 
+async def test_kv_keys_lists_live_keys_by_prefix(stores: Stores) -> None:
+    s = stores.open()
+    await s.kv_set("cert-raw-org1aa", b"1")
+    await s.kv_set("cert-raw-org1bb", b"2")
+    await s.kv_set("cert-raw-*[?", b"glob characters are literal")
+    await s.kv_set("cert-other", b"3")
+    await s.kv_set("cert-raw-short", b"4", ttl=0.1)
+    await s.set_session("cert-raw-session", b"{}")  # sessions are not key/value entries
+    assert sorted(await s.kv_keys("cert-raw-")) == ["cert-raw-*[?", "cert-raw-org1aa", "cert-raw-org1bb",
+                                                   "cert-raw-short"]
+    assert await s.kv_keys("cert-raw-*") == ["cert-raw-*[?"]
+    await asyncio.sleep(0.2)
+    assert "cert-raw-short" not in await s.kv_keys("cert-raw-")
+    await s.kv_delete("cert-raw-org1aa")
+    assert sorted(await s.kv_keys("cert-raw-org1")) == ["cert-raw-org1bb"]
+    assert await s.kv_keys("nothing-") == []
+
+
+async def test_redis_kv_keys_strip_the_extra_prefix() -> None:
+    store = open_store(REDIS_URL + "?prefix=fg:")
+    other = open_store(REDIS_URL)
+    try:
+        await store.kv_set("cert-raw-x", b"1")
+        await other.kv_set("cert-raw-y", b"2")  # another deployment sharing the database
+        assert await store.kv_keys("cert-raw-") == ["cert-raw-x"]
+    finally:
+        await store.kv_delete("cert-raw-x")
+        await other.kv_delete("cert-raw-y")
+        await store.close()
+        await other.close()
+
+
 # -- events -------------------------------------------------------------------------------------
 
 async def test_publish_reaches_subscribers_on_other_stores(stores: Stores) -> None:
