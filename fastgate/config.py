@@ -55,6 +55,14 @@ class StorageConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     timeout: float = 1.0  # Redis connect and per-call timeout, seconds
 
 
+class JwksConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """JSON Web Key Sets of identity providers (``fastgate.auth.jwks``), seconds."""
+
+    cache_timeout: float = 240.0  # Tyk's jwks.cache.timeout; refreshed in the background at 80 %
+    refetch_cooldown: float = 10.0  # least time between two fetches of one URL (unknown kid, retries)
+    fetch_timeout: float = 5.0
+
+
 class AccessLogConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     enabled: bool = False
     path: str = ""  # empty: standard error
@@ -81,6 +89,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     storage: StorageConfig = StorageConfig()
     http_server_options: HttpServerOptions = HttpServerOptions()
     access_log: AccessLogConfig = AccessLogConfig()
+    jwks: JwksConfig = JwksConfig()
     # Where the file was read from; relative paths are resolved against its directory.
     base_dir: str = "."
 
@@ -97,6 +106,7 @@ _SECTIONS = {
         ("storage", StorageConfig),
         ("http_server_options", HttpServerOptions),
         ("access_log", AccessLogConfig),
+        ("jwks", JwksConfig),
     )
 }
 
@@ -206,5 +216,7 @@ def _check(config: Config, source: str) -> None:
         problems.append("http_server_options.max_request_body_bytes: must be 0 (unlimited) or more")
     if opts.max_pipelined_requests < 1:
         problems.append("http_server_options.max_pipelined_requests: must be at least 1")
+    if config.jwks.cache_timeout <= 0 or config.jwks.fetch_timeout <= 0 or config.jwks.refetch_cooldown < 0:
+        problems.append("jwks: cache_timeout and fetch_timeout must be greater than 0, refetch_cooldown 0 or more")
     if problems:
         raise ConfigError("\n".join(f"{source}: {p}" for p in problems))

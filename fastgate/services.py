@@ -94,7 +94,14 @@ def _where(url: str) -> str:
     return url.split("@")[-1]
 
 
-STARTERS: list[Callable[["Gateway"], Awaitable[None]]] = [start_store]
+async def start_jwt(gateway: "Gateway") -> None:
+    """JWKS fetched before the listener opens, JWT revocations loaded (``fastgate.auth.jwt_services``)."""
+    from fastgate.auth.jwt_services import start_jwt as start
+
+    await start(gateway)
+
+
+STARTERS: list[Callable[["Gateway"], Awaitable[None]]] = [start_store, start_jwt]
 
 
 async def start_services(gateway: "Gateway") -> None:

@@ -60,6 +60,9 @@ class AdminApi:
         keys.register(self)
         policies.register(self)
         apis.register(self)
+        from fastgate.admin import jwks
+
+        jwks.register(self)
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         """Register ``handler`` for ``method`` on ``pattern`` (``{name}`` binds one segment)."""

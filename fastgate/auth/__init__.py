@@ -21,9 +21,10 @@ MethodCompiler = Callable[[ApiSpec, Any], tuple[Stage, ...]]
 
 
 def _method_compilers() -> list[MethodCompiler]:
+    from fastgate.auth.jwt import compile_jwt_auth
     from fastgate.auth.token import compile_token_auth
 
-    return [compile_token_auth]
+    return [compile_jwt_auth, compile_token_auth]
 
 
 METHOD_COMPILERS: list[MethodCompiler] = []
