@@ -213,3 +213,28 @@ def test_strip_auth_data_removes_header_param_and_cookie(make_gateway, upstream,
     assert seen["query"] == "keep=1"
     assert names["cookie"] == "other=v"
     assert key not in str(seen)
+
+
+def test_oas_api_key_scheme_in_a_custom_header(make_gateway, upstream, store_url):
+    oas = {
+        "openapi": "3.0.3",
+        "info": {"title": "OAS keys", "version": "1"},
+        "paths": {},
+        "components": {"securitySchemes": {"key": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}},
+        "security": [{"key": []}],
+        "x-tyk-api-gateway": {
+            "info": {"id": "oas-keys", "name": "OAS keys", "orgId": "default", "state": {"active": True}},
+            "upstream": {"url": upstream.url},
+            "server": {
+                "listenPath": {"value": "/oas/", "strip": True},
+                "authentication": {"enabled": True, "stripAuthorizationData": True,
+                                   "securitySchemes": {"key": {"enabled": True}}},
+            },
+        },
+    }
+    gw = make_gateway([oas], {"storage": {"url": store_url}})
+    key = create_key(gw, {"org_id": "default", "access_rights": rights("oas-keys")})
+    assert requests.get(gw.url + "/oas/echo", headers={"Authorization": key}, timeout=5).status_code == 401
+    seen = requests.get(gw.url + "/oas/echo", headers={"X-API-Key": key}, timeout=5)
+    assert seen.status_code == 200
+    assert "x-api-key" not in {n.lower() for n, _ in seen.json()["headers"]}  # stripAuthorizationData

@@ -158,3 +158,20 @@ def test_redis_outage_fails_closed_and_recovers(make_gateway, upstream, own_redi
     assert fresh is not None, "the gateway did not recover when Redis came back"
     assert requests.get(gw.url + "/shared/", headers={"Authorization": fresh}, timeout=5).status_code == 200
     assert requests.get(gw.url + "/shared/", headers={"Authorization": doomed}, timeout=5).status_code == 403
+
+
+def test_reload_group_reloads_every_node(two_nodes, upstream):
+    a, b = two_nodes
+    new_api = classic_api("late", "/late/", upstream.url)
+    for node in (a, b):
+        (node.dir / "apps" / "late.json").write_text(__import__("json").dumps(new_api))
+    assert requests.get(b.url + "/late/", timeout=5).status_code == 404
+    r = requests.get(a.url + "/tyk/reload/group", headers=ADMIN, timeout=5)
+    assert r.status_code == 200 and r.json() == {"status": "ok", "message": ""}
+    deadline = time.monotonic() + 3
+    status = 404
+    while time.monotonic() < deadline and status != 200:
+        status = requests.get(b.url + "/late/", timeout=5).status_code
+        time.sleep(0.05)
+    assert status == 200
+    assert requests.get(a.url + "/late/", timeout=5).status_code == 200
