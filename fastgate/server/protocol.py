@@ -21,6 +21,7 @@ from fastgate import clock
 from fastgate.server.exchange import Exchange
 from fastgate.server.http1 import ProtocolError, error_response, normalize_target
 from fastgate.server.request import Request
+from fastgate.server.tls import peer_certificate
 
 if TYPE_CHECKING:
     from fastgate.gateway import Gateway
@@ -69,6 +70,7 @@ class HttpConnection(asyncio.Protocol):
         "write_deadline",
         "admin",
         "final_seen",
+        "messages",
         "out",
     )
 
@@ -98,6 +100,7 @@ class HttpConnection(asyncio.Protocol):
         # A request that ends the connection (close, HTTP/1.0, refused head) was parsed: nothing
         # after it may be processed (RFC 9112 §9.6), even bytes already in the same segment.
         self.final_seen = False
+        self.messages = 0  # requests completely parsed on this connection
 
     # ---- asyncio callbacks -------------------------------------------------------------------
 
@@ -107,7 +110,8 @@ class HttpConnection(asyncio.Protocol):
         self.client_ip = peer[0] if peer else ""
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
-            self.peer_cert = transport.get_extra_info("ssl_object")
+            # The verified client certificate (or None), hashed once for every request on it.
+            self.peer_cert = peer_certificate(transport.get_extra_info("ssl_object"))
         self.gateway.connections.add(self)
         self._arm_idle()
 
@@ -127,6 +131,7 @@ class HttpConnection(asyncio.Protocol):
         if self.parsing is None and self.read_kind == IDLE and self.active is None:
             self.read_kind = HEAD
             self.read_deadline = clock.now + self.gateway.options.read_header_timeout
+        messages = self.messages
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -147,7 +152,10 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._refuse(400, f"Malformed request: {exc}")
             return
-        if self.parsing is not None and self.read_kind == HEAD:
+        if self.parsing is not None and self.parsing_exchange is None and self.messages == messages:
+            # A head still in progress, and every byte of this read belongs to it (no request
+            # ended in it): llhttp holds an unfinished header line in memory and reports it
+            # only when it ends, so the raw bytes are what bounds it, pipelined or not.
             self.head_size += len(data)
             if self.head_size > 2 * self.gateway.options.max_header_bytes:
                 self._refuse(431, "Request header fields too large")
@@ -259,6 +267,7 @@ class HttpConnection(asyncio.Protocol):
         exchange = self.parsing_exchange
         self.parsing = None
         self.parsing_exchange = None
+        self.messages += 1
         if req is None or exchange is None:
             return
         req.complete = True
@@ -326,6 +335,11 @@ class HttpConnection(asyncio.Protocol):
             nxt.begin()
         elif self.parsing is None:
             self._arm_idle()
+        else:
+            # A head pipelined behind the finished request is still arriving: it is the current
+            # request now, and read_header_timeout applies to it (else it could stall forever).
+            self.read_kind = HEAD
+            self.read_deadline = clock.now + self.gateway.options.read_header_timeout
 
     def block_body(self) -> None:
         self._block(BODY_BACKLOG)

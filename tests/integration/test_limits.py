@@ -100,6 +100,35 @@ def test_header_section_over_max_header_bytes_gets_431(gw, up, head):
     assert up.seen() == []
 
 
+def test_endless_header_of_a_pipelined_request_is_cut_off(gw, up):
+    # The second request's head arrives while the first is still being answered: its size is
+    # bounded all the same, instead of being buffered until it ends.
+    results: dict[str, object] = {}
+    with RawClient(gw.port, timeout=10) as c:
+        c.send(b"GET /k/delay/0.5 HTTP/1.1\r\nHost: a\r\n\r\nGET /k/echo HTTP/1.1\r\nHost: a\r\nX-Endless: ")
+
+        def flood() -> None:
+            sent = 0
+            try:
+                while sent < 256 << 20:
+                    c.sock.sendall(b"v" * (1 << 16))
+                    sent += 1 << 16
+            except OSError:
+                pass
+            results["sent"] = sent
+
+        thread = threading.Thread(target=flood, daemon=True)
+        thread.start()
+        first = c.read_response()
+        assert first.status == 200 and first.json() == {"delayed": True}
+        second = c.read_response()
+        assert second.status == 431
+        assert c.closed_by_peer()
+        thread.join(10)
+    assert results["sent"] < 64 << 20  # refused early, not after buffering it
+    assert [r["path"] for r in up.seen()] == ["/delay/0.5"]
+
+
 def test_header_section_under_the_limit_passes(gw, up):
     with RawClient(gw.port) as c:
         resp = c.request("GET", "/k/echo/fits", headers="X-Fits: " + "v" * (MAX_HEADER - 1000) + "\r\n")
@@ -184,6 +213,20 @@ def test_header_timeout_applies_to_the_second_request_on_a_connection(gw, up):
         assert resp.status == 408
         assert time.monotonic() - start >= HEADER_TIMEOUT - 0.05
         assert c.closed_by_peer()
+    assert [r["path"] for r in up.seen()] == ["/echo/first"]
+
+
+def test_header_timeout_applies_to_a_head_pipelined_behind_another_request(gw, up):
+    # The second head starts arriving while the first request is answered, then stalls.
+    with RawClient(gw.port) as c:
+        c.send(b"GET /k/echo/first HTTP/1.1\r\nHost: a\r\n\r\nGET /k/echo/second HTTP/1.1\r\nHost")
+        start = time.monotonic()
+        assert c.read_response().status == 200
+        resp = c.read_response()
+        elapsed = time.monotonic() - start
+        assert resp.status == 408
+        assert c.closed_by_peer()
+    assert HEADER_TIMEOUT - 0.05 <= elapsed <= HEADER_TIMEOUT + LATE
     assert [r["path"] for r in up.seen()] == ["/echo/first"]
 
 
