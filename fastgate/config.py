@@ -18,15 +18,26 @@ from typing import Any, Mapping
 
 import msgspec
 
-__all__ = ["Config", "ConfigError", "HttpServerOptions", "load_config", "config_from_mapping"]
+__all__ = [
+    "Config", "ConfigError", "HttpServerOptions", "SecurityConfig", "ServerCertificate", "load_config",
+    "config_from_mapping",
+]
 
 
 class ConfigError(Exception):
     """A config file that cannot be used; the message names the file, the key and the problem."""
 
 
+class ServerCertificate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One ``[[http_server_options.certificates]]`` table: a PEM chain and key served by SNI."""
+
+    domain_name: str = ""  # the SNI host it is served for; the first table is also the default
+    cert_file: str
+    key_file: str
+
+
 class HttpServerOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Listener limits and timeouts (seconds, bytes)."""
+    """Listener limits and timeouts (seconds, bytes), and TLS (see ``fastgate.server.tls``)."""
 
     read_header_timeout: float = 10.0
     read_timeout: float = 60.0  # longest pause while a request body is being received
@@ -42,6 +53,11 @@ class HttpServerOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     max_upstream_connections_per_host: int = 0  # 0 = unlimited; beyond it requests wait for a free one
     enable_path_prefix_matching: bool = False
     use_ssl: bool = False
+    certificates: list[ServerCertificate] = []
+    min_version: int | str = "1.2"  # "1.2", "1.3", or Tyk's numbers 771 / 772
+    max_version: int | str = ""  # empty: the newest OpenSSL offers
+    ssl_ciphers: list[str] = []  # TLS 1.2 suites, IANA (Tyk) or OpenSSL names; empty: OpenSSL's
+    crl_file: str = ""  # PEM/DER CRL(s) checked for every API that reads client certificates
 
 
 class PoliciesConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -61,6 +77,15 @@ class JwksConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     cache_timeout: float = 240.0  # Tyk's jwks.cache.timeout; refreshed in the background at 80 %
     refetch_cooldown: float = 10.0  # least time between two fetches of one URL (unknown kid, retries)
     fetch_timeout: float = 5.0
+
+
+class SecurityConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Tyk's ``security`` section: the certificate store and certificate-derived keys."""
+
+    # Encrypts private keys uploaded to /tyk/certs; empty: the gateway ``secret`` is used.
+    private_certificate_encoding_secret: str = ""
+    # Tyk's legacy dynamic mTLS: also accept the key as a header token, certificate optional.
+    allow_unsafe_dynamic_mtls_token: bool = False
 
 
 class AccessLogConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -90,6 +115,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     http_server_options: HttpServerOptions = HttpServerOptions()
     access_log: AccessLogConfig = AccessLogConfig()
     jwks: JwksConfig = JwksConfig()
+    security: SecurityConfig = SecurityConfig()
     # Where the file was read from; relative paths are resolved against its directory.
     base_dir: str = "."
 
@@ -107,6 +133,7 @@ _SECTIONS = {
         ("http_server_options", HttpServerOptions),
         ("access_log", AccessLogConfig),
         ("jwks", JwksConfig),
+        ("security", SecurityConfig),
     )
 }
 
@@ -218,5 +245,9 @@ def _check(config: Config, source: str) -> None:
         problems.append("http_server_options.max_pipelined_requests: must be at least 1")
     if config.jwks.cache_timeout <= 0 or config.jwks.fetch_timeout <= 0 or config.jwks.refetch_cooldown < 0:
         problems.append("jwks: cache_timeout and fetch_timeout must be greater than 0, refetch_cooldown 0 or more")
+    if opts.use_ssl or opts.crl_file:
+        from fastgate.server.tls import tls_problems  # reads the certificate files
+
+        problems.extend(tls_problems(config))
     if problems:
         raise ConfigError("\n".join(f"{source}: {p}" for p in problems))

@@ -27,6 +27,7 @@ from fastgate.router import Router
 from fastgate.server.exchange import CHECKING, LOCAL, Exchange
 from fastgate.server.protocol import HttpConnection
 from fastgate.server.request import Request
+from fastgate.server.tls import TlsTerminator
 from fastgate.upstream import PoolSet
 
 __all__ = ["Gateway"]
@@ -84,6 +85,7 @@ class Gateway:
         self.started_at = time.time()
         self.access_log = AccessLog.open(config.access_log) if config.access_log.enabled else None
         self.state: dict[str, Any] = {}  # long-lived services later stages share (store, caches)
+        self.tls: TlsTerminator | None = None  # the listeners' SSL contexts when use_ssl is on
         self.admin = AdminApi(self)
         self._tick_handle: asyncio.TimerHandle | None = None
         self._ticks = 0
@@ -103,6 +105,8 @@ class Gateway:
         self.router = Router((api.spec.domain, api.spec.listen_path, api) for api in compiled.values())
         self.apis = compiled
         self.load_problems = problems
+        for hook in self.state.get("apis_loaded", ()):  # e.g. which client certificates TLS asks for
+            hook()
         for api in compiled.values():
             log.info(
                 "loaded API %r (%s) on %s%s -> %s%s",
@@ -208,24 +212,30 @@ class Gateway:
 
     async def start(self) -> None:
         """Load APIs and open the listeners."""
+        if self.options.use_ssl:
+            self.tls = TlsTerminator(self.config)  # the files were checked when the config loaded
         self.load_apis()
         reuse_port = self.config.workers > 1
         cfg = self.config
+        tls = self.tls
+        scheme = "https" if tls is not None else "http"
         self.servers.append(
             await self.loop.create_server(
                 lambda: HttpConnection(self),
                 sock=_listen_socket(cfg.listen_address, cfg.listen_port, reuse_port),
+                **_tls_options(tls.context if tls is not None else None, self.options.read_header_timeout),
             )
         )
-        log.info("listening on http://%s:%d", cfg.listen_address, cfg.listen_port)
+        log.info("listening on %s://%s:%d", scheme, cfg.listen_address, cfg.listen_port)
         if not self.admin_on_main:
             self.servers.append(
                 await self.loop.create_server(
                     lambda: HttpConnection(self, admin=True),
                     sock=_listen_socket(cfg.control_api_address, cfg.control_api_port, reuse_port),
+                    **_tls_options(tls.control_context if tls is not None else None, self.options.read_header_timeout),
                 )
             )
-            log.info("Gateway API on http://%s:%d", cfg.control_api_address, cfg.control_api_port)
+            log.info("Gateway API on %s://%s:%d", scheme, cfg.control_api_address, cfg.control_api_port)
         if not cfg.secret:
             log.warning("no secret is set: every Gateway API (/tyk/) request will be refused")
         self._schedule_tick()
@@ -263,6 +273,12 @@ class Gateway:
         for closer in self.state.get("closers", []):
             await closer()
         log.info("stopped")
+
+
+def _tls_options(context: Any, handshake_timeout: float) -> dict[str, Any]:
+    # A client that never finishes its handshake holds the connection no longer than a request
+    # head may take (uvloop's default is 60 s).
+    return {"ssl": context, "ssl_handshake_timeout": handshake_timeout} if context is not None else {}
 
 
 def _listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:

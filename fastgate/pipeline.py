@@ -96,13 +96,15 @@ def deny(status: int, message: str) -> Stage:
 def compile_api(spec: ApiSpec, gateway: Any, default_max_body: int) -> CompiledApi:
     """Build the stage tuple for ``spec``; raises ``DefinitionError`` for config that cannot work.
 
-    Stages in Tyk's order: auth methods, post-auth checks (expiry, access rights, granular
-    access, rate limit, quota), then stripping credentials before the proxy.
+    Stages in Tyk's order: the static mTLS check (keyless APIs too), auth methods, post-auth
+    checks (expiry, access rights, granular access, rate limit, quota), then stripping
+    credentials before the proxy.
     """
     from fastgate.auth import compile_auth, compile_strip_auth
+    from fastgate.auth.mtls import compile_static_mtls
     from fastgate.authorize import compile_post_auth
 
-    stages: list[Stage] = []
+    stages: list[Stage] = list(compile_static_mtls(spec, gateway))
     if not spec.use_keyless:
         auth_stages = compile_auth(spec, gateway)
         if auth_stages:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Awaitable, Callable
 
+from fastgate.certs import start_certificates
 from fastgate.policy import load_policy_dir
 from fastgate.sessions import SessionManager
 from fastgate.store import (
@@ -101,7 +102,7 @@ async def start_jwt(gateway: "Gateway") -> None:
     await start(gateway)
 
 
-STARTERS: list[Callable[["Gateway"], Awaitable[None]]] = [start_store, start_jwt]
+STARTERS: list[Callable[["Gateway"], Awaitable[None]]] = [start_store, start_certificates, start_jwt]
 
 
 async def start_services(gateway: "Gateway") -> None:

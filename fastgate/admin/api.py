@@ -60,6 +60,9 @@ class AdminApi:
         keys.register(self)
         policies.register(self)
         apis.register(self)
+        from fastgate.admin import certs
+
+        certs.register(self)
         from fastgate.admin import jwks
 
         jwks.register(self)

@@ -22,6 +22,7 @@ import msgspec
 import orjson
 
 from fastgate.admin.api import ApiError, query_params
+from fastgate.admin.certs import certificate_key_id, check_key_certificates
 from fastgate.keys import generate_token, lookup_candidates, min_token_length, storage_key_id
 from fastgate.limits import quota_key, rate_limit_key
 from fastgate.policy import PolicyError, expiry_for_new_key
@@ -85,6 +86,9 @@ class KeyEndpoints:
     async def _add(self, req: "Request", session: SessionState, key_id: str | None) -> tuple[int, Any]:
         query = query_params(req)
         now = time.time()
+        if session.certificate and key_id is None:
+            key_id = await certificate_key_id(self.gateway, session)  # dynamic mTLS
+        await check_key_certificates(self.gateway, session, None)
         token = generate_token(session.org_id, key_id, self.config.hash_key_function)
         storage_id = storage_key_id(token, self.config.hash_keys)
         if session.hmac_enabled and not session.hmac_string:
@@ -147,6 +151,7 @@ class KeyEndpoints:
         """``PUT /tyk/keys/{key}``: replace a key's session, keeping what Tyk keeps."""
         session = _decode(body)
         storage_id, stored = await self._find(req, params["key"], missing="Key is not found")
+        await check_key_certificates(self.gateway, session, stored)
         session.date_created = stored.date_created
         if session.expires > 1 and session.expires < time.time():
             session.expires = stored.expires

@@ -15,6 +15,7 @@ from typing import Any, Awaitable
 
 from fastgate.apidef.spec import ApiSpec, AuthSource
 from fastgate.auth.identity import base_identity, offer_session
+from fastgate.auth.mtls import compile_certificate_auth, compile_token_certificate_checks, uses_certificate_auth
 from fastgate.auth.sources import compile_extractor
 from fastgate.pipeline import Denial, Stage
 from fastgate.server.request import Request
@@ -61,6 +62,11 @@ def compile_token_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
     extract = compile_extractor(source)
     sessions = gateway.state["sessions"]
     base = base_identity(spec)
+    if uses_certificate_auth(spec):
+        # Dynamic mTLS: the client certificate is the key (fastgate.auth.mtls).
+        return (compile_certificate_auth(spec, gateway, extract, base),)
+    # Certificate-bound keys, and keys derived from certificates refused as header tokens.
+    certificate_check = compile_token_certificate_checks(spec, gateway)
 
     def check_token(req: Request) -> Denial | None | Awaitable[Denial | None]:
         credential = extract(req)
@@ -68,18 +74,27 @@ def compile_token_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
             return MISSING
         found = sessions.cached(credential, spec)
         if found is None:
-            return _lookup(sessions, credential, spec, req, base)
+            return _lookup(sessions, credential, spec, req, base, certificate_check)
         if found is False:
             return DISALLOWED
+        if certificate_check is not None:
+            denial = certificate_check(req, found[1])
+            if denial is not None:
+                return denial
         offer_session(req, base, "auth_token", *found)
         return None
 
     return (check_token,)
 
 
-async def _lookup(sessions: Any, credential: str, spec: ApiSpec, req: Request, base: str) -> Denial | None:
+async def _lookup(sessions: Any, credential: str, spec: ApiSpec, req: Request, base: str,
+                  certificate_check: Any = None) -> Denial | None:
     found = await sessions.lookup(credential, spec)
     if not found:
         return DISALLOWED
+    if certificate_check is not None:
+        denial = certificate_check(req, found[1])
+        if denial is not None:
+            return denial
     offer_session(req, base, "auth_token", *found)
     return None

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -85,19 +86,27 @@ def classic_api(api_id: str, listen_path: str, target_url: str, **fields: Any) -
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, (int, float)):
         return repr(value)
     return json.dumps(str(value))
 
 
 def write_config(directory: Path, settings: dict[str, Any]) -> Path:
-    """Write a fastgate.toml from a dict (nested dicts become tables)."""
+    """Write a fastgate.toml from a dict (nested dicts become tables, lists of dicts inside a
+    table arrays of tables: ``{"http_server_options": {"certificates": [{...}]}}``)."""
     lines: list[str] = []
     tables: list[str] = []
     for key, value in settings.items():
         if isinstance(value, dict):
             tables.append(f"\n[{key}]")
-            tables.extend(f"{k} = {_toml_value(v)}" for k, v in value.items())
+            arrays = {k: v for k, v in value.items() if isinstance(v, list) and v and all(isinstance(i, dict) for i in v)}
+            tables.extend(f"{k} = {_toml_value(v)}" for k, v in value.items() if k not in arrays)
+            for name, items in arrays.items():
+                for item in items:
+                    tables.append(f"\n[[{key}.{name}]]")
+                    tables.extend(f"{k} = {_toml_value(v)}" for k, v in item.items())
         else:
             lines.append(f"{key} = {_toml_value(value)}")
     path = directory / "fastgate.toml"
@@ -119,7 +128,8 @@ class Gateway:
     ) -> None:
         self.dir = directory
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        tls = bool(((settings or {}).get("http_server_options") or {}).get("use_ssl"))
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         (directory / "apps").mkdir(exist_ok=True)
         (directory / "policies").mkdir(exist_ok=True)
         for api in apis:
@@ -168,8 +178,10 @@ class Gateway:
         req = urllib.request.Request(self.url + path, data=data, method=method)
         if secret is not None:
             req.add_header("X-Tyk-Authorization", secret)
+        # A TLS gateway's certificate is the test's own: its Gateway API is called without checking it.
+        context = ssl._create_unverified_context() if self.url.startswith("https") else None
         try:
-            with urllib.request.urlopen(req, timeout=10) as r:
+            with urllib.request.urlopen(req, timeout=10, context=context) as r:
                 return r.status, json.loads(r.read() or b"null")
         except urllib.error.HTTPError as e:
             raw = e.read()
