@@ -14,7 +14,8 @@ returns the session the request uses, whether it must be written back, or Tyk's 
 * privilege-escalation guards: a token with no scope and no policy cannot keep using a session
   built from scopes, and without defaults a session is never used by a token naming no policy.
 
-Differences from Tyk, deliberate: a policy set that cannot be applied when a session is created
+Differences from Tyk, deliberate: ``expires`` is raised to ``exp`` plus the expiry skew (Tyk uses
+``exp``, so a token the skew accepts meets "Key has expired, please renew" on a new session); a policy set that cannot be applied when a session is created
 is a 403 "key not authorized: no matching policy" (Tyk answers 500), and the mapped scope
 policies keep the order the scopes came in (Tyk's order is random).
 """
@@ -100,7 +101,7 @@ def decide(
             session = built
         else:
             session = SessionState(org_id=org_id)
-        _raise_expiry(session, exp)
+        _raise_expiry(session, exp, cfg.exp_skew)
         session.meta_data = {"TykJWTSessionID": session_token}
         session.alias = identity
         update = True
@@ -124,7 +125,7 @@ def decide(
             if switched is None:
                 return COULD_NOT_APPLY_NEW
             session = switched
-        update = _raise_expiry(session, exp) or update
+        update = _raise_expiry(session, exp, cfg.exp_skew) or update
     if scopes is not None:
         if scopes:
             ids = [] if from_defaults or not base_policy else [base_policy]
@@ -190,8 +191,9 @@ def _same_policies(session: SessionState, ids: list[str]) -> bool:
     return len(current) == len(ids) and all(p in ids for p in current)
 
 
-def _raise_expiry(session: SessionState, exp: Any) -> bool:
-    if type(exp) in (int, float) and int(exp) > session.expires:
-        session.expires = int(exp)
+def _raise_expiry(session: SessionState, exp: Any, skew: int) -> bool:
+    # exp + the API's expiry skew: a token the skew still accepts must not meet an expired session.
+    if type(exp) in (int, float) and int(exp) + skew > session.expires:
+        session.expires = int(exp) + skew
         return True
     return False

@@ -19,7 +19,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-__all__ = ["EcKey", "EdKey", "JwksServer", "RsaKey", "hs256", "b64"]
+__all__ = ["EcKey", "EdKey", "JwksServer", "RsaKey", "b64", "b64u", "hs256", "signed"]
 
 
 def b64(data: bytes | str) -> str:
@@ -28,7 +28,21 @@ def b64(data: bytes | str) -> str:
 
 
 def hs256(claims: dict[str, Any], secret: str | bytes, **headers: Any) -> str:
-    return jwt.encode(claims, secret, algorithm="HS256", headers=headers or None)
+    return signed({"alg": "HS256", "typ": "JWT", **headers}, claims, secret.encode() if isinstance(secret, str) else secret)
+
+
+def b64u(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def signed(header: dict[str, Any], claims: dict[str, Any], key: Any) -> str:
+    """A compact JWS with exactly this header (PyJWT's encoder refuses odd ones, e.g. a numeric kid);
+    header members set to None are left out."""
+    header = {k: v for k, v in header.items() if v is not None}
+    data = f"{b64u(json.dumps(header).encode())}.{b64u(json.dumps(claims).encode())}"
+    algorithm = jwt.get_algorithm_by_name(header["alg"])
+    signature = algorithm.sign(data.encode(), algorithm.prepare_key(key) if isinstance(key, bytes) else key)
+    return f"{data}.{b64u(signature)}"
 
 
 class _Key:
@@ -43,7 +57,9 @@ class _Key:
         )
 
     def sign(self, claims: dict[str, Any], alg: str | None = None, **headers: Any) -> str:
-        return jwt.encode(claims, self.private, algorithm=alg or self.alg, headers={"kid": self.kid, **headers})
+        """A token with ``kid`` set to this key's (a ``kid`` of None leaves it out)."""
+        header = {"alg": alg or self.alg, "typ": "JWT", "kid": self.kid, **headers}
+        return signed(header, claims, self.private)
 
     def jwk(self) -> dict[str, Any]:
         algo = jwt.get_algorithm_by_name(self.alg)
