@@ -24,10 +24,15 @@ __all__ = ["AccessLog"]
 class AccessLog:
     """Writes one JSON object per line to a file or standard error."""
 
-    __slots__ = ("stream",)
+    __slots__ = ("stream", "flushed_at")
+
+    # Lines are buffered and flushed at most once a second (and at exit), so a busy gateway does
+    # not make a write system call per request, and `tail -f` still sees lines within a second.
+    FLUSH_EVERY = 1.0
 
     def __init__(self, stream: IO[bytes]) -> None:
         self.stream = stream
+        self.flushed_at = 0.0
 
     @classmethod
     def open(cls, config: "AccessLogConfig") -> "AccessLog":
@@ -47,3 +52,6 @@ class AccessLog:
             "duration_ms": round((time.monotonic() - exchange.started) * 1000, 1),
         }
         self.stream.write(orjson.dumps(record) + b"\n")
+        if record["time"] - self.flushed_at >= self.FLUSH_EVERY:
+            self.flushed_at = record["time"]
+            self.stream.flush()
