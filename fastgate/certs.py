@@ -142,7 +142,10 @@ class StoredCertificate:
         meta: dict[str, Any] = {"id": self.id, "fingerprint": self.fingerprint, "has_private": self.has_private}
         if leaf is None:
             meta["issuer"] = _pkix_name(x509.Name([]))
-            meta["subject"] = _pkix_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self._public_key_cn())]))
+            subject = _pkix_name(x509.Name([]))  # Tyk's dummy name (longer than a CN may be)
+            subject["CommonName"] = self._public_key_cn()
+            subject["Names"] = [{"Type": [2, 5, 4, 3], "Value": self._public_key_cn()}]
+            meta["subject"] = subject
             meta["not_before"] = meta["not_after"] = _GO_ZERO_TIME
         else:
             meta["issuer"] = _pkix_name(leaf.issuer)

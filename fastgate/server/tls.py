@@ -9,10 +9,11 @@ How this fits uvloop and OpenSSL (the reasons for the module's shape):
   serving context of its host name. A change builds new serving contexts and swaps one dict;
   handshakes already past the callback keep what they were given.
 * OpenSSL copies some settings from the listener context into each connection *before* the SNI
-  callback and never re-reads them from the context switched to: protocol versions, ciphers,
-  verify mode and verify flags. Those are set on the listener context, whose live object takes
-  changes for every later handshake. The certificate chain and the trust store (which client
-  certificates verify) come from the serving context.
+  callback and never re-reads them from the context switched to: protocol versions, options,
+  verify mode and verify flags. The client-certificate ones are changed on the listener context,
+  whose live object takes changes for every later handshake. The certificate chain, the trust
+  store (which client certificates verify) and the cipher list come from the serving context.
+  Every context gets the same versions, options and ciphers.
 * Verify mode (``set_client_auth``): *none* while no API reads client certificates (no
   CertificateRequest is sent); *required* when every API does static mTLS and the Gateway API is
   not on this listener (a handshake without an acceptable certificate fails, as Tyk does for a
@@ -146,7 +147,7 @@ class TlsTerminator:
 
     # ---- internals ---------------------------------------------------------------------------
 
-    def _new_context(self) -> ssl.SSLContext:
+    def _new_context(self, cert: tuple[str, str, str] | None = None) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = self._min
         if self._max is not None:
@@ -155,14 +156,12 @@ class TlsTerminator:
             ctx.set_ciphers(self._ciphers)
         ctx.options |= ssl.OP_NO_RENEGOTIATION
         ctx.sslobject_class = _AlertingSSLObject
-        _, cert_file, key_file = self._certs[0]
+        _, cert_file, key_file = cert or self._certs[0]
         ctx.load_cert_chain(cert_file, key_file)
         return ctx
 
-    def _serving_context(self, trusted: Sequence[bytes], cert: tuple[str, str, str] | None = None) -> ssl.SSLContext:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        _, cert_file, key_file = cert or self._certs[0]
-        ctx.load_cert_chain(cert_file, key_file)
+    def _serving_context(self, trusted: Sequence[bytes], cert: tuple[str, str, str]) -> ssl.SSLContext:
+        ctx = self._new_context(cert)
         if trusted:
             ctx.load_verify_locations(cadata=b"".join(trusted))
         return ctx
@@ -196,6 +195,13 @@ class _AlertingSSLObject(ssl.SSLObject):
     close does not wait for the client's close_notify (see the module doc)."""
 
     _failure: ssl.SSLError | None = None
+    _outgoing: ssl.MemoryBIO | None = None
+
+    @classmethod
+    def _create(cls, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, *args: Any, **kwargs: Any) -> "_AlertingSSLObject":
+        obj: _AlertingSSLObject = super()._create(incoming, outgoing, *args, **kwargs)  # type: ignore[misc]
+        obj._outgoing = outgoing
+        return obj
 
     def do_handshake(self) -> None:
         if self._failure is not None:
@@ -205,6 +211,8 @@ class _AlertingSSLObject(ssl.SSLObject):
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             raise
         except ssl.SSLError as exc:
+            if self._outgoing is None or not self._outgoing.pending:
+                raise  # no alert to deliver (plain HTTP on the TLS port gets none): close now
             self._failure = exc
             raise ssl.SSLWantReadError("the alert goes out first") from None
 
@@ -369,10 +377,9 @@ def _certificate_problems(config: "Config", index: int, cert_file: str, key_file
     try:
         ctx.load_cert_chain(str(cert_path), str(key_path))
     except ssl.SSLError as exc:
-        reason = exc.reason or str(exc)
         if "KEY_VALUES_MISMATCH" in str(exc):
             return [f"{where}: {key_path} is not the private key of {cert_path}"]
-        return [f"{where}: {cert_path} / {key_path}: not a usable PEM certificate chain and private key ({reason})"]
+        return [f"{where}: {cert_path} / {key_path}: not a usable PEM certificate chain and private key"]
     except OSError as exc:
         return [f"{where}: {exc}"]
     return []
