@@ -33,7 +33,14 @@ def check_storage(config: Config, apis: list[ApiSpec]) -> list[str]:
     return []
 
 
-CHECKS: list[Callable[[Config, list[ApiSpec]], list[str]]] = [check_policies, check_storage]
+def check_client_certificates(config: Config, apis: list[ApiSpec]) -> list[str]:
+    """mTLS settings of the APIs: identity kinds, CRL files (``fastgate.auth.mtls``)."""
+    from fastgate.auth.mtls import check_mtls_definitions
+
+    return check_mtls_definitions(config, apis)
+
+
+CHECKS: list[Callable[[Config, list[ApiSpec]], list[str]]] = [check_policies, check_storage, check_client_certificates]
 
 
 def extra_checks(config: Config, apis: list[ApiSpec]) -> list[str]:

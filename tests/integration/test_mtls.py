@@ -289,6 +289,26 @@ def test_san_uri_identity_maps_workloads_to_keys(make_gateway, upstream, pki):
     assert status == 200
 
 
+def test_check_reports_mtls_definitions_that_cannot_work(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.support.procs import ROOT, write_config
+
+    (tmp_path / "apps").mkdir()
+    api = dynamic_api("svc", "http://127.0.0.1:9", client_certificate_identity="san_uri")
+    (tmp_path / "apps" / "svc.json").write_text(json.dumps(api))
+    config = write_config(tmp_path, {"app_path": "apps"})
+    out = subprocess.run([str(Path(sys.executable).parent / "fastgate"), "check", "--config", str(config)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=20,
+                         env={k: v for k, v in os.environ.items() if not k.startswith("FASTGATE_")})
+    assert out.returncode == 1
+    assert "svc.json: client_certificate_identity: san_uri identities need static mTLS" in out.stdout
+
+
 # ---- the certificate store --------------------------------------------------------------------
 
 
