@@ -372,9 +372,9 @@ class HttpConnection(asyncio.Protocol):
 
     def check_timeouts(self, now: float) -> None:
         """Called by the clock tick for every connection, with the fresh ``clock.now``."""
-        # Deadlines were armed from a clock up to one tick stale; comparing them with a time one
-        # tick back means no timeout ever fires early (it fires up to two ticks late instead).
-        now -= clock.TICK_SECONDS
+        # Deadlines were armed from a clock as stale as the longest recent tick gap; comparing
+        # them with a time that far back means a timeout does not fire early (see ``clock``).
+        now -= clock.slack
         if self.read_deadline and not self.reading_paused and now > self.read_deadline:
             self._read_timed_out()
         if self.write_paused and now > self.write_deadline:

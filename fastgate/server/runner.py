@@ -17,6 +17,7 @@ import time
 
 import uvloop
 
+from fastgate import clock
 from fastgate.config import Config
 from fastgate.gateway import Gateway
 
@@ -48,6 +49,7 @@ async def _serve(config: Config, under_supervisor: bool) -> int:
     loop = asyncio.get_running_loop()
     gateway = Gateway(config, under_supervisor=under_supervisor)
     await start_services(gateway)
+    clock.reset()
     try:
         await gateway.start()
     except OSError as exc:
