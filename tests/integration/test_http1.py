@@ -183,7 +183,7 @@ def test_expect_100_continue_on_a_gateway_api_request(gw, up):
     body = b'{"x": 1}'
     with RawClient(gw.port) as c:
         c.send(b"POST /hello HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n" % len(body))
-        c.sock.settimeout(0.5)
+        c.sock.settimeout(2)  # curl would give up waiting after 1 s
         assert c.read_response().status == 100
         c.sock.settimeout(5)
         c.send(body)
