@@ -108,6 +108,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     min_token_length: int = 3
     allow_master_keys: bool = False
     enable_hashed_keys_listing: bool = False
+    # How basic-auth passwords are stored on key writes: bcrypt (cost 10; "" means bcrypt, as in
+    # Tyk), sha256, murmur32/64/128, or plain (stored as sent, for compatibility only).
+    basic_auth_hash_key_function: str = "bcrypt"
     hide_generator_header: bool = False
     log_level: str = "info"
     policies: PoliciesConfig = PoliciesConfig()
@@ -210,12 +213,18 @@ def _describe(exc: msgspec.ValidationError) -> str:
     return f"{where}: {what}" if where else what
 
 
+_BASIC_AUTH_HASHES = ("", "bcrypt", "sha256", "murmur32", "murmur64", "murmur128", "plain")
+
+
 def _check(config: Config, source: str) -> None:
     problems = []
     if not 0 <= config.listen_port <= 65535:
         problems.append(f"listen_port: {config.listen_port} is not a TCP port")
     if not 0 <= config.control_api_port <= 65535:
         problems.append(f"control_api_port: {config.control_api_port} is not a TCP port")
+    if config.basic_auth_hash_key_function not in _BASIC_AUTH_HASHES:
+        problems.append(f"basic_auth_hash_key_function: {config.basic_auth_hash_key_function!r} is not one of "
+                        + ", ".join(h for h in _BASIC_AUTH_HASHES if h))
     if config.workers < 1:
         problems.append("workers: must be at least 1")
     if config.workers > 1 and config.storage.url.startswith("memory:"):

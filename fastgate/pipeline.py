@@ -71,6 +71,9 @@ class CompiledApi:
     upstream: UpstreamTarget
     max_body_bytes: int  # 0 = unlimited
     extra: dict[str, Any] = field(default_factory=dict)
+    # Made per request when its head is complete, for auth that needs the body (HMAC digests,
+    # basic-auth credentials in the body): see fastgate.auth.body. None on most APIs.
+    body_tap: Callable[[Request], Any] | None = None
 
     def upstream_path(self, req: Request) -> str:
         """The path (and query) the upstream receives for ``req``."""
@@ -100,7 +103,7 @@ def compile_api(spec: ApiSpec, gateway: Any, default_max_body: int) -> CompiledA
     checks (expiry, access rights, granular access, rate limit, quota), then stripping
     credentials before the proxy.
     """
-    from fastgate.auth import compile_auth, compile_strip_auth
+    from fastgate.auth import compile_auth, compile_body_tap, compile_strip_auth
     from fastgate.auth.mtls import compile_static_mtls
     from fastgate.authorize import compile_post_auth
 
@@ -120,4 +123,5 @@ def compile_api(spec: ApiSpec, gateway: Any, default_max_body: int) -> CompiledA
         stages=tuple(stages),
         upstream=UpstreamTarget.from_url(spec.target_url),
         max_body_bytes=spec.max_request_body_bytes or default_max_body,
+        body_tap=None if spec.use_keyless else compile_body_tap(spec),
     )

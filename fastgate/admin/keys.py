@@ -11,6 +11,7 @@ resets the key's rate and quota counters, as Tyk does.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import secrets
@@ -26,7 +27,8 @@ from fastgate.admin.certs import certificate_key_id, check_key_certificates
 from fastgate.keys import generate_token, lookup_candidates, min_token_length, storage_key_id
 from fastgate.limits import quota_key, rate_limit_key
 from fastgate.policy import PolicyError, expiry_for_new_key
-from fastgate.session import SessionState, decode_session, encode_session, to_wire
+from fastgate.auth.passwords import PasswordTooLong, hash_password
+from fastgate.session import BasicAuthData, SessionState, decode_session, encode_session, to_wire
 
 if TYPE_CHECKING:
     from fastgate.admin.api import AdminApi
@@ -91,6 +93,8 @@ class KeyEndpoints:
         await check_key_certificates(self.gateway, session, None)
         token = generate_token(session.org_id, key_id, self.config.hash_key_function)
         storage_id = storage_key_id(token, self.config.hash_keys)
+        if session.basic_auth_data.password:
+            session.basic_auth_data = await self._hash_password(session.basic_auth_data.password)
         if session.hmac_enabled and not session.hmac_string:
             session.hmac_string = base64.b64encode(secrets.token_bytes(24)).decode()
         if session.expires > 1 and session.expires < now:
@@ -102,7 +106,9 @@ class KeyEndpoints:
         if not applied.access_rights and not self.config.allow_master_keys:
             raise ApiError(400, MASTER_KEYS_REFUSED)
         await self._store(storage_id, applied, reset=query.get("suppress_reset") != "1")
-        reply = {"key": token, "status": "ok", "action": "added"}
+        # As Tyk: a basic-auth user is addressed by its name; its hashed key is not shown.
+        shown = "" if self.config.hash_keys and session.basic_auth_data.password else token
+        reply = {"key": shown, "status": "ok", "action": "added"}
         if self.config.hash_keys:
             reply["key_hash"] = storage_id
         return 200, reply
@@ -155,8 +161,12 @@ class KeyEndpoints:
         session.date_created = stored.date_created
         if session.expires > 1 and session.expires < time.time():
             session.expires = stored.expires
-        if session.basic_auth_data.password == "" and stored.basic_auth_data.password:
+        new_password = session.basic_auth_data.password
+        if new_password == "" or new_password == stored.basic_auth_data.password:
+            # No password, or the stored hash sent back: keep it (Tyk re-hashes only a change).
             session.basic_auth_data = stored.basic_auth_data
+        else:
+            session.basic_auth_data = await self._hash_password(new_password)
         session.last_updated = str(int(time.time()))
         applied = self._apply(session)
         if not applied.access_rights and not self.config.allow_master_keys:
@@ -195,6 +205,15 @@ class KeyEndpoints:
         return 200, {"key": params["key"], "status": "ok", "action": "deleted"}
 
     # ---- helpers -----------------------------------------------------------------------------
+
+    async def _hash_password(self, password: str) -> BasicAuthData:
+        """``password`` hashed with ``basic_auth_hash_key_function``, off the event loop (bcrypt
+        takes ~0.1 s); 400 when bcrypt cannot hold it without truncating."""
+        function = self.config.basic_auth_hash_key_function
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, hash_password, password, function)
+        except PasswordTooLong as exc:
+            raise ApiError(400, f"Failed to create key: {exc}") from None
 
     def _apply(self, session: SessionState) -> SessionState:
         applied = self.sessions.apply(session)

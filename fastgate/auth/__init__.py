@@ -11,20 +11,23 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from fastgate.apidef.spec import ApiSpec, AuthSource
+from fastgate.auth.body import CREDENTIALS_BODY_LIMIT, BodyTap
 from fastgate.auth.sources import strip_credentials
 from fastgate.pipeline import Stage
 from fastgate.server.request import Request
 
-__all__ = ["compile_auth", "compile_strip_auth", "METHOD_COMPILERS"]
+__all__ = ["compile_auth", "compile_body_tap", "compile_strip_auth", "METHOD_COMPILERS"]
 
 MethodCompiler = Callable[[ApiSpec, Any], tuple[Stage, ...]]
 
 
 def _method_compilers() -> list[MethodCompiler]:
+    from fastgate.auth.basic import compile_basic_auth
+    from fastgate.auth.hmac import compile_hmac_auth
     from fastgate.auth.jwt import compile_jwt_auth
     from fastgate.auth.token import compile_token_auth
 
-    return [compile_jwt_auth, compile_token_auth]
+    return [compile_basic_auth, compile_hmac_auth, compile_jwt_auth, compile_token_auth]
 
 
 METHOD_COMPILERS: list[MethodCompiler] = []
@@ -50,3 +53,27 @@ def compile_strip_auth(spec: ApiSpec) -> tuple[Stage, ...]:
         strip_credentials(req, sources)
 
     return (strip_auth,)
+
+
+def compile_body_tap(spec: ApiSpec) -> Callable[[Request], BodyTap | None] | None:
+    """What watches a request's body for ``spec`` (``CompiledApi.body_tap``; see
+    ``fastgate.auth.body``), or None when no auth method of the API needs the body."""
+    from fastgate.auth.basic import needs_body
+    from fastgate.auth.hmac import digest_of, hmac_config
+
+    keep_body = needs_body(spec)
+    hmac = hmac_config(spec)
+    check_digest = hmac is not None and hmac.validate_digest
+    if keep_body is None and not check_digest:
+        return None
+
+    def body_tap(req: Request) -> BodyTap | None:
+        if not req.has_body:
+            return None
+        digest = digest_of(req) if check_digest else None
+        keep = CREDENTIALS_BODY_LIMIT if keep_body is not None and keep_body(req) else 0
+        if digest is None and not keep:
+            return None
+        return BodyTap(length=None if req.chunked else req.content_length, digest=digest, keep=keep)
+
+    return body_tap

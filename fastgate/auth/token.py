@@ -48,7 +48,9 @@ def uses_token_auth(spec: ApiSpec) -> bool:
     if spec.format == "oas":
         schemes = ((raw.get("components") or {}).get("securitySchemes") or {}).values()
         types = {s.get("type") for s in schemes if isinstance(s, dict)}
-        return "apiKey" in types or not types
+        auth = ((raw.get("x-tyk-api-gateway") or {}).get("server") or {}).get("authentication") or {}
+        vendor_only = any((auth.get(name) or {}).get("enabled") for name in ("hmac", "oidc", "custom"))
+        return "apiKey" in types or not (types or vendor_only)
     if (raw.get("external_oauth") or {}).get("enabled"):
         return False
     return not any(raw.get(flag) for flag in _OTHER_METHODS)

@@ -69,6 +69,8 @@ class Exchange:
         self.client = client
         self.req = req
         self.api: CompiledApi | None = req.api
+        if self.api is not None and self.api.body_tap is not None:
+            req.body_tap = self.api.body_tap(req)  # made before any body byte arrives
         self.state = QUEUED
         self.upstream: UpstreamConnection | None = None
         self.pool: UpstreamPool | None = None
@@ -196,6 +198,10 @@ class Exchange:
     # ---- request body from the client --------------------------------------------------------
 
     def feed_body(self, data: bytes) -> None:
+        tap = self.req.body_tap
+        if tap is not None and self.state != DONE and not tap.feed(data):
+            self.refuse_body(tap.refusal)  # these last bytes are never forwarded
+            return
         conn = self.upstream
         if conn is not None and self.state >= SENT:
             conn.write(chunk(data) if self.req.chunked else data)
@@ -207,6 +213,10 @@ class Exchange:
                 self.client.block_body()
 
     def body_complete(self) -> None:
+        tap = self.req.body_tap
+        if tap is not None and self.state != DONE and not tap.end():
+            self.refuse_body(tap.refusal)  # the terminating chunk is never forwarded
+            return
         if self.local and self.state == CHECKING:
             self.client.gateway.run_local(self)
             return
@@ -217,6 +227,16 @@ class Exchange:
             self.body_sent = True
             if self.state == SENT:
                 self.deadline = clock.now + self.client.gateway.upstream_timeout
+
+    def refuse_body(self, denial: Denial) -> None:
+        """The body tap refused the body at its end (an HMAC digest mismatch): its last bytes were
+        held back, so the upstream never receives it whole; the client gets the denial."""
+        if self.state == QUEUED:
+            self.req.error = (denial.status, denial.message)  # answered in turn by begin()
+        elif self.state == RESPONDING:
+            self.abort()
+        else:
+            self.respond_error(denial.status, denial.message, close=True)
 
     # ---- response from the upstream ---------------------------------------------------------
 

@@ -42,6 +42,7 @@ class Request:
         "conn_tokens",
         "forwarded_for",
         "response_headers",
+        "body_tap",
     )
 
     def __init__(self) -> None:
@@ -71,6 +72,9 @@ class Request:
         self.forwarded_for = b""  # the client's own X-Forwarded-For chain, if any
         # Headers stages add to the client's response (rate-limit and quota headers).
         self.response_headers: list[tuple[bytes, bytes]] | None = None
+        # Sees each body piece before it is forwarded (fastgate.auth.body): HMAC digests,
+        # basic-auth credentials read from the body.
+        self.body_tap: Any = None
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of header ``name`` (lower-case bytes), or ``None``."""
