@@ -490,8 +490,10 @@ class Bench:
     def run(self, scenarios: list[Scenario]) -> "Report":
         shutil.rmtree(self.prefix, ignore_errors=True)
         self.prefix.mkdir(parents=True)
-        # proxy_tls_port: for a scenario whose `nginx_server` listens with TLS.
-        ports = {"upstream_port": free_port(), "proxy_port": free_port(), "proxy_tls_port": free_port()}
+        # proxy_tls_port: for a scenario whose `nginx_server` listens with TLS; proxy_mtls_port: one
+        # that also requires client certificates (a scenario names it in `nginx_port`).
+        ports = {"upstream_port": free_port(), "proxy_port": free_port(), "proxy_tls_port": free_port(),
+                 "proxy_mtls_port": free_port()}
         self.values = {
             **{k: str(v) for k, v in ports.items()},
             "upstream_url": f"http://127.0.0.1:{ports['upstream_port']}",
@@ -507,7 +509,8 @@ class Bench:
             if s.prepare is not None:
                 s.prepare(ctx0)
         self._start_nginx("upstream", BENCH / "nginx-upstream.conf", self.load_cpus, self.values["upstream_url"] + "/")
-        extra = "\n".join(render(s.nginx_server, self.values) for s in scenarios if s.nginx_server)
+        # Scenarios sharing a server block (TLS ones) list it once.
+        extra = "\n".join(dict.fromkeys(render(s.nginx_server, self.values) for s in scenarios if s.nginx_server))
         self._start_nginx("proxy", BENCH / "nginx.conf", self.proxy_cpus,
                           f"http://127.0.0.1:{ports['proxy_port']}/", extra_servers=extra)
         done = [self._run_scenario(s) for s in scenarios]
@@ -542,7 +545,7 @@ class Bench:
                                       dict(s.headers), s.lua_args, self.servers["upstream"]))
             if s.nginx_path is not None:
                 # An https scenario's nginx side is its own `nginx_server` on {{proxy_tls_port}}.
-                port = self.values["proxy_port" if s.scheme == "http" else "proxy_tls_port"]
+                port = self.values[s.nginx_port or ("proxy_port" if s.scheme == "http" else "proxy_tls_port")]
                 targets.append(Target("nginx", f"{s.scheme}://127.0.0.1:{port}{s.nginx_path}",
                                       {**s.headers, **s.nginx_headers}, s.lua_args, self.servers["proxy"]))
             for label, code in self.gateways:
@@ -593,8 +596,13 @@ class Bench:
 
     def _probe(self, s: Scenario, t: Target) -> None:
         req = urllib.request.Request(t.url, headers=t.headers)
+        context = _NO_VERIFY
+        if s.client_cert:
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            context.load_cert_chain(*(render(p, self.values) for p in s.client_cert))
         try:
-            with urllib.request.urlopen(req, timeout=5, context=_NO_VERIFY) as resp:
+            with urllib.request.urlopen(req, timeout=5, context=context) as resp:
                 body = resp.read()
         except urllib.error.HTTPError as exc:
             raise BenchError(f"{s.name}: {t.label} answered {exc.code} to {t.url}: {exc.read()[:300]!r}") from None
@@ -617,13 +625,13 @@ class Bench:
 
     def _measure(self, s: Scenario, t: Target, round_: int) -> WrkResult:
         if self.args.warmup > 0 and round_ == 0:
-            self._wrk(self.wrk_argv(s, t, self.args.warmup))
+            self._wrk(self.wrk_argv(s, t, self.args.warmup), self._wrk_env(s))
         argv = self.wrk_argv(s, t, self.args.duration)
         profiler = self._start_profiler(s, t, round_) if t.gateway is not None and self.args.profile else None
         pgids = set(self.servers.values()) | self.gateway_pgids
         before = cpu_snapshot(pgids)
         try:
-            output = self._wrk(argv)
+            output = self._wrk(argv, self._wrk_env(s))
             after = cpu_snapshot(pgids)
         finally:
             if profiler is not None:
@@ -639,11 +647,25 @@ class Bench:
               + (f"  load CPU {100 * result.load_busy:.0f}% busy" if self.load_cpus else "") + note, file=sys.stderr)
         return result
 
-    def _wrk(self, argv: list[str]) -> str:
+    def _wrk_env(self, s: Scenario) -> dict[str, str] | None:
+        """wrk's environment: with a client certificate for an mTLS scenario (wrk has no option
+        for one; ``bench/wrk_client_cert.c``, preloaded, loads it into wrk's SSL_CTX)."""
+        if not s.client_cert:
+            return None
+        shim = self.prefix / "wrk-client-cert.so"
+        if not shim.exists():
+            out = subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(shim), str(BENCH / "wrk_client_cert.c"), "-ldl"],
+                                 capture_output=True, text=True)
+            if out.returncode != 0:
+                raise BenchError(f"cannot build the wrk client-certificate shim (gcc): {out.stderr}")
+        cert, key = (render(p, self.values) for p in s.client_cert)
+        return {**os.environ, "LD_PRELOAD": str(shim), "WRK_CLIENT_CERT": cert, "WRK_CLIENT_KEY": key}
+
+    def _wrk(self, argv: list[str], env: dict[str, str] | None = None) -> str:
         log = self.prefix / "wrk.log"
         with open(log, "a") as f:
             f.write("$ " + shlex.join(argv) + "\n")
-        proc = self.procs.start("wrk", argv, self.prefix / "wrk.out", self.load_cpus)
+        proc = self.procs.start("wrk", argv, self.prefix / "wrk.out", self.load_cpus, env=env)
         try:
             proc.wait()
         finally:

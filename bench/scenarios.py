@@ -69,6 +69,8 @@ class Scenario:
     config: Mapping[str, Any] = field(default_factory=dict)  # deep-merged into fastgate's TOML
     nginx_server: str | None = None  # extra nginx server block (placeholders allowed)
     scheme: str = "http"  # "https" for TLS scenarios
+    nginx_port: str | None = None  # placeholder of nginx's port; default: proxy_port, proxy_tls_port for https
+    client_cert: tuple[str, str] | None = None  # (cert, key) files every target's client presents (mTLS)
     prepare: Callable[[Context], None] | None = None  # before nginx and fastgate start
     setup: Callable[[Context], Prepared | None] | None = None  # after fastgate is up
     probe: bool = True  # check one request answers 2xx on each target before measuring
@@ -107,6 +109,83 @@ def create_bench_key(ctx: Context) -> Prepared:
     }
     gateway_api(ctx, "POST", "/tyk/keys/" + API_KEY, session)
     return Prepared()
+
+
+def make_bench_certificates(ctx: Context) -> None:
+    """ECDSA P-256 certificates in ``{{prefix}}/tls/`` for the TLS scenarios (made once per run):
+    a CA and the server certificate nginx and fastgate both serve, a client CA and a client
+    certificate it issued."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    out = ctx.prefix / "tls"
+    if (out / "client.key").exists():
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def issue(name: str, issuer: tuple[Any, x509.Name] | None, *, ca: bool = False,
+              sans: list[x509.GeneralName] | None = None, usage: Any = None) -> tuple[Any, x509.Certificate]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        signer, issuer_name = issuer if issuer else (key, subject)
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer_name)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=30))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        if usage:
+            builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        return key, builder.sign(signer, hashes.SHA256())
+
+    def write(name: str, key: Any, cert: x509.Certificate) -> None:
+        (out / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (out / f"{name}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                            serialization.NoEncryption()))
+
+    import ipaddress
+
+    ca_key, ca = issue("bench server CA", None, ca=True)
+    write("server", *issue("localhost", (ca_key, ca.subject), usage=ExtendedKeyUsageOID.SERVER_AUTH,
+                           sans=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]))
+    client_ca_key, client_ca = issue("bench client CA", None, ca=True)
+    (out / "client-ca.pem").write_bytes(client_ca.public_bytes(serialization.Encoding.PEM))
+    write("client", *issue("bench client", (client_ca_key, client_ca.subject), usage=ExtendedKeyUsageOID.CLIENT_AUTH))
+
+
+# nginx's side of the TLS scenarios (issue 6): the same certificate as fastgate; the mTLS server
+# requires a client certificate issued by the bench client CA (fastgate: static mTLS on that CA).
+TLS_NGINX_SERVERS = """
+    server {
+        listen 127.0.0.1:{{proxy_tls_port}} ssl backlog=4096;
+        ssl_certificate {{prefix}}/tls/server.crt;
+        ssl_certificate_key {{prefix}}/tls/server.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location /keyless/ {
+            proxy_pass http://bench_upstream/;
+        }
+    }
+    server {
+        listen 127.0.0.1:{{proxy_mtls_port}} ssl backlog=4096;
+        ssl_certificate {{prefix}}/tls/server.crt;
+        ssl_certificate_key {{prefix}}/tls/server.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_client_certificate {{prefix}}/tls/client-ca.pem;
+        ssl_verify_client on;
+        location /mtls/ {
+            proxy_pass http://bench_upstream/;
+        }
+    }
+"""
+
+TLS_CONFIG = {"http_server_options": {"use_ssl": True, "certificates": [
+    {"cert_file": "{{prefix}}/tls/server.crt", "key_file": "{{prefix}}/tls/server.key"}]}}
+CLIENT_CERT = ("{{prefix}}/tls/client.crt", "{{prefix}}/tls/client.key")
 
 
 def gateway_api(ctx: Context, method: str, path: str, body: Any = None) -> Any:
@@ -160,5 +239,57 @@ SCENARIOS: list[Scenario] = [
         prepare=lambda ctx: flush_bench_redis(),
         setup=lambda ctx: create_bench_key(ctx),
         target_rps_ratio=0.5,
+    ),
+    Scenario(
+        name="https",
+        title="Keyless API over HTTPS, keep-alive (issue 6)",
+        nginx_path="/keyless/get",
+        fastgate_path="/keyless/get",
+        apis=("keyless.json",),
+        scheme="https",
+        config=TLS_CONFIG,
+        nginx_server=TLS_NGINX_SERVERS,
+        prepare=make_bench_certificates,
+        target_rps_ratio=0.7,
+    ),
+    Scenario(
+        name="https-handshake",
+        title="Keyless API over HTTPS, a new TLS handshake per request (Connection: close; issue 6)",
+        nginx_path="/keyless/get",
+        fastgate_path="/keyless/get",
+        apis=("keyless.json",),
+        headers={"Connection": "close"},
+        scheme="https",
+        config=TLS_CONFIG,
+        nginx_server=TLS_NGINX_SERVERS,
+        prepare=make_bench_certificates,
+    ),
+    Scenario(
+        name="mtls",
+        title="Static mTLS (client certificate issued by an allowlisted CA), keep-alive (issue 6)",
+        nginx_path="/mtls/get",
+        nginx_port="proxy_mtls_port",
+        fastgate_path="/mtls/get",
+        apis=("mtls.json",),
+        scheme="https",
+        client_cert=CLIENT_CERT,
+        config=TLS_CONFIG,
+        nginx_server=TLS_NGINX_SERVERS,
+        prepare=make_bench_certificates,
+        target_rps_ratio=0.7,
+    ),
+    Scenario(
+        name="mtls-handshake",
+        title="Static mTLS, a new TLS handshake with a client certificate per request (issue 6)",
+        nginx_path="/mtls/get",
+        nginx_port="proxy_mtls_port",
+        fastgate_path="/mtls/get",
+        apis=("mtls.json",),
+        headers={"Connection": "close"},
+        scheme="https",
+        client_cert=CLIENT_CERT,
+        config=TLS_CONFIG,
+        nginx_server=TLS_NGINX_SERVERS,
+        prepare=make_bench_certificates,
     ),
 ]
