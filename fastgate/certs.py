@@ -41,7 +41,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from fastgate.store.base import CLUSTER_CHANNEL, Store, StoreUnavailable, decode_event, encode_event
 
@@ -264,6 +264,7 @@ def decode_stored(cert_id: str, raw: bytes) -> StoredCertificate:
             public_der = der
         elif kind == _SEALED_PEM_TYPE:
             sealed = der
+    public_key: PublicKeyTypes
     if chain:
         public_key = chain[0].public_key()
         fingerprint = hashlib.sha256(ders[0]).hexdigest()
@@ -536,7 +537,7 @@ def _dns_names(cert: x509.Certificate | None) -> list[str]:
     if cert is None:
         return []
     try:
-        san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return []
     return list(san.get_values_for_type(x509.DNSName))

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Final, Iterable
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from fastgate.apidef.spec import ApiSpec, DefinitionError
 from fastgate.auth.identity import offer_session
@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CERT_EXPIRED", "CERT_MISMATCH", "CERT_REVOKED", "CLIENT_CERT_REQUIRED", "CrlError", "IDENTITIES",
+    "KeyCertificateCheck",
     "MtlsSettings", "Revocations", "TLS_CERT_REQUIRED", "TLS_NOT_ENABLED", "check_mtls_definitions",
     "compile_certificate_auth", "compile_certificate_binding", "compile_static_mtls",
     "compile_token_certificate_checks", "identity_of",
@@ -281,7 +282,7 @@ def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
 # ---- certificate-bound keys -----------------------------------------------------------------
 
 
-def compile_certificate_binding(spec: ApiSpec) -> Callable[[Request, "SessionState"], Denial | None] | None:
+def compile_certificate_binding(spec: ApiSpec) -> "KeyCertificateCheck | None":
     """For the auth-token stage of a static-mTLS API: refuse a key bound to other certificates."""
     if not mtls_settings(spec).static:
         return None
@@ -303,7 +304,10 @@ def compile_certificate_binding(spec: ApiSpec) -> Callable[[Request, "SessionSta
     return check_binding
 
 
-def compile_token_certificate_checks(spec: ApiSpec, gateway: Any) -> Callable[[Request, "SessionState"], Denial | None] | None:
+KeyCertificateCheck = Callable[[Request, "SessionState"], "Denial | None"]
+
+
+def compile_token_certificate_checks(spec: ApiSpec, gateway: Any) -> KeyCertificateCheck | None:
     """What the auth-token stage checks on a found key: its certificate bindings (static mTLS
     APIs), and that a key derived from a certificate is not presented as a plain token."""
     binding = compile_certificate_binding(spec)
@@ -339,10 +343,11 @@ def _identity_value(cert: x509.Certificate, kind: str) -> str:
         attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         return str(attrs[0].value) if attrs else ""
     try:
-        san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return ""
-    values = san.get_values_for_type(x509.UniformResourceIdentifier if kind == "san_uri" else x509.DNSName)
+    values = (san.get_values_for_type(x509.UniformResourceIdentifier) if kind == "san_uri"
+              else san.get_values_for_type(x509.DNSName))
     return str(values[0]) if values else ""
 
 
@@ -379,10 +384,11 @@ def compile_certificate_auth(spec: ApiSpec, gateway: Any, extract: Callable[[Req
         if found is False:
             return CERT_MISMATCH
         storage_id, session = found
-        if by_hash and (session.certificate != credential or certs is None or not certs.live):
-            return _finish(req, storage_id, session, credential)
-        if by_hash and certs.get(credential) is None:
-            return CERT_NOT_FOUND
+        if by_hash:
+            if session.certificate != credential or certs is None or not certs.live:
+                return _finish(req, storage_id, session, credential)
+            if certs.get(credential) is None:
+                return CERT_NOT_FOUND
         offer_session(req, base, "auth_token", storage_id, session)
         return None
 

@@ -15,7 +15,9 @@ from typing import Any, Awaitable
 
 from fastgate.apidef.spec import ApiSpec, AuthSource
 from fastgate.auth.identity import base_identity, offer_session
-from fastgate.auth.mtls import compile_certificate_auth, compile_token_certificate_checks, uses_certificate_auth
+from fastgate.auth.mtls import (
+    KeyCertificateCheck, compile_certificate_auth, compile_token_certificate_checks, uses_certificate_auth,
+)
 from fastgate.auth.sources import compile_extractor
 from fastgate.pipeline import Denial, Stage
 from fastgate.server.request import Request
@@ -90,7 +92,7 @@ def compile_token_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
 
 
 async def _lookup(sessions: Any, credential: str, spec: ApiSpec, req: Request, base: str,
-                  certificate_check: Any = None) -> Denial | None:
+                  certificate_check: KeyCertificateCheck | None = None) -> Denial | None:
     found = await sessions.lookup(credential, spec)
     if not found:
         return DISALLOWED
