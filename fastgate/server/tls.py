@@ -235,7 +235,8 @@ class PeerCertificate:
     Computed once per connection: the leaf's DER and its SHA-256 (hex, Tyk's certificate hash)
     at once, the parsed certificates on first use. ``chain`` is the path OpenSSL verified, from
     the leaf to a trust anchor: certificates a client merely sent along are not in it, so nothing
-    unrelated to the leaf can vouch for it. ``memo`` keeps per-connection results of checks that
+    unrelated to the leaf can vouch for it (a resumed session reuses the path verified for its
+    leaf in this process). ``memo`` keeps per-connection results of checks that
     give the same answer for every request (an allowlist match), keyed by whoever made them.
     """
 
@@ -265,6 +266,13 @@ class PeerCertificate:
                 der = cert.public_bytes(_DER)
                 if der not in found:
                     found.append(der)
+            if len(found) > 1:
+                _remember_chain(self.sha256, tuple(found))
+            else:
+                # A resumed session skips verification and OpenSSL keeps no chain for it: the
+                # path this process verified for the same leaf, when it did, still holds (the
+                # session could only be issued after that verification).
+                found = list(_VERIFIED_CHAINS.get(self.sha256, found))
             self._chain = tuple(found)
             self._ssl_object = None  # nothing else needs the connection's SSL object
         return self._chain
@@ -294,6 +302,16 @@ class PeerCertificate:
 
 
 _VALIDITY: Final = object()
+_VERIFIED_CHAINS: dict[str, tuple[bytes, ...]] = {}  # leaf sha256 -> verified path, for resumptions
+_MAX_CHAINS: Final = 4096
+
+
+def _remember_chain(sha256: str, chain: tuple[bytes, ...]) -> None:
+    chains = _VERIFIED_CHAINS
+    chains.pop(sha256, None)
+    chains[sha256] = chain
+    if len(chains) > _MAX_CHAINS:
+        del chains[next(iter(chains))]  # the least recently verified
 _DER: Final = getattr(ssl, "ENCODING_DER", None) or ssl._ssl.ENCODING_DER  # type: ignore[attr-defined]
 
 

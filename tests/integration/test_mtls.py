@@ -126,6 +126,32 @@ def test_every_api_static_requires_the_certificate_in_the_handshake(make_gateway
     assert status == 200 and b'"certs":null' in body
 
 
+def test_resumed_tls_session_keeps_its_verified_path(make_gateway, upstream, pki):
+    import socket
+
+    root = pki.ca()
+    intermediate = root.create_child_ca()
+    cert = pki.client(intermediate)  # the root is allowlisted; the intermediate comes from the client
+    gw = make_gateway(
+        [classic_api("mtls", "/mtls/", upstream.url, use_mutual_tls_auth=True,
+                     client_certificates=[str(pki.ca_file(root, "root"))])],
+        {"http_server_options": pki.server_settings()},
+    )
+    ctx = client_context(pki, cert)
+    session, reused = None, []
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
+                tls.sendall(b"GET /mtls/get HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                data = b""
+                while chunk := tls.recv(65536):
+                    data += chunk
+                assert data.startswith(b"HTTP/1.1 200"), data
+                reused.append(tls.session_reused)
+                session = tls.session
+    assert reused[1:] == [True, True]  # resumed sessions, which carry no verified chain
+
+
 def test_crl_per_api_and_global(make_gateway, upstream, pki):
     ca = pki.ca()
     revoked_here, revoked_everywhere, fine = pki.client(ca), pki.client(ca), pki.client(ca)
