@@ -293,6 +293,7 @@ class CertificateStore:
         self._tasks: set[asyncio.Task[None]] = set()
         self._starter: asyncio.Task[None] | None = None
         self._notify_pending = False
+        self._stale = False
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -316,7 +317,7 @@ class CertificateStore:
     @property
     def live(self) -> bool:
         """True while the mirror is known to be current (the event subscription is live)."""
-        return self._sub is not None and bool(self._sub.live)
+        return self._sub is not None and bool(self._sub.live) and not self._stale
 
     # ---- reading -----------------------------------------------------------------------------
 
@@ -457,7 +458,19 @@ class CertificateStore:
         self._spawn(self._refresh(event.payload))
 
     def _on_gap(self) -> None:
-        self._spawn(self._load_all())
+        self._spawn(self._reload_after_gap())
+
+    async def _reload_after_gap(self) -> None:
+        # Events may have been missed: the mirror is not trusted until it is read again.
+        self._stale = True
+        while True:
+            try:
+                await self._load_all()
+                break
+            except StoreUnavailable:
+                log.warning("certificates cannot be re-read after a gap in cluster events; asking the store meanwhile")
+                await asyncio.sleep(1.0)
+        self._stale = False
 
     async def _refresh(self, cert_id: str) -> None:
         try:
