@@ -12,7 +12,8 @@ Beyond Tyk (per API, Classic top-level fields / OAS ``server.authentication.hmac
 
 * ``hmac_required_headers`` / ``requiredHeaders``: names the signature must cover, e.g.
   ``["(request-target)", "date", "digest"]`` (Tyk accepts a signature over ``date`` alone, which
-  binds neither the path nor the body, its issue #3040);
+  binds neither the path nor the body, its issue #3040); requiring ``(request-target)`` also
+  means the query is covered (only the standard draft-cavage form is accepted then);
 * ``hmac_validate_digest`` / ``validateDigest``: a request with a body must carry a signed
   ``Digest: SHA-256=<base64>`` (or SHA-512) that matches the body, checked as the body streams
   (``fastgate.auth.body``); a body-less request's ``Digest``, if any, must match the empty body;
@@ -137,6 +138,9 @@ def compile_hmac_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
     required = config.required_headers
     replay_ttl = 2 * skew
     uncovered = Denial(400, "The request signature must cover: " + " ".join(required))
+    # Tyk's (request-target) leaves the query unsigned: not good enough for an API that asks for
+    # the target to be signed (fastgate.auth.signature).
+    tyk_target = "(request-target)" not in required
 
     def check_signature(req: Request) -> Denial | None | Awaitable[Denial | None]:
         value = extract(req)
@@ -163,7 +167,7 @@ def compile_hmac_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
 
     def finish(req: Request, storage_id: str, session: SessionState, algorithm: str,
                headers: tuple[str, ...], signature: bytes) -> Denial | None | Awaitable[Denial | None]:
-        verdict = _verify(gateway, req, session, algorithm, headers, signature)
+        verdict = _verify(gateway, req, session, algorithm, headers, signature, tyk_target)
         if verdict is not None:
             if type(verdict) is Denial:
                 return verdict
@@ -203,32 +207,32 @@ def compile_hmac_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
     return (check_signature,)
 
 
-def _verify(gateway: Any, req: Request, session: SessionState, algorithm: str,
-            headers: tuple[str, ...], signature: bytes) -> Denial | None | Awaitable[Denial | None]:
+def _verify(gateway: Any, req: Request, session: SessionState, algorithm: str, headers: tuple[str, ...],
+            signature: bytes, tyk_target: bool) -> Denial | None | Awaitable[Denial | None]:
     """None when ``signature`` is ``session``'s over one of ``req``'s signing strings."""
     if algorithm == "rsa-sha256":
         if not (session.enable_http_signature_validation and session.rsa_certificate_id):
             return INVALID
         key = rsa_public_key(gateway, session.rsa_certificate_id)
         if isinstance(key, (rsa.RSAPublicKey, Denial)):
-            return _verify_rsa(key, req, headers, signature)
-        return _verify_rsa_later(key, req, headers, signature)
+            return _verify_rsa(key, req, headers, signature, tyk_target)
+        return _verify_rsa_later(key, req, headers, signature, tyk_target)
     secret = session.hmac_string
     if not secret or not (session.hmac_enabled or session.enable_http_signature_validation):
         return INVALID
     digestmod = HMAC_HASHES[algorithm]
     key_bytes = secret.encode()
-    for text in signing_strings(req, headers):
+    for text in signing_strings(req, headers, tyk_target=tyk_target):
         if hmac.compare_digest(hmac.digest(key_bytes, text, digestmod), signature):
             return None
     return INVALID
 
 
 def _verify_rsa(key: rsa.RSAPublicKey | Denial, req: Request, headers: tuple[str, ...],
-                signature: bytes) -> Denial | None:
+                signature: bytes, tyk_target: bool) -> Denial | None:
     if isinstance(key, Denial):
         return key
-    for text in signing_strings(req, headers):
+    for text in signing_strings(req, headers, tyk_target=tyk_target):
         try:
             key.verify(signature, text, padding.PKCS1v15(), hashes.SHA256())
             return None
@@ -238,8 +242,8 @@ def _verify_rsa(key: rsa.RSAPublicKey | Denial, req: Request, headers: tuple[str
 
 
 async def _verify_rsa_later(key: Awaitable[rsa.RSAPublicKey | Denial], req: Request,
-                            headers: tuple[str, ...], signature: bytes) -> Denial | None:
-    return _verify_rsa(await key, req, headers, signature)
+                            headers: tuple[str, ...], signature: bytes, tyk_target: bool) -> Denial | None:
+    return _verify_rsa(await key, req, headers, signature, tyk_target)
 
 
 def _date_ok(req: Request, skew: float) -> bool:

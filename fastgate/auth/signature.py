@@ -11,7 +11,8 @@ Where Tyk and standard signers disagree, both are accepted, so either kind of cl
 
 * ``(request-target)``: Tyk signs ``<method> <decoded path>`` without the query; draft-cavage
   (and ``httpsig``) signs the target as sent, query included. ``signing_strings`` returns the
-  standard form first and Tyk's only when it differs.
+  standard form first and Tyk's only when it differs. Tyk's form leaves the query unsigned, so an
+  API that requires ``(request-target)`` to be signed accepts only the standard form.
 * the signature: Tyk's clients URL-escape the base64 (``%2B``, sometimes ``%2b``); standard
   signers send it plain. ``decode_signature`` turns both into the raw bytes, which are compared
   in constant time (Tyk compares escaped strings with ``==``).
@@ -114,9 +115,9 @@ def parse_signature_header(value: str) -> SignatureParams | None:
     return SignatureParams(found.get("keyid", ""), found.get("algorithm", ""), headers, signature)
 
 
-def signing_strings(req: Request, headers: tuple[str, ...]) -> list[bytes]:
-    """The signing string(s) ``req`` may have been signed with: the standard one, then Tyk's
-    ``(request-target)`` form when it differs (see the module doc)."""
+def signing_strings(req: Request, headers: tuple[str, ...], *, tyk_target: bool = True) -> list[bytes]:
+    """The signing string(s) ``req`` may have been signed with: the standard one, then (with
+    ``tyk_target``) Tyk's ``(request-target)`` form when it differs (see the module doc)."""
     lines: list[bytes] = []
     target_at = -1
     for name in headers:
@@ -139,7 +140,7 @@ def signing_strings(req: Request, headers: tuple[str, ...]) -> list[bytes]:
     lines[target_at] = b"(request-target): " + method + b" " + sent
     first = b"\n".join(lines)
     tyk_path = unquote_to_bytes(sent.partition(b"?")[0])
-    if tyk_path == sent:
+    if not tyk_target or tyk_path == sent:
         return [first]
     lines[target_at] = b"(request-target): " + method + b" " + tyk_path
     return [first, b"\n".join(lines)]
