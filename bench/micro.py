@@ -194,6 +194,18 @@ def msgspec_convert(raw: dict) -> object:
     return msgspec.convert(raw, AccessDefinition)
 
 
+def _jwt(name: str) -> Callable[[], Callable[[], object]]:
+    """A JWT micro benchmark from ``micro_jwt.py`` (issue 4), imported when it runs."""
+
+    def setup() -> Callable[[], object]:
+        import micro_jwt
+
+        found: Callable[[], Callable[[], object]] = getattr(micro_jwt, name)
+        return found()
+
+    return setup
+
+
 MICROS: list[Micro] = [
     Micro("httptools.parse", "httptools parses a typical 8-header GET (keep-alive parser)", httptools_parse),
     Micro("normalize_target", "http1.normalize_target, plain path with a query", normalize_target_plain),
@@ -203,6 +215,14 @@ MICROS: list[Micro] = [
     Micro("router.miss", "Router.match among 100 APIs, no API matches (404)", router_miss),
     Micro("error_response.cached", "http1.error_response for a cached 403 denial", error_response_cached),
     Micro("auth_token.stages", "auth-token stages, known key, rate + quota, memory store", auth_token_stages),
+    Micro("jwt.hs256.verify", "HS256 token: parse + signature check (hmac), uncached cost", _jwt("hs256_verify")),
+    Micro("jwt.rs256.verify", "RS256 token: parse + signature check (cryptography), uncached cost", _jwt("rs256_verify")),
+    Micro("jwt.es256.verify", "ES256 token: parse + signature check (cryptography), uncached cost", _jwt("es256_verify")),
+    Micro("pyjwt.hs256.decode", "the same HS256 token through PyJWT's jwt.decode, for comparison", _jwt("pyjwt_hs256")),
+    Micro("pyjwt.rs256.decode", "the same RS256 token through PyJWT's jwt.decode, for comparison", _jwt("pyjwt_rs256")),
+    Micro("jwt.stage.hs256", "JWT stage + post-auth, repeated HS256 token, centralised session", _jwt("stage_hs256")),
+    Micro("jwt.stage.rs256", "JWT stage + post-auth, repeated RS256 token, centralised session", _jwt("stage_rs256")),
+    Micro("jwt.stage.rs256.new", "JWT stage + post-auth, an RS256 token never seen (cache miss)", _jwt("stage_uncached_rs256")),
 ]
 
 

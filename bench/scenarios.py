@@ -206,6 +206,14 @@ def gateway_api(ctx: Context, method: str, path: str, body: Any = None) -> Any:
     return json.loads(raw) if raw else None
 
 
+def _jwt_hook(name: str, ctx: Context) -> Prepared:
+    """A hook of the JWT scenarios (``jwt_scenarios.py``, imported late: it imports this module)."""
+    import jwt_scenarios
+
+    hook: Callable[[Context], Prepared] = getattr(jwt_scenarios, name)
+    return hook(ctx)
+
+
 SCENARIOS: list[Scenario] = [
     Scenario(
         name="keyless",
@@ -291,5 +299,36 @@ SCENARIOS: list[Scenario] = [
         config=TLS_CONFIG,
         nginx_server=TLS_NGINX_SERVERS,
         prepare=make_bench_certificates,
+    ),
+    Scenario(
+        name="jwt-hs256",
+        title="JWT HS256, centralised, repeated token (verified once, then cached), rate + quota (issue 4)",
+        nginx_path="/auth-key/get",
+        fastgate_path="/jwt-hs256/get",
+        apis=("jwt-hs256.json",),
+        nginx_headers={"Authorization": API_KEY},
+        config={"policies": {"policy_path": "{{bench}}/configs/policies"}},
+        setup=lambda ctx: _jwt_hook("setup_hs256", ctx),
+        target_rps_ratio=0.7,
+    ),
+    Scenario(
+        name="jwt-rs256",
+        title="JWT RS256, centralised, repeated token (verified once, then cached), rate + quota (issue 4)",
+        nginx_path="/auth-key/get",
+        fastgate_path="/jwt-rs256/get",
+        apis=(),
+        nginx_headers={"Authorization": API_KEY},
+        config={"policies": {"policy_path": "{{bench}}/configs/policies"}},
+        setup=lambda ctx: _jwt_hook("setup_rs256", ctx),
+        target_rps_ratio=0.7,
+    ),
+    Scenario(
+        name="jwt-rs256-uncached",
+        title="JWT RS256, a different token on every request (no cache hit: full verification) (issue 4)",
+        fastgate_path="/jwt-rs256/get",
+        apis=(),
+        config={"policies": {"policy_path": "{{bench}}/configs/policies"}},
+        lua="tokens.lua",
+        setup=lambda ctx: _jwt_hook("setup_rs256_uncached", ctx),
     ),
 ]

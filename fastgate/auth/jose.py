@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 from dataclasses import dataclass
 from typing import Any, Callable, Final
@@ -157,12 +156,12 @@ def _pss(algorithm: hashes.HashAlgorithm) -> Callable[[Any, bytes, bytes], bool]
     return _rsa(padding.PSS(mgf=padding.MGF1(algorithm), salt_length=algorithm.digest_size), algorithm)
 
 
-def _ecdsa(curve: type[ec.EllipticCurve], size: int, algorithm: hashes.HashAlgorithm) -> Callable[[Any, bytes, bytes], bool]:
-    order = _CURVE_ORDERS[curve.name]
+def _ecdsa(curve: str, size: int, algorithm: hashes.HashAlgorithm) -> Callable[[Any, bytes, bytes], bool]:
+    order = _CURVE_ORDERS[curve]
     signature_algorithm = ec.ECDSA(algorithm)
 
     def check(key: Any, data: bytes, signature: bytes) -> bool:
-        if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, curve):
+        if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != curve:
             return False
         if len(signature) != 2 * size:
             return False
@@ -217,9 +216,9 @@ _VERIFIERS: Final[dict[str, Callable[[Any, bytes, bytes], bool]]] = {
     "PS256": _pss(hashes.SHA256()),
     "PS384": _pss(hashes.SHA384()),
     "PS512": _pss(hashes.SHA512()),
-    "ES256": _ecdsa(ec.SECP256R1, 32, hashes.SHA256()),
-    "ES384": _ecdsa(ec.SECP384R1, 48, hashes.SHA384()),
-    "ES512": _ecdsa(ec.SECP521R1, 66, hashes.SHA512()),
+    "ES256": _ecdsa("secp256r1", 32, hashes.SHA256()),
+    "ES384": _ecdsa("secp384r1", 48, hashes.SHA384()),
+    "ES512": _ecdsa("secp521r1", 66, hashes.SHA512()),
     "EdDSA": _eddsa,
     "Ed25519": _ed(ed25519.Ed25519PublicKey),
     "Ed448": _ed(ed448.Ed448PublicKey),
@@ -227,6 +226,7 @@ _VERIFIERS: Final[dict[str, Callable[[Any, bytes, bytes], bool]]] = {
 
 # ---- keys ---------------------------------------------------------------------------------------
 
+_JWK_CURVES: Final[dict[str, ec.EllipticCurve]] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
 _KEY_TYPES: Final[dict[str, tuple[type, ...]]] = {
     "rsa": (rsa.RSAPublicKey,),
     "ecdsa": (ec.EllipticCurvePublicKey,),
@@ -271,10 +271,10 @@ def key_from_jwk(jwk: Any, family: str) -> Any | None:
                 return key if key.key_size >= MIN_RSA_BITS else None
             return _x5c_key(jwk, family)
         if kty == "EC" and family == "ecdsa":
-            curve = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}.get(jwk.get("crv", ""))
+            curve = _JWK_CURVES.get(jwk.get("crv", ""))
             x, y = _b64_int(jwk.get("x")), _b64_int(jwk.get("y"))
             if curve is not None and x is not None and y is not None:
-                return ec.EllipticCurvePublicNumbers(x, y, curve()).public_key()
+                return ec.EllipticCurvePublicNumbers(x, y, curve).public_key()
             return _x5c_key(jwk, family)
         if kty == "OKP" and family == "eddsa":
             raw = b64url_decode(str(jwk.get("x", "")))
@@ -337,7 +337,3 @@ def _x5c_key(jwk: dict[str, Any], family: str) -> Any | None:
         return None
     return key_from_material(family, der)
 
-
-def sha256_hex(data: bytes) -> str:
-    """Hex SHA-256 (used to name cached secrets without keeping them in logs)."""
-    return hashlib.sha256(data).hexdigest()

@@ -37,7 +37,7 @@ from fastgate.auth.jwt_claims import (
 )
 from fastgate.auth.jwt_config import JwtConfig, jwt_config
 from fastgate.auth.jwt_services import jwks_of, revocations_of
-from fastgate.auth.jwt_session import decide, oauth_client_id, virtual_session_token
+from fastgate.auth.jwt_session import Decision, decide, oauth_client_id, virtual_session_token
 from fastgate.auth.sources import compile_extractor
 from fastgate.keys import storage_key_id
 from fastgate.pipeline import Denial, Stage, StageResult
@@ -57,6 +57,7 @@ _TIME_DENIALS: Final = {r: Denial(401, "Key not authorized: " + r) for r in (TOK
 MAX_CACHED_TOKENS: Final = 10_000  # per API
 NO_EXP_CACHE_SECONDS: Final = 300.0
 MAX_SECRETS: Final = 1_000
+MAX_MEMO: Final = 10_000  # identities and session decisions remembered per API
 
 
 def compile_jwt_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
@@ -72,7 +73,7 @@ class _Verified:
 
     __slots__ = (
         "jws", "jwk", "secret", "until", "fresh_from", "fresh_to", "extra", "identity", "identity_error",
-        "session_token", "storage_id", "base_policy", "client_key", "scopes", "client_id", "ctx", "memo",
+        "session_token", "storage_id", "base_policy", "client_key", "scopes", "client_id", "ctx", "decision_key",
     )
 
     def __init__(self, jws: Jws, jwk: JwkKey | None, secret: str | None) -> None:
@@ -92,7 +93,7 @@ class _Verified:
         self.scopes: list[str] | None = None
         self.client_id = ""
         self.ctx: dict[str, Any] | None = None
-        self.memo: tuple[Any, str, Any] | None = None  # (stored session seen, base policy, Decision)
+        self.decision_key: tuple[Any, ...] = ()  # what the session decision depends on besides the session
 
 
 class JwtAuth:
@@ -110,6 +111,11 @@ class JwtAuth:
         self.hash_keys = gateway.config.hash_keys
         self.cache: OrderedDict[str, _Verified] = OrderedDict()
         self._secret_keys: dict[str, Any] = {}
+        # identity -> (virtual session token, storage id): a generate_token and a hash saved per new token
+        self._virtual: dict[str, tuple[str, str]] = {}
+        # (stored session, what the token says) -> Decision: tokens of one identity that say the same
+        # thing (a new token per request, same exp and policy) share one decision per session version
+        self._decisions: dict[tuple[Any, ...], tuple[Any, Decision]] = {}
         self.jwks = jwks_of(gateway) if self.kind == "jwks" else None
         self.urls = tuple(url for url, _ in cfg.key_source.jwks)
         if self.jwks is not None:
@@ -133,7 +139,7 @@ class JwtAuth:
                 return self._use(req, entry, now)
             del self.cache[token]
         verified = self._verify(token, now)
-        if type(verified) is _Verified:
+        if isinstance(verified, _Verified):
             return self._use(req, verified, now)
         if isinstance(verified, Denial):
             return verified
@@ -243,8 +249,7 @@ class JwtAuth:
         if cfg.centralised:
             entry.identity, entry.identity_error = identity_of(claims, cfg)
             if not entry.identity_error:
-                entry.session_token = virtual_session_token(self.spec.org_id, entry.identity, self.hash_algo)
-                entry.storage_id = storage_key_id(entry.session_token, self.hash_keys)
+                entry.session_token, entry.storage_id = self._virtual_ids(entry.identity)
             if cfg.policy_fields:
                 entry.base_policy = next((p for p in map(lambda f: claim_string(claims, f), cfg.policy_fields) if p), "")
             elif cfg.client_base_field:
@@ -253,6 +258,11 @@ class JwtAuth:
             if cfg.scope_to_policy:
                 entry.scopes = scopes_in(claims, scope_claim_name(claims, cfg))
             entry.client_id = oauth_client_id(claims, cfg)
+            exp = claims.get("exp")
+            entry.decision_key = (
+                entry.session_token, tuple(entry.scopes) if entry.scopes is not None else None,
+                exp if type(exp) in (int, float) else None, entry.client_id,
+            )
         if cfg.context_vars:
             entry.ctx = {**{"jwt_claims_" + k: v for k, v in jws.header.items()},
                          **{"jwt_claims_" + k: v for k, v in claims.items()}, "token": token}
@@ -261,6 +271,16 @@ class JwtAuth:
             if len(self.cache) > MAX_CACHED_TOKENS:
                 self.cache.popitem(last=False)
         return entry
+
+    def _virtual_ids(self, identity: str) -> tuple[str, str]:
+        found = self._virtual.get(identity)
+        if found is None:
+            token = virtual_session_token(self.spec.org_id, identity, self.hash_algo)
+            found = (token, storage_key_id(token, self.hash_keys))
+            if len(self._virtual) >= MAX_MEMO:
+                self._virtual.clear()
+            self._virtual[identity] = found
+        return found
 
     async def _verify_then_use(self, req: Request, pending: Awaitable[_Verified | Denial], now: float) -> Denial | None:
         verified = await pending
@@ -341,11 +361,12 @@ class JwtAuth:
 
     def _decided(self, req: Request, entry: _Verified, base_policy: str, existing: Any, now: float) -> StageResult:
         stored = existing[1] if existing is not None else None
-        memo = entry.memo
-        if memo is not None and stored is not None and memo[0] is stored and memo[1] == base_policy:
-            decision = memo[2]
+        key = (id(stored), base_policy, entry.decision_key)
+        hit = self._decisions.get(key) if stored is not None else None
+        if hit is not None and hit[0] is stored:  # identity: an id may be reused once freed
+            decision = hit[1]
         else:
-            decision = decide(
+            found = decide(
                 stored,
                 cfg=self.cfg,
                 policies=self.sessions.policies,
@@ -358,10 +379,13 @@ class JwtAuth:
                 client_id=entry.client_id,
                 now=int(now),
             )
-            if isinstance(decision, str):
-                return Denial(403, decision)
+            if isinstance(found, str):
+                return Denial(403, found)
+            decision = found
             if stored is not None and not decision.store:
-                entry.memo = (stored, base_policy, decision)
+                if len(self._decisions) >= MAX_MEMO:
+                    self._decisions.clear()
+                self._decisions[key] = (stored, decision)
         storage_id = existing[0] if existing is not None else entry.storage_id
         if decision.store:
             return self._store(req, entry, storage_id, decision.session, now)

@@ -28,7 +28,7 @@ NOTICE_JWKS_FLUSHED: Final = "InvalidateJWKSCacheForAPI"  # Tyk's command name; 
 
 def jwks_of(gateway: Any) -> JwksManager:
     """The process's JWKS manager, made from ``[jwks]`` on first use."""
-    manager = gateway.state.get("jwks")
+    manager: JwksManager | None = gateway.state.get("jwks")
     if manager is None:
         cfg = getattr(gateway.config, "jwks", None)
         manager = JwksManager(
@@ -42,7 +42,7 @@ def jwks_of(gateway: Any) -> JwksManager:
 
 def revocations_of(gateway: Any) -> Revocations:
     """The process's JWT revocation list."""
-    revocations = gateway.state.get("jwt_revocations")
+    revocations: Revocations | None = gateway.state.get("jwt_revocations")
     if revocations is None:
         revocations = gateway.state["jwt_revocations"] = Revocations()
     return revocations

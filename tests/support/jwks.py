@@ -55,9 +55,9 @@ class _Key:
 
     @property
     def public_pem(self) -> bytes:
-        return self.private.public_key().public_bytes(
+        return bytes(self.private.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        ))
 
     def sign(self, claims: dict[str, Any], alg: str | None = None, **headers: Any) -> str:
         """A token with ``kid`` set to this key's (a ``kid`` of None leaves it out)."""
@@ -66,7 +66,7 @@ class _Key:
 
     def jwk(self) -> dict[str, Any]:
         algo = jwt.get_algorithm_by_name(self.alg)
-        found = json.loads(algo.to_jwk(self.private.public_key()))
+        found: dict[str, Any] = json.loads(algo.to_jwk(self.private.public_key()))
         found.update(kid=self.kid, use="sig")
         return found
 

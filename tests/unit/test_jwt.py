@@ -632,7 +632,8 @@ def run_stage(stage: Any, req: Request) -> Denial | None:
     result = stage(req)
     if result is None or isinstance(result, Denial):
         return result
-    return asyncio.run(result)  # type: ignore[arg-type]
+    outcome: Denial | None = asyncio.run(result)
+    return outcome
 
 
 def test_stage_statuses_static_hmac() -> None:
@@ -658,10 +659,15 @@ def test_stage_caches_verified_tokens_by_exact_text(monkeypatch: pytest.MonkeyPa
     gateway = FakeGateway()
     gateway.state["sessions"].set_policies({"base": policy("base")})
     (stage,) = compile_jwt_auth(classic(jwt_source=b64(SECRET), jwt_policy_field_name="pol"), gateway)
-    auth: JwtAuth = stage.__self__
-    calls = []
+    auth: JwtAuth = stage.__self__  # type: ignore[attr-defined]
+    calls: list[int] = []
     real = jose.verify
-    monkeypatch.setattr("fastgate.auth.jwt.verify", lambda j, k: calls.append(1) or real(j, k))
+
+    def counting(jws: jose.Jws, key: Any) -> bool:
+        calls.append(1)
+        return real(jws, key)
+
+    monkeypatch.setattr("fastgate.auth.jwt.verify", counting)
     good = hs256({"sub": "u", "exp": int(time.time()) + 60, "pol": "base"}, SECRET)
     for _ in range(3):
         assert run_stage(stage, request(good)) is None
