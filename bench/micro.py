@@ -169,7 +169,8 @@ def auth_token_stages() -> Callable[[], object]:
         assert await sessions.lookup(token, spec) is not None
 
     loop.run_until_complete(prepare())
-    gateway = SimpleNamespace(state={"sessions": sessions, "store": store}, options=config.http_server_options)
+    gateway = SimpleNamespace(state={"sessions": sessions, "store": store}, options=config.http_server_options,
+                              config=config)
     stages = compile_token_auth(spec, gateway) + compile_post_auth(spec, gateway)
     req = Request()
     req.headers = [(b"Host", b"api.example.com"), (b"Authorization", token.encode())]
