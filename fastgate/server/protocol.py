@@ -419,6 +419,11 @@ class HttpConnection(asyncio.Protocol):
             raise ProtocolError(400, "Exactly one Host header is required")
         if req.chunked and req.version == "1.0":
             raise ProtocolError(400, "Transfer-Encoding is not allowed in HTTP/1.0")
+        if req.conn_tokens is not None and b"upgrade" in req.conn_tokens and req.has_body and self.parser.should_upgrade():
+            # httptools ends an upgrade request at its head and hands what follows over as the
+            # new protocol's bytes; we never switch protocols, so its body would be parsed as
+            # requests of its own (a front proxy would see one request where we see two).
+            raise ProtocolError(400, "Upgrade is not supported on a request with a body")
         target_host, req.path, req.query = normalize_target(req.target)
         if target_host:
             req.host = target_host

@@ -65,6 +65,14 @@ CASES = {
     "bad method token": b"G(T /k/echo HTTP/1.1\r\nHost: a\r\n\r\n",
     "bad version": b"GET /k/echo HTTP/1.x\r\nHost: a\r\n\r\n",
     "control char in target": b"GET /k/e\x01cho HTTP/1.1\r\nHost: a\r\n\r\n",
+    "upgrade with a content-length body": (
+        b"POST /k/echo HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(SMUGGLED)
+    ),
+    "upgrade with a chunked body": (
+        b"POST /k/echo HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, upgrade\r\nUpgrade: websocket\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" % len(SMUGGLED)
+    ),
     "missing host": b"GET /k/echo HTTP/1.1\r\n\r\n",
     "duplicate host": b"GET /k/echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
     "nul in header value": b"GET /k/echo HTTP/1.1\r\nHost: a\r\nX-A: b\x00c\r\n\r\n",
@@ -287,3 +295,19 @@ def test_unsolicited_upstream_response_never_reaches_another_client(make_gateway
         assert status == 502 or body.endswith(b" /b")
     finally:
         scripted.stop()
+
+
+def test_upgrade_without_a_body_is_served_and_the_connection_goes_on(gw, upstream):
+    # We never switch protocols: the Upgrade request is proxied as a plain request (Upgrade is
+    # hop-by-hop, dropped) and the connection carries on with HTTP/1.1.
+    upstream.reset()
+    with RawClient(gw.port) as c:
+        c.send(
+            b"GET /k/echo/up HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+            b"GET /k/echo/after HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        first = c.read_response()
+        assert first.status == 200
+        assert "upgrade" not in {k.lower() for k, _ in json.loads(first.body)["headers"]}
+        assert json.loads(c.read_response().body)["path"] == "/echo/after"
+    assert [r["path"] for r in upstream.seen()] == ["/echo/up", "/echo/after"]
