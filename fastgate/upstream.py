@@ -98,7 +98,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.answered = False
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            # Garbage, or a 101 we never asked for (Upgrade is not forwarded): unusable.
             exchange = self.exchange
             self.exchange = None
             self.close()

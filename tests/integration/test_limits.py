@@ -437,8 +437,13 @@ def test_client_that_goes_away_mid_upload_is_not_answered_upstream(gw, up):
 
 @pytest.mark.parametrize(
     "answer",
-    [b"NOT HTTP AT ALL\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", b""],
-    ids=["garbage", "ambiguous-length", "closes-without-answer"],
+    [
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nraw bytes",
+        b"",
+    ],
+    ids=["garbage", "ambiguous-length", "unasked-switching-protocols", "closes-without-answer"],
 )
 def test_broken_upstream_answer_gets_502(make_gateway, answer):
     def script(conn, n):
@@ -455,6 +460,7 @@ def test_broken_upstream_answer_gets_502(make_gateway, answer):
             assert set(resp.json()) == {"error"}
         # A fresh (not pooled) connection that fails is not retried.
         assert len(scripted.requests) == 1
+        assert "Traceback" not in gw.log  # an upstream's mistake is no gateway error
     finally:
         scripted.stop()
 
