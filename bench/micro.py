@@ -207,6 +207,18 @@ def _jwt(name: str) -> Callable[[], Callable[[], object]]:
     return setup
 
 
+def _signatures(name: str) -> Callable[[], Callable[[], object]]:
+    """A basic-auth or HMAC micro benchmark from ``micro_signatures.py`` (issue 5)."""
+
+    def setup() -> Callable[[], object]:
+        import micro_signatures
+
+        found: Callable[[], Callable[[], object]] = getattr(micro_signatures, name)
+        return found()
+
+    return setup
+
+
 MICROS: list[Micro] = [
     Micro("httptools.parse", "httptools parses a typical 8-header GET (keep-alive parser)", httptools_parse),
     Micro("normalize_target", "http1.normalize_target, plain path with a query", normalize_target_plain),
@@ -224,6 +236,12 @@ MICROS: list[Micro] = [
     Micro("jwt.stage.hs256", "JWT stage + post-auth, repeated HS256 token, centralised session", _jwt("stage_hs256")),
     Micro("jwt.stage.rs256", "JWT stage + post-auth, repeated RS256 token, centralised session", _jwt("stage_rs256")),
     Micro("jwt.stage.rs256.new", "JWT stage + post-auth, an RS256 token never seen (cache miss)", _jwt("stage_uncached_rs256")),
+    Micro("bcrypt.cost10", "one uncached basic-auth password check (bcrypt cost 10, runs off the loop)",
+          _signatures("bcrypt_cost10")),
+    Micro("basic.stage.cached", "basic stage + post-auth, known user, cached bcrypt result", _signatures("basic_stage_cached")),
+    Micro("hmac.sha256.verify", "signature header parse + signing string + HMAC-SHA256 + compare", _signatures("hmac_sha256_verify")),
+    Micro("hmac.stage", "HMAC stage + post-auth, hmac-sha256 over (request-target) date", _signatures("hmac_stage")),
+    Micro("rsa.sha256.verify", "RSA-2048 PKCS#1 v1.5 SHA-256 signature check (cryptography)", _signatures("rsa_sha256_verify")),
 ]
 
 

@@ -214,6 +214,14 @@ def _jwt_hook(name: str, ctx: Context) -> Prepared:
     return hook(ctx)
 
 
+def _signature_hook(name: str, ctx: Context) -> Prepared:
+    """A hook of the basic-auth and HMAC scenarios (``signature_scenarios.py``, imported late)."""
+    import signature_scenarios
+
+    hook: Callable[[Context], Prepared] = getattr(signature_scenarios, name)
+    return hook(ctx)
+
+
 SCENARIOS: list[Scenario] = [
     Scenario(
         name="keyless",
@@ -330,5 +338,32 @@ SCENARIOS: list[Scenario] = [
         config={"policies": {"policy_path": "{{bench}}/configs/policies"}},
         lua="tokens.lua",
         setup=lambda ctx: _jwt_hook("setup_rs256_uncached", ctx),
+    ),
+    Scenario(
+        name="basic-auth",
+        title="Basic auth, bcrypt cost 10, repeated credentials (cached bcrypt result), rate + quota (issue 5)",
+        nginx_path="/auth-key/get",
+        fastgate_path="/basic-auth/get",
+        apis=("basic-auth.json",),
+        nginx_headers={"Authorization": API_KEY},
+        setup=lambda ctx: _signature_hook("setup_basic", ctx),
+        target_rps_ratio=0.7,
+    ),
+    Scenario(
+        name="basic-auth-bcrypt-load",
+        title="basic-auth while 5 uncached bcrypt checks per second run (compare p99 with basic-auth; issue 5)",
+        fastgate_path="/basic-auth/get",
+        apis=("basic-auth.json",),
+        setup=lambda ctx: _signature_hook("setup_basic_bcrypt_load", ctx),
+    ),
+    Scenario(
+        name="hmac-sha256",
+        title="HMAC-SHA256 request signature over (request-target) date, verified on every request (issue 5)",
+        nginx_path="/auth-key/get",
+        fastgate_path="/hmac/get",
+        apis=("hmac-sha256.json",),
+        nginx_headers={"Authorization": API_KEY},
+        setup=lambda ctx: _signature_hook("setup_hmac", ctx),
+        target_rps_ratio=0.6,
     ),
 ]

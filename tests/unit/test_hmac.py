@@ -71,6 +71,17 @@ def test_parse_refuses(value):
     assert parse_signature_header(value) is None
 
 
+def test_parse_is_linear_on_hostile_headers():
+    """A 60 KB header built to make a backtracking parser explode is refused at once."""
+    n = 20_000
+    hostile = ["a=" + "x=" * n + '"', ("a=b " * n) + '"', "," * n + "x", "a" * n, 'a="' + "\\" * n,
+               'a="b" ' * n + "c", " " * n + "="]
+    started = time.perf_counter()
+    for value in hostile:
+        parse_signature_header(value)
+    assert time.perf_counter() - started < 0.5
+
+
 # ---- signing strings --------------------------------------------------------------------------
 
 
