@@ -282,3 +282,33 @@ def test_password_change_reaches_every_node(make_gateway, upstream):
         assert requests.get(a.url + "/basic/echo", auth=("dave", "second"), timeout=5).status_code == 200
     finally:
         _flush_redis_db(REDIS_TEST_URL)
+
+
+def test_oas_basic_scheme(make_gateway, upstream):
+    """A Tyk OAS API: ``{type: http, scheme: basic}`` + its vendor entry (credential in a header of
+    its own, body extraction), and no auth token asked for beside it."""
+    api = {
+        "openapi": "3.0.3",
+        "info": {"title": "OAS Basic", "version": "1"},
+        "paths": {},
+        "components": {"securitySchemes": {"basicAuth": {"type": "http", "scheme": "basic"}}},
+        "security": [{"basicAuth": []}],
+        "x-tyk-api-gateway": {
+            "info": {"id": "oas-basic", "name": "OAS Basic", "orgId": "default", "state": {"active": True}},
+            "upstream": {"url": upstream.url},
+            "server": {
+                "listenPath": {"value": "/oas-basic/", "strip": True},
+                "authentication": {"enabled": True, "securitySchemes": {"basicAuth": {
+                    "enabled": True, "header": {"enabled": True, "name": "X-Basic"},
+                    "extractCredentialsFromBody": {"enabled": True, "userRegexp": "u=(\\w+)",
+                                                   "passwordRegexp": "p=(\\w+)"}}}},
+            },
+        },
+    }
+    gw = make_gateway([api])
+    create_user(gw, "oasuser", "pw", "oas-basic")
+    url = gw.url + "/oas-basic/echo"
+    assert requests.get(url, headers={"X-Basic": auth_header("oasuser", "pw")["Authorization"]}, timeout=5).ok
+    assert requests.post(url, data=b"u=oasuser&p=pw", timeout=5).status_code == 200
+    wrong = requests.get(url, headers={"X-Basic": auth_header("oasuser", "no")["Authorization"]}, timeout=5)
+    assert wrong.status_code == 401 and wrong.headers["WWW-Authenticate"] == 'Basic realm="OAS Basic"'
