@@ -139,6 +139,12 @@ class JwksManager:
             if url not in self.sets:
                 self._fetch_soon(url)
 
+    def forget_apis(self) -> None:
+        """Drop every registration (before a reload re-registers the APIs still defined); the key
+        sets stay, so an API that is still there keeps its keys without a fetch."""
+        self._apis.clear()
+        self._on_flush.clear()
+
     def urls(self) -> set[str]:
         """Every URL some API uses."""
         return {url for urls in self._apis.values() for url in urls}

@@ -62,6 +62,7 @@ async def start_jwt(gateway: Any) -> None:
     store = gateway.state.get("store")
     manager.start()
     gateway.state.setdefault("closers", []).append(manager.close)
+    gateway.state.setdefault("reloaders", []).append(manager.forget_apis)  # removed APIs stop refreshing
     urls = _jwks_urls(gateway)
     if urls:
         await manager.prefetch(urls)

@@ -692,3 +692,18 @@ def test_stage_one_to_one_follows_the_keys_secret() -> None:
     asyncio.run(put("another-secret-another-secret-xx"))
     assert run_stage(stage, request(token)) == Denial(403, "Key not authorized")
     assert run_stage(stage, request(hs256({"sub": "x"}, SECRET, kid="nobody"))) == Denial(403, "Key not authorized")
+
+
+def test_jwks_reload_keeps_sets_of_apis_still_defined() -> None:
+    async def scenario() -> None:
+        idp = FakeIdp(RsaKey("a").jwk())
+        manager = JwksManager(fetcher=idp)
+        manager.register("old", [("u", None)], lambda: None)
+        await asyncio.sleep(0.05)
+        manager.forget_apis()  # a reload: "old" is gone, "new" uses the same IdP
+        assert manager.urls() == set()
+        manager.register("new", [("u", None)], lambda: None)
+        await asyncio.sleep(0.05)
+        assert idp.calls == 1 and manager.urls() == {"u"} and manager.current("u") is not None
+
+    asyncio.run(scenario())
