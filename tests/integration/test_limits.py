@@ -246,18 +246,6 @@ def test_slow_body_gets_408_and_close(gw, up, use_chunked):
     assert up.seen() == []  # the upstream never got a complete request
 
 
-def test_a_steady_body_is_not_timed_out(gw, up):
-    # Each piece arrives within read_timeout, the whole takes longer: that is not slowness.
-    body = b"x" * 900
-    with RawClient(gw.port) as c:
-        c.send(b"POST /k/echo/steady HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body))
-        for i in range(0, len(body), 300):
-            c.send(body[i : i + 300])
-            time.sleep(0.5)
-        resp = c.read_response()
-    assert resp.status == 200 and resp.json()["body_length"] == len(body)
-
-
 # ---- idle connections ------------------------------------------------------------------------
 
 
@@ -311,26 +299,33 @@ def test_upstream_slower_than_upstream_timeout_gets_504(gw, up):
     assert UPSTREAM_TIMEOUT - 0.05 <= elapsed <= UPSTREAM_TIMEOUT + LATE
 
 
-@pytest.mark.parametrize("use_chunked", [False, True], ids=["content-length", "chunked"])
-def test_upload_longer_than_upstream_timeout_is_not_cut(gw, up, use_chunked):
-    # upstream_timeout measures the upstream; a client sending its body steadily for longer
-    # than that is governed by read_timeout (each pause shorter), not by upstream_timeout.
+def test_upload_longer_than_upstream_timeout_is_not_cut(gw, up):
+    # upstream_timeout measures the upstream, and read_timeout each pause of the client: a
+    # client sending its body steadily for longer than either is cut by neither. Both framings
+    # run side by side.
     pieces, step = 6, 0.45
-    assert pieces * step > 2 * UPSTREAM_TIMEOUT and step < BODY_TIMEOUT
-    with RawClient(gw.port) as c:
-        assert c.request("GET", "/k/echo/warm").status == 200  # pooled: the head goes out at once
-        if use_chunked:
-            c.send(b"POST /large/echo/steady HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
-        else:
-            c.send(b"POST /large/echo/steady HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % (pieces * 500))
-        for _ in range(pieces):
-            c.send(b"1f4\r\n" + b"x" * 500 + b"\r\n" if use_chunked else b"x" * 500)
-            time.sleep(step)
-        if use_chunked:
-            c.send(b"0\r\n\r\n")
-        resp = c.read_response()
-        assert resp.status == 200, resp.body
-        assert resp.json()["body_length"] == pieces * 500
+    assert pieces * step > 2 * UPSTREAM_TIMEOUT and pieces * step > 2 * BODY_TIMEOUT and step < BODY_TIMEOUT
+    results: dict[bool, tuple[int, object]] = {}
+
+    def upload(use_chunked: bool) -> None:
+        with RawClient(gw.port) as c:
+            assert c.request("GET", "/k/echo/warm").status == 200  # pooled: the head goes out at once
+            framing = b"Transfer-Encoding: chunked" if use_chunked else b"Content-Length: %d" % (pieces * 500)
+            c.send(b"POST /large/echo/steady HTTP/1.1\r\nHost: a\r\n%b\r\n\r\n" % framing)
+            for _ in range(pieces):
+                c.send(b"1f4\r\n" + b"x" * 500 + b"\r\n" if use_chunked else b"x" * 500)
+                time.sleep(step)
+            if use_chunked:
+                c.send(b"0\r\n\r\n")
+            resp = c.read_response()
+            results[use_chunked] = (resp.status, resp.json().get("body_length", resp.body))
+
+    threads = [threading.Thread(target=upload, args=(flag,)) for flag in (False, True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert results == {False: (200, pieces * 500), True: (200, pieces * 500)}
 
 
 def test_upstream_that_stops_reading_the_body_is_timed_out(make_gateway):
@@ -393,7 +388,7 @@ def test_client_that_stops_reading_is_dropped_after_write_timeout(gw, up):
     size = 1 << 30
     with RawClient(gw.port, timeout=10) as c:
         c.send(b"GET /k/bytes/%d HTTP/1.1\r\nHost: a\r\n\r\n" % size)
-        time.sleep(1.0 + LATE + 1.0)  # buffers fill, then write_timeout passes
+        time.sleep(2.5)  # buffers fill, then write_timeout (1 s) passes
         start = time.monotonic()
         received = 0
         while True:
