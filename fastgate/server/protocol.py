@@ -34,7 +34,6 @@ QUEUE_FULL, BODY_BACKLOG, UPSTREAM_FULL, STREAM_BROKEN = 1, 2, 4, 8
 IDLE, HEAD, BODY = 0, 1, 2
 
 
-
 class _StopParsing(Exception):
     """Raised from ``on_message_begin`` to stop llhttp at a request we must not process."""
 
