@@ -163,12 +163,13 @@ def password_checker(gateway: Any) -> PasswordChecker:
     """The gateway's one ``PasswordChecker`` (created on first use, closed at shutdown)."""
     checker: PasswordChecker | None = gateway.state.get("passwords")
     if checker is None:
-        checker = gateway.state["passwords"] = PasswordChecker()
+        made = gateway.state["passwords"] = PasswordChecker()
 
         async def close() -> None:
-            checker.close()  # type: ignore[union-attr]
+            made.close()
 
         gateway.state.setdefault("closers", []).append(close)
+        return made
     return checker
 
 
@@ -177,7 +178,8 @@ def compile_basic_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
     config = basic_config(spec)
     if config is None:
         return ()
-    realm = spec.name.replace("\\", "\\\\").replace('"', '\\"')
+    # The API name goes into a header: control characters dropped, quotes escaped.
+    realm = "".join(c for c in spec.name if c >= " " and c != "\x7f").replace("\\", "\\\\").replace('"', '\\"')
     challenge = ((b"WWW-Authenticate", f'Basic realm="{realm}"'.encode("utf-8", "replace")),)
     missing = Denial(401, "Authorization field missing", challenge)
     not_authorised = Denial(401, "User not authorised", challenge)

@@ -321,3 +321,18 @@ def test_needs_body_only_when_the_header_fails():
     req.headers = [(b"Authorization", b"Basic ???")]
     assert predicate(req) is True
     assert basic_mod.needs_body(classic(use_basic_auth=True)) is None
+
+
+def test_realm_is_a_safe_header_value():
+    from types import SimpleNamespace
+
+    from fastgate.config import config_from_mapping
+    from fastgate.server.request import Request
+
+    spec = ApiSpec(api_id="a", name='Evil\r\nSet-Cookie: x="1"', listen_path="/a/", target_url="http://x",
+                   use_keyless=False, raw={"use_basic_auth": True})
+    config = config_from_mapping({}, environ={})
+    gateway = SimpleNamespace(state={"sessions": None}, config=config, options=config.http_server_options)
+    (stage,) = basic_mod.compile_basic_auth(spec, gateway)
+    denial = stage(Request())
+    assert denial.status == 401 and denial.headers == ((b"WWW-Authenticate", b'Basic realm="EvilSet-Cookie: x=\\"1\\""'),)
