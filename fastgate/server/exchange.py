@@ -189,7 +189,10 @@ class Exchange:
                 data.append(LAST_CHUNK)
             self.body_sent = True
             self.deadline = clock.now + self.client.gateway.upstream_timeout
-        conn.writelines(data)
+        if len(data) == 1:
+            conn.write(data[0])  # the common body-less request: no list for uvloop to walk
+        else:
+            conn.writelines(data)
 
     def on_connect_failed(self, exc: BaseException) -> None:
         if self.state == CONNECTING:
@@ -259,7 +262,10 @@ class Exchange:
                 if lname == b"transfer-encoding":
                     transfer_encoding = value
                 elif lname == b"connection":
-                    listed.extend(t.strip().lower() for t in value.split(b","))
+                    lvalue = value.lower()
+                    # "keep-alive" and "close" name no header: the common case costs no split.
+                    if lvalue != b"keep-alive" and lvalue != b"close":
+                        listed.extend(t.strip() for t in lvalue.split(b","))
                 continue
             if lname == b"content-length":
                 length = value
