@@ -25,6 +25,7 @@ from fastgate.observe.access_log import AccessLog
 from fastgate.pipeline import CompiledApi, Denial, compile_api
 from fastgate.router import Router
 from fastgate.server.exchange import CHECKING, LOCAL, Exchange
+from fastgate.server.http1 import HOP_BY_HOP
 from fastgate.server.protocol import HttpConnection
 from fastgate.server.request import Request
 from fastgate.server.tls import TlsTerminator
@@ -34,27 +35,16 @@ __all__ = ["Gateway"]
 
 log = logging.getLogger("fastgate")
 
-# Headers the gateway sets itself: a client's own copies are dropped (X-Forwarded-For is kept
-# and extended), and the upstream framing is always ours.
-_DROP_FROM_CLIENT = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"host",
-        b"content-length",
-        b"expect",
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-        b"x-forwarded-host",
-    }
-)
+# Hop-by-hop headers, and the headers the gateway sets itself: a client's own copies are dropped
+# (X-Forwarded-For is kept and extended), and the upstream framing is always ours.
+_DROP_FROM_CLIENT = HOP_BY_HOP | {
+    b"host",
+    b"content-length",
+    b"expect",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+}
 
 ADMIN_BODY_LIMIT = 10 * 1024 * 1024
 

@@ -153,6 +153,29 @@ class AdminApi:
         return 200, {"status": "ok", "message": ""}
 
 
+def json_object(body: bytes, what: str) -> dict[str, Any]:
+    """``body`` decoded as a JSON object, or ``ApiError(400)`` saying what is wrong with it.
+
+    ``what`` names the expected document in the message ("policy", "API definition", ...).
+    """
+    if not body.strip():
+        raise ApiError(400, f"Request malformed: the body must be a {what} JSON object")
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"Request malformed: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ApiError(400, "Request malformed: the body must be a JSON object")
+    return raw
+
+
+def malformed(exc: Exception) -> ApiError:
+    """A 400 for a msgspec validation error, naming the field first (``rate: Expected ...``)."""
+    what, _, where = str(exc).partition(" - at `$")
+    field = where.strip(".`")
+    return ApiError(400, f"Request malformed: {field + ': ' if field else ''}{what}")
+
+
 def query_params(req: "Request") -> dict[str, str]:
     """The request's query string as a dict of first values."""
     return {k: v[0] for k, v in parse_qs(req.query, keep_blank_values=True).items()}

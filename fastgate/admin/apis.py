@@ -38,7 +38,7 @@ from urllib.parse import unquote
 
 import orjson
 
-from fastgate.admin.api import ApiError, query_params
+from fastgate.admin.api import ApiError, json_object, query_params
 from fastgate.admin.policies import write_atomically
 from fastgate.apidef.loader import decode_definition
 from fastgate.apidef.oas import EXTENSION
@@ -281,15 +281,7 @@ class ApiEndpoints:
 
 
 def _parse(body: bytes) -> dict[str, Any]:
-    if not body.strip():
-        raise ApiError(400, "Request malformed: the body must be an API definition JSON object")
-    try:
-        raw = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, f"Request malformed: not valid JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ApiError(400, "Request malformed: the body must be a JSON object")
-    return raw
+    return json_object(body, "API definition")
 
 
 def _url_id(value: str) -> str:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import orjson
 
-from fastgate.admin.api import ApiError, query_params
+from fastgate.admin.api import ApiError, json_object, malformed, query_params
 from fastgate.admin.certs import certificate_key_id, check_key_certificates
 from fastgate.keys import generate_token, lookup_candidates, min_token_length, storage_key_id
 from fastgate.limits import quota_key, rate_limit_key
@@ -271,20 +271,11 @@ class KeyEndpoints:
 
 
 def _decode(body: bytes) -> SessionState:
-    if not body.strip():
-        raise ApiError(400, "Request malformed: the body must be a session (key) JSON object")
-    try:
-        raw = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, f"Request malformed: not valid JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ApiError(400, "Request malformed: the body must be a JSON object")
+    raw = json_object(body, "session (key)")
     try:
         return msgspec.convert(raw, SessionState, strict=False)
     except msgspec.ValidationError as exc:
-        what, _, where = str(exc).partition(" - at `$.")
-        field = where.rstrip("`")
-        raise ApiError(400, f"Request malformed: {field + ': ' if field else ''}{what}") from None
+        raise malformed(exc) from None
 
 
 def _rfc3339(now: float) -> str:

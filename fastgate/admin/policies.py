@@ -33,7 +33,7 @@ from urllib.parse import unquote
 import msgspec
 import orjson
 
-from fastgate.admin.api import ApiError
+from fastgate.admin.api import ApiError, json_object, malformed
 from fastgate.policy import Policy, decode_policy, decode_policy_file, encode_policy
 from fastgate.services import reload_policies
 from fastgate.store import CLUSTER_CHANNEL, NOTICE_POLICY_CHANGED, StoreError, encode_event
@@ -198,20 +198,11 @@ class PolicyEndpoints:
 
 
 def _decode(body: bytes) -> Policy:
-    if not body.strip():
-        raise ApiError(400, "Request malformed: the body must be a policy JSON object")
-    try:
-        raw = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, f"Request malformed: not valid JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ApiError(400, "Request malformed: the body must be a JSON object")
+    raw = json_object(body, "policy")
     try:
         return decode_policy(raw)
     except msgspec.ValidationError as exc:
-        what, _, at = str(exc).partition(" - at `$")
-        field = at.strip(".`")
-        raise ApiError(400, f"Request malformed: {field + ': ' if field else ''}{what}") from None
+        raise malformed(exc) from None
 
 
 def _policy_id(policy: Policy, url_id: str | None) -> str:
