@@ -336,3 +336,20 @@ def test_realm_is_a_safe_header_value():
     (stage,) = basic_mod.compile_basic_auth(spec, gateway)
     denial = stage(Request())
     assert denial.status == 401 and denial.headers == ((b"WWW-Authenticate", b'Basic realm="EvilSet-Cookie: x=\\"1\\""'),)
+
+
+def test_bcrypt_threads_run_at_a_lower_priority():
+    import os
+    import sys
+
+    checker = PasswordChecker()
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(checker._executor(), lambda: os.getpriority(
+            os.PRIO_PROCESS, threading.get_native_id()))
+
+    nice = asyncio.run(run())
+    checker.close()
+    if sys.platform == "linux":
+        assert nice == os.getpriority(os.PRIO_PROCESS, 0) + passwords.BCRYPT_NICE or nice == 19
