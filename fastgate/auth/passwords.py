@@ -49,7 +49,7 @@ log = logging.getLogger("fastgate.auth")
 
 BCRYPT_MAX_BYTES: Final = 72
 BCRYPT_COST: Final = 10
-BCRYPT_NICE: Final = 10  # bcrypt threads' nice value: about a tenth of the CPU weight of the loop
+BCRYPT_NICE: Final = 10  # added to bcrypt threads' nice value: about a tenth of the loop's CPU weight
 # Values of ``basic_auth_hash_key_function`` ("" means bcrypt, as in Tyk).
 HASH_FUNCTIONS: Final = ("", "bcrypt", "plain") + HASH_ALGORITHMS
 
@@ -156,7 +156,8 @@ def _lower_priority() -> None:
     core is shared, requests that need no bcrypt keep most of it and an uncached check waits a
     little longer, instead of the other way round."""
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BCRYPT_NICE)
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + BCRYPT_NICE))
     except (OSError, AttributeError):  # not Linux, or not allowed: run at normal priority
         pass
 
