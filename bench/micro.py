@@ -137,62 +137,22 @@ def error_response_cached() -> Callable[[], object]:
 def auth_token_stages() -> Callable[[], object]:
     """The auth-token API's stages (token lookup, expiry/ACL, rate + quota) for a known key on the
     memory store: what an auth-token request costs on top of a keyless one."""
-    import asyncio
-    from types import SimpleNamespace
+    from micro_signatures import _gateway, _run
 
-    from fastgate.apidef.classic import decode_classic
     from fastgate.auth.token import compile_token_auth
     from fastgate.authorize import compile_post_auth
-    from fastgate.config import config_from_mapping
-    from fastgate.keys import generate_token, storage_key_id
+    from fastgate.keys import generate_token
     from fastgate.server.request import Request
-    from fastgate.session import SessionState, encode_session
-    from fastgate.sessions import SessionManager
-    from fastgate.store.memory import MemoryStore
+    from fastgate.session import SessionState
 
-    config = config_from_mapping({}, environ={})
-    spec = decode_classic(
-        {"api_id": "a", "org_id": "default", "use_keyless": False, "use_standard_auth": True,
-         "proxy": {"listen_path": "/a/", "target_url": "http://127.0.0.1:1/"}},
-        "bench",
-    )
-    loop = asyncio.new_event_loop()
-    store = MemoryStore()
-    sessions = SessionManager(store, config)
-    token = generate_token("default", "benchkey", config.hash_key_function)
-    session = SessionState(org_id="default", rate=1e9, per=1, quota_max=10**12, quota_renewal_rate=3600)
-    session.access_rights = {"a": msgspec_convert({"api_id": "a"})}
-
-    async def prepare() -> None:
-        await sessions.start()
-        await store.set_session(storage_key_id(token, config.hash_keys), encode_session(session))
-        assert await sessions.lookup(token, spec) is not None
-
-    loop.run_until_complete(prepare())
-    gateway = SimpleNamespace(state={"sessions": sessions, "store": store}, options=config.http_server_options,
-                              config=config)
-    stages = compile_token_auth(spec, gateway) + compile_post_auth(spec, gateway)
+    spec, gateway, loop = _gateway({"use_standard_auth": True}, "benchkey", SessionState())
+    token = generate_token("default", "benchkey", gateway.config.hash_key_function)
     req = Request()
     req.headers = [(b"Host", b"api.example.com"), (b"Authorization", token.encode())]
     req.path = "/a/get"
     req.listen_base = "/a"
     req.method = "GET"
-
-    def op() -> None:
-        for stage in stages:
-            if stage(req) is not None:
-                raise AssertionError("a stage did not pass synchronously")
-
-    op()
-    return op
-
-
-def msgspec_convert(raw: dict) -> object:
-    import msgspec
-
-    from fastgate.session import AccessDefinition
-
-    return msgspec.convert(raw, AccessDefinition)
+    return _run(compile_token_auth(spec, gateway) + compile_post_auth(spec, gateway), req, loop)
 
 
 def _jwt(name: str) -> Callable[[], Callable[[], object]]:

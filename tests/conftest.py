@@ -57,3 +57,17 @@ def store_url(request: pytest.FixtureRequest) -> Iterator[str]:
     yield url
     if url.startswith("redis"):
         _flush_redis_db(url)
+
+
+def module_gateway(store_url: str, directory: Path, apis: list[dict[str, Any]]) -> Iterator[Gateway]:
+    """A gateway shared by a test module (a module-scoped fixture yields from this), on a clean
+    store that is emptied again afterwards."""
+    if store_url.startswith("redis"):
+        _flush_redis_db(store_url)
+    gateway = Gateway(directory, apis, {"storage": {"url": store_url}})
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+        if store_url.startswith("redis"):
+            _flush_redis_db(store_url)

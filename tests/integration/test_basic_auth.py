@@ -17,8 +17,8 @@ import time
 import pytest
 import requests
 
-from tests.conftest import REDIS_TEST_URL, _flush_redis_db
-from tests.support.procs import SECRET, Gateway, classic_api
+from tests.conftest import REDIS_TEST_URL, _flush_redis_db, module_gateway
+from tests.support.procs import SECRET, classic_api
 
 ADMIN = {"X-Tyk-Authorization": SECRET}
 CHALLENGE = 'Basic realm="Basic API"'
@@ -59,18 +59,6 @@ def gw(request, tmp_path_factory, upstream):
         basic_api("body", upstream.url, basic_auth=BODY_AUTH),
     ]
     yield from module_gateway(request.param, tmp_path_factory.mktemp("basic"), apis)
-
-
-def module_gateway(store_url: str, directory, apis):
-    if store_url.startswith("redis"):
-        _flush_redis_db(store_url)
-    gateway = Gateway(directory, apis, {"storage": {"url": store_url}})
-    try:
-        yield gateway
-    finally:
-        gateway.stop()
-        if store_url.startswith("redis"):
-            _flush_redis_db(store_url)
 
 
 def test_statuses_messages_and_challenge(gw):

@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from httpsig.requests_auth import HTTPSignatureAuth
 
-from tests.conftest import REDIS_TEST_URL, _flush_redis_db
-from tests.support.procs import SECRET, Gateway, classic_api
+from tests.conftest import REDIS_TEST_URL, module_gateway
+from tests.support.procs import SECRET, classic_api
 from tests.support.raw import RawClient
 
 ADMIN = {"X-Tyk-Authorization": SECRET}
@@ -51,18 +51,6 @@ def gw(request, tmp_path_factory, upstream):
                  hmac_replay_protection=True, hmac_required_headers=["(request-target)", "date"]),
     ]
     yield from module_gateway(request.param, tmp_path_factory.mktemp("hmac"), apis)
-
-
-def module_gateway(store_url: str, directory, apis):
-    if store_url.startswith("redis"):
-        _flush_redis_db(store_url)
-    gateway = Gateway(directory, apis, {"storage": {"url": store_url}})
-    try:
-        yield gateway
-    finally:
-        gateway.stop()
-        if store_url.startswith("redis"):
-            _flush_redis_db(store_url)
 
 
 def create_key(gw, key_id: str, **session) -> dict:
