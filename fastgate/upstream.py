@@ -34,6 +34,16 @@ class _Unsolicited(Exception):
     """Raised from ``on_message_begin``: the upstream sent a response nobody asked for."""
 
 
+class _HeadTooLarge(Exception):
+    """Raised from ``on_header``: the upstream's response head is over ``MAX_RESPONSE_HEAD``."""
+
+
+# An upstream's response head (status line and headers) larger than this is refused with 502, so
+# a broken or hostile upstream cannot make the gateway buffer without bound. nginx refuses at its
+# proxy_buffer_size (4-8 KiB); big Set-Cookie headers are common, so the bound here is generous.
+MAX_RESPONSE_HEAD = 256 * 1024
+
+
 class UpstreamConnection(asyncio.Protocol):
     """One keep-alive connection to an upstream, bound to at most one exchange at a time."""
 
@@ -50,6 +60,8 @@ class UpstreamConnection(asyncio.Protocol):
         "headers",
         "paused",
         "answered",
+        "head_size",
+        "in_head",
     )
 
     def __init__(self, pool: "UpstreamPool") -> None:
@@ -63,6 +75,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.paused = False
+        self.head_size = 0  # bytes of the current response head so far
+        self.in_head = True  # between requests and until a response head is complete
         # A response completed during the current read. The connection may already have been
         # handed to the next request (a pipelined one, or a pool waiter): any byte after that
         # response in the same read was sent before that request could have arrived.
@@ -106,6 +120,17 @@ class UpstreamConnection(asyncio.Protocol):
             if exchange is not None:
                 exchange.on_upstream_garbage()
             return
+        if self.in_head:
+            # httptools keeps an unterminated header line in memory: count what arrived while the
+            # head is still incomplete after a whole read.
+            self.head_size += len(data)
+            if self.head_size > 2 * MAX_RESPONSE_HEAD:
+                exchange = self.exchange
+                self.exchange = None
+                self.close()
+                if exchange is not None:
+                    exchange.on_upstream_garbage()
+                return
         exchange = self.exchange
         if exchange is not None and exchange.head_only_done:
             # A HEAD response announces a length it never sends; llhttp cannot be told the
@@ -132,14 +157,20 @@ class UpstreamConnection(asyncio.Protocol):
             raise _Unsolicited
         self.headers = []
         self.reason = b""
+        self.head_size = 0
+        self.in_head = True
 
     def on_status(self, reason: bytes) -> None:
         self.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value) + 4
+        if self.head_size > MAX_RESPONSE_HEAD:
+            raise _HeadTooLarge
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self.in_head = False
         if self.exchange is not None:
             self.exchange.on_response_head(self.parser.get_status_code(), self.reason, self.headers)
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastgate import clock
 from fastgate.pipeline import Denial
-from fastgate.server.http1 import HOP_BY_HOP, LAST_CHUNK, CONTINUE_100, chunk, error_response, status_line
+from fastgate.server.http1 import HOP_BY_HOP, LAST_CHUNK, CONTINUE_100, chunk, error_response, http_date, status_line
 from fastgate.server.request import Request
 
 if TYPE_CHECKING:
@@ -256,9 +256,12 @@ class Exchange:
         length = None
         transfer_encoding = None
         listed: list[bytes] = []
+        dated = False
         for name, value in headers:
             lname = name.lower()
-            if lname in HOP_BY_HOP:
+            if lname == b"date":
+                dated = True
+            elif lname in HOP_BY_HOP:
                 if lname == b"transfer-encoding":
                     transfer_encoding = value
                 elif lname == b"connection":
@@ -273,6 +276,9 @@ class Exchange:
             out.append(b"%b: %b\r\n" % (name, value))
         if listed:
             _drop_listed(out, listed)
+        if not dated:
+            # A proxy forwarding a response without Date must add one (RFC 9110 §6.6.1).
+            out.append(b"Date: %b\r\n" % http_date())
         if req.response_headers:
             out.extend(b"%b: %b\r\n" % header for header in req.response_headers)
         keep_alive = self.keep_alive and not self.client.closing

@@ -183,6 +183,10 @@ def normalize_target(target: bytes) -> tuple[str, str, str]:
             raise ProtocolError(400, "Encoded dot segments, slashes or backslashes are not allowed in the path")
     if "\\" in path:
         raise ProtocolError(400, "Backslashes are not allowed in the path")
+    if "/.;" in path or "/..;" in path:
+        # "..;x" is a parent segment to Tomcat and Spring (path parameters are dropped before
+        # resolving) but an ordinary name to us: the upstream would climb where routing did not.
+        raise ProtocolError(400, "Dot segments with path parameters are not allowed in the path")
     if "/." in path:
         path = _remove_dot_segments(path)
     return host, path, query

@@ -568,6 +568,9 @@ def test_dot_segments_are_resolved_before_routing(gw, up, target, upstream_path)
         "/k/..\\secret",
         "/k/../../etc/passwd",
         "/k/%2e",
+        "/k/..;/secret",
+        "/k/.;x/secret",
+        "/k/..;jsessionid=1",
     ],
 )
 def test_encoded_dots_slashes_backslashes_are_refused(gw, up, target):

@@ -13,6 +13,7 @@ import time
 from typing import Iterator
 
 import pytest
+import requests
 
 from tests.support.procs import Gateway, classic_api, free_port
 from tests.support.raw import RawClient
@@ -583,5 +584,51 @@ def test_a_retry_happens_only_once(make_gateway):
             assert c.request("GET", "/s/one").body == b"first"
             assert c.request("GET", "/s/two").status == 502
         assert [(i, p) for i, _, p, _ in scripted.requests] == [(0, "/one"), (0, "/two"), (1, "/two")]
+    finally:
+        scripted.stop()
+
+
+@pytest.mark.parametrize("shape", ["many-headers", "one-endless-header"])
+def test_upstream_response_head_over_the_bound_is_a_502(make_gateway, shape):
+    from fastgate.upstream import MAX_RESPONSE_HEAD
+
+    def script(conn, n):
+        if conn.read_request() is None:
+            return
+        conn.sock.sendall(b"HTTP/1.1 200 OK\r\n")
+        try:
+            if shape == "many-headers":
+                line = b"X-Filler: " + b"f" * 1000 + b"\r\n"
+                for _ in range(MAX_RESPONSE_HEAD // len(line) + 10):
+                    conn.sock.sendall(line)
+                conn.sock.sendall(b"Content-Length: 0\r\n\r\n")
+            else:
+                conn.sock.sendall(b"X-Endless: ")
+                for _ in range(3 * MAX_RESPONSE_HEAD // 65536 + 2):
+                    conn.sock.sendall(b"e" * 65536)
+        except OSError:
+            pass  # the gateway gave up on us
+
+    scripted = ScriptedUpstream(script)
+    try:
+        gw = make_gateway([classic_api("s", "/s/", scripted.url)])
+        r = requests.get(gw.url + "/s/x", timeout=10)
+        assert r.status_code == 502
+        assert r.json()["error"] == "There was a problem proxying the request"
+    finally:
+        scripted.stop()
+
+
+def test_a_date_is_added_when_the_upstream_sends_none(make_gateway):
+    def script(conn, n):
+        while conn.read_request() is not None:
+            conn.sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    scripted = ScriptedUpstream(script)
+    try:
+        gw = make_gateway([classic_api("s", "/s/", scripted.url)])
+        r = requests.get(gw.url + "/s/x", timeout=10)
+        assert r.status_code == 200 and r.text == "ok"
+        assert r.headers["Date"].endswith(" GMT")
     finally:
         scripted.stop()
