@@ -60,7 +60,7 @@ class _Classic(msgspec.Struct, kw_only=True):
 def decode_classic(raw: dict[str, Any], source: str) -> ApiSpec:
     """Build an ``ApiSpec`` from a decoded Classic definition, or raise ``DefinitionError``."""
     try:
-        api = msgspec.convert(raw, _Classic, strict=False)
+        api = msgspec.convert(raw, _Classic)  # strict, as Go decodes: "true" is not a bool
     except msgspec.ValidationError as exc:
         what, _, where = str(exc).partition(" - at `$.")
         raise DefinitionError(where.rstrip("`"), what) from None

@@ -65,7 +65,7 @@ def decode_oas(raw: dict[str, Any], source: str) -> ApiSpec:
             EXTENSION, "missing: a plain OpenAPI document is not a Tyk API definition"
         )
     try:
-        ext = msgspec.convert(raw[EXTENSION], _Extension, strict=False)
+        ext = msgspec.convert(raw[EXTENSION], _Extension)  # strict, as Go decodes
     except msgspec.ValidationError as exc:
         what, _, where = str(exc).partition(" - at `$.")
         raise DefinitionError(f"{EXTENSION}.{where.rstrip('`')}", what) from None

@@ -336,3 +336,11 @@ def test_missing_app_path_is_a_problem_not_a_crash(tmp_path):
     result = load_api_dir(tmp_path / "nope")
     assert result.apis == []
     assert result.problems == [f"{tmp_path / 'nope'}: app_path: not a directory"]
+
+
+def test_field_types_are_checked_as_go_decodes_them():
+    # Tyk's Go decoder refuses "true" for a bool; a loose conversion would hide typos.
+    body = b'{"api_id": "x", "use_keyless": "true", "proxy": {"listen_path": "/x/", "target_url": "http://a"}}'
+    with pytest.raises(DefinitionError) as err:
+        decode_definition(body, "x.json")
+    assert err.value.field == "use_keyless" and "bool" in err.value.message
