@@ -10,6 +10,7 @@ request whose stages are all cache hits never creates a task.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Union
 from urllib.parse import urlsplit
@@ -117,6 +118,12 @@ def compile_api(spec: ApiSpec, gateway: Any, default_max_body: int) -> CompiledA
         else:
             # A method this gateway does not implement yet: refuse everyone, as Tyk does for a
             # request that carries no credential, rather than let anyone through.
+            logging.getLogger("fastgate").warning(
+                "API %r (%s) enables an auth method this gateway does not implement (OAuth 2.0,"
+                " external OAuth, OpenID Connect or a custom plugin): every request is refused",
+                spec.api_id,
+                spec.source,
+            )
             stages.append(deny(401, "Authorization field missing"))
     return CompiledApi(
         spec=spec,
