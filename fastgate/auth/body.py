@@ -61,6 +61,11 @@ class BodyTap:
     def checks_digest(self) -> bool:
         return self._hasher is not None
 
+    @property
+    def keeps_body(self) -> bool:
+        """True when the request's credentials are to be read from its body."""
+        return self._kept is not None
+
     # ---- called by the exchange --------------------------------------------------------------
 
     def feed(self, data: bytes) -> bool:

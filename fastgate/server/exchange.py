@@ -106,6 +106,9 @@ class Exchange:
                 self._continue()
             self.client.gateway.handle_local(self)
             return
+        if req.expect_continue and req.body_tap is not None and req.body_tap.keeps_body:
+            # The credentials are in the body: the client must send it before auth can run.
+            self._continue()
         stages = api.stages
         for i in range(len(stages)):
             result = stages[i](req)

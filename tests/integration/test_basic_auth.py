@@ -300,3 +300,23 @@ def test_oas_basic_scheme(make_gateway, upstream):
     assert requests.post(url, data=b"u=oasuser&p=pw", timeout=5).status_code == 200
     wrong = requests.get(url, headers={"X-Basic": auth_header("oasuser", "no")["Authorization"]}, timeout=5)
     assert wrong.status_code == 401 and wrong.headers["WWW-Authenticate"] == 'Basic realm="OAS Basic"'
+
+
+def test_credentials_in_the_body_with_expect_continue(gw):
+    # The body holds the credentials, so the gateway must ask for it (100) before it can decide.
+    import socket
+
+    create_user(gw, "soapexpect", "password", "body")
+    body = b"<User>soapexpect</User><Password>password</Password>"
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        s.sendall(b"POST /body/echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body))
+        s.settimeout(0.8)  # well under curl's 1 s wait: the 100 must come at once
+        interim = s.recv(100)
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        s.settimeout(5)
+        s.sendall(body)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += s.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 200")
