@@ -18,6 +18,8 @@ from typing import Any, Mapping
 
 import msgspec
 
+from fastgate.validation import split_error
+
 __all__ = [
     "Config", "ConfigError", "HttpServerOptions", "SecurityConfig", "ServerCertificate", "load_config",
     "config_from_mapping",
@@ -205,8 +207,7 @@ def _env_value(struct: type, field: str, key: str, name: str, value: str, source
 def _describe(exc: msgspec.ValidationError) -> str:
     # msgspec says "Expected `int`, got `str` - at `$.http_server_options.idle_timeout`";
     # users think in keys, so lead with the key.
-    what, _, where = str(exc).partition(" - at `$.")
-    where = where.rstrip("`")
+    where, what = split_error(exc)
     if what.startswith("Object contains unknown field"):
         field = what.split("`")[1]
         return f"{where + '.' if where else ''}{field}: unknown key"

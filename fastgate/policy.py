@@ -34,6 +34,7 @@ from fastgate.session import (
     GraphqlType, JSONRPCMethodLimit, MCPPrimitiveLimit, Number, RateLimit, RateLimitSmoothing,
     SessionState, _drop_nulls, clone_session, to_wire,
 )
+from fastgate.validation import split_error
 
 __all__ = [
     "MIXED_PER_API", "Policy", "PolicyApplier", "PolicyError", "PolicyPartitions",
@@ -583,8 +584,8 @@ def decode_policy_file(data: bytes | str, default_id: str = "", *,
         try:
             policy = decode_policy(raw)
         except msgspec.ValidationError as exc:
-            what, _, at = str(exc).partition(" - at `$")
-            problems.append(f"{where}{at.strip('.`') or '(policy)'}: {what}")
+            at, what = split_error(exc)
+            problems.append(f"{where}{at or '(policy)'}: {what}")
             continue
         pid = (policy.id or key) if single else (key or policy.id)
         if not pid:

@@ -20,6 +20,7 @@ import orjson
 
 from fastgate import __version__
 from fastgate.server.http1 import simple_response
+from fastgate.validation import split_error
 
 if TYPE_CHECKING:
     from fastgate.gateway import Gateway
@@ -171,8 +172,7 @@ def json_object(body: bytes, what: str) -> dict[str, Any]:
 
 def malformed(exc: Exception) -> ApiError:
     """A 400 for a msgspec validation error, naming the field first (``rate: Expected ...``)."""
-    what, _, where = str(exc).partition(" - at `$")
-    field = where.strip(".`")
+    field, what = split_error(exc)
     return ApiError(400, f"Request malformed: {field + ': ' if field else ''}{what}")
 
 

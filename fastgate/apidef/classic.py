@@ -12,6 +12,7 @@ import msgspec
 
 from fastgate.apidef.common import check_listen_path, check_target_url
 from fastgate.apidef.spec import ApiSpec, AuthSource, DefinitionError
+from fastgate.validation import split_error
 
 __all__ = ["decode_classic"]
 
@@ -62,8 +63,7 @@ def decode_classic(raw: dict[str, Any], source: str) -> ApiSpec:
     try:
         api = msgspec.convert(raw, _Classic)  # strict, as Go decodes: "true" is not a bool
     except msgspec.ValidationError as exc:
-        what, _, where = str(exc).partition(" - at `$.")
-        raise DefinitionError(where.rstrip("`"), what) from None
+        raise DefinitionError(*split_error(exc)) from None
     if not api.api_id:
         raise DefinitionError("api_id", "missing: every API needs an id")
     proxy = api.proxy or _Proxy()

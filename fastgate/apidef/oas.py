@@ -9,6 +9,7 @@ import msgspec
 
 from fastgate.apidef.common import check_listen_path, check_target_url
 from fastgate.apidef.spec import ApiSpec, AuthSource, DefinitionError
+from fastgate.validation import split_error
 
 __all__ = ["decode_oas", "EXTENSION"]
 
@@ -67,8 +68,8 @@ def decode_oas(raw: dict[str, Any], source: str) -> ApiSpec:
     try:
         ext = msgspec.convert(raw[EXTENSION], _Extension)  # strict, as Go decodes
     except msgspec.ValidationError as exc:
-        what, _, where = str(exc).partition(" - at `$.")
-        raise DefinitionError(f"{EXTENSION}.{where.rstrip('`')}", what) from None
+        where, what = split_error(exc)
+        raise DefinitionError(f"{EXTENSION}.{where}", what) from None
     info = ext.info or _Info()
     server = ext.server or _Server()
     listen = server.listenPath or _ListenPath()

@@ -24,6 +24,7 @@ import msgspec
 
 from fastgate.apidef.spec import ApiSpec, AuthSource, DefinitionError
 from fastgate.auth.jose import FAMILIES, key_from_material
+from fastgate.validation import split_error
 
 __all__ = ["ClaimRule", "JwtConfig", "KeySource", "jwt_config", "parse_duration"]
 
@@ -351,9 +352,8 @@ def _convert(raw: Any, struct: type[Any], where: str) -> Any:
     try:
         return msgspec.convert(raw, struct, strict=False)
     except msgspec.ValidationError as exc:
-        what, _, at = str(exc).partition(" - at `$")
-        path = ".".join(p for p in (where, at.rstrip("`").lstrip(".")) if p)
-        raise DefinitionError(path, what) from None
+        at, what = split_error(exc)
+        raise DefinitionError(".".join(p for p in (where, at) if p), what) from None
 
 
 _UNITS: Final = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
