@@ -114,22 +114,14 @@ class UpstreamConnection(asyncio.Protocol):
             self.parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
             # Garbage, or a 101 we never asked for (Upgrade is not forwarded): unusable.
-            exchange = self.exchange
-            self.exchange = None
-            self.close()
-            if exchange is not None:
-                exchange.on_upstream_garbage()
+            self._unusable()
             return
         if self.in_head:
             # httptools keeps an unterminated header line in memory: count what arrived while the
             # head is still incomplete after a whole read.
             self.head_size += len(data)
             if self.head_size > 2 * MAX_RESPONSE_HEAD:
-                exchange = self.exchange
-                self.exchange = None
-                self.close()
-                if exchange is not None:
-                    exchange.on_upstream_garbage()
+                self._unusable()
                 return
         exchange = self.exchange
         if exchange is not None and exchange.head_only_done:
@@ -137,6 +129,14 @@ class UpstreamConnection(asyncio.Protocol):
             # request method, so the message ends here and the parser starts over.
             self.parser = httptools.HttpResponseParser(self)
             exchange.on_response_complete()
+
+    def _unusable(self) -> None:
+        """The upstream broke the protocol: close, and tell the exchange it got no answer."""
+        exchange = self.exchange
+        self.exchange = None
+        self.close()
+        if exchange is not None:
+            exchange.on_upstream_garbage()
 
     def eof_received(self) -> bool | None:
         return None  # close the transport; connection_lost ends any read-until-close body

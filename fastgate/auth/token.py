@@ -81,12 +81,7 @@ def compile_token_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
             return _lookup(sessions, credential, spec, req, base, certificate_check)
         if found is False:
             return DISALLOWED
-        if certificate_check is not None:
-            denial = certificate_check(req, found[1])
-            if denial is not None:
-                return denial
-        offer_session(req, base, "auth_token", *found)
-        return None
+        return _accept(req, found, base, certificate_check)
 
     return (check_token,)
 
@@ -96,6 +91,11 @@ async def _lookup(sessions: Any, credential: str, spec: ApiSpec, req: Request, b
     found = await sessions.lookup(credential, spec)
     if not found:
         return DISALLOWED
+    return _accept(req, found, base, certificate_check)
+
+
+def _accept(req: Request, found: Any, base: str, certificate_check: KeyCertificateCheck | None) -> Denial | None:
+    """A found key: check its certificate binding, then offer its session as the identity."""
     if certificate_check is not None:
         denial = certificate_check(req, found[1])
         if denial is not None:

@@ -391,11 +391,7 @@ class Exchange:
     def check_deadline(self, now: float) -> None:
         """Called by the tick: give up on an upstream that stopped answering."""
         if now > self.deadline > 0.0 and self.state in (SENT, RESPONDING):
-            conn = self.upstream
-            self.upstream = None
-            if conn is not None:
-                conn.exchange = None
-                conn.close()
+            self._drop_upstream()
             if self.state == SENT:
                 self.respond_error(504, GATEWAY_TIMEOUT)
             else:
@@ -422,11 +418,7 @@ class Exchange:
     def abort(self) -> None:
         """The response cannot be completed: drop both connections."""
         self.state = DONE
-        conn = self.upstream
-        self.upstream = None
-        if conn is not None:
-            conn.exchange = None
-            conn.close()
+        self._drop_upstream()
         self.client.abort()
 
     def finish(self, keep_alive: bool) -> None:
@@ -434,11 +426,7 @@ class Exchange:
             return
         self.state = DONE
         self.body_chunks = []
-        conn = self.upstream
-        if conn is not None:
-            self.upstream = None
-            conn.exchange = None
-            conn.close()
+        self._drop_upstream()
         self.client.exchange_done(self, keep_alive)
 
     def cancel(self) -> None:
@@ -446,6 +434,10 @@ class Exchange:
         if self.state == DONE:
             return
         self.state = DONE
+        self._drop_upstream()
+
+    def _drop_upstream(self) -> None:
+        """Close the upstream connection this exchange holds, if any (it cannot be reused)."""
         conn = self.upstream
         self.upstream = None
         if conn is not None:
