@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from tests.support.procs import Gateway, Upstream
+from tests.support.redisdb import GATEWAY_TESTS_URL
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +36,7 @@ def make_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
         gw.stop()
 
 
-REDIS_TEST_URL = "redis://127.0.0.1:6379/15"
+REDIS_TEST_URL = GATEWAY_TESTS_URL
 
 
 def _flush_redis_db(url: str) -> None:

@@ -19,10 +19,11 @@ import pytest
 
 from tests.support.procs import ROOT, SECRET, Gateway, classic_api, free_port, wait_port, write_config
 from tests.support.raw import RawClient
+from tests.support.redisdb import PROCESS_TESTS_URL
 
 FASTGATE = str(Path(sys.executable).parent / "fastgate")
 FORBIDDEN = {"status": "error", "message": "Attempted administrative access with invalid or missing key!"}
-REDIS_URL = "redis://127.0.0.1:6379/14"
+REDIS_URL = PROCESS_TESTS_URL
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 20) -> subprocess.CompletedProcess:

@@ -1,6 +1,6 @@
 """Store fixtures: every test runs against both backends, the Redis one on a real server.
 
-Redis tests use database 13 of the server on 127.0.0.1:6379, flushed before and after each test,
+Redis tests use their own database (tests/support/redisdb.py) of the server on 127.0.0.1:6379, flushed before and after each test,
 and are never skipped: if the server is unreachable they fail. `async def` tests run on a fresh
 event loop each; stores opened through the `stores` fixture are closed on that same loop.
 """
@@ -20,8 +20,9 @@ import pytest
 import redis
 
 from fastgate.store import Store, open_store
+from tests.support.redisdb import STORE_TESTS_URL
 
-REDIS_URL = "redis://127.0.0.1:6379/13"
+REDIS_URL = STORE_TESTS_URL
 
 
 class Stores:
@@ -50,7 +51,7 @@ class Stores:
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def stores(request: pytest.FixtureRequest) -> Iterator[Stores]:
-    """Stores of each backend in turn; Redis db 13 is flushed around the test."""
+    """Stores of each backend in turn; the Redis test database is flushed around the test."""
     if request.param == "redis":
         flush()
     yield Stores(request.param)
