@@ -12,11 +12,11 @@ from typing import Any, Callable
 
 from fastgate.apidef.spec import ApiSpec, AuthSource
 from fastgate.auth.body import CREDENTIALS_BODY_LIMIT, BodyTap
-from fastgate.auth.sources import strip_credentials
+from fastgate.auth.sources import compile_credential_check, strip_credentials
 from fastgate.pipeline import Stage
 from fastgate.server.request import Request
 
-__all__ = ["compile_auth", "compile_body_tap", "compile_strip_auth", "METHOD_COMPILERS"]
+__all__ = ["compile_auth", "credential_sources", "compile_body_tap", "compile_strip_auth", "METHOD_COMPILERS"]
 
 MethodCompiler = Callable[[ApiSpec, Any], tuple[Stage, ...]]
 
@@ -40,7 +40,30 @@ def compile_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
     stages: list[Stage] = []
     for compiler in METHOD_COMPILERS:
         stages.extend(compiler(spec, gateway))
-    return tuple(stages)
+    check = compile_credential_check(credential_sources(spec)) if stages else None
+    return tuple(stages) if check is None else (check, *stages)
+
+
+def credential_sources(spec: ApiSpec) -> list[tuple[AuthSource, bool]]:
+    """Where each auth method of ``spec`` reads its credential, and whether it strips ``Bearer ``."""
+    from fastgate.auth.basic import basic_config
+    from fastgate.auth.hmac import hmac_config
+    from fastgate.auth.jwt_config import jwt_config
+    from fastgate.auth.token import uses_token_auth
+
+    found: list[tuple[AuthSource, bool]] = []
+    basic = basic_config(spec)
+    if basic is not None:
+        found.append((basic.source, False))
+    hmac = hmac_config(spec)
+    if hmac is not None:
+        found.append((hmac.source, False))
+    jwt = jwt_config(spec)
+    if jwt is not None:
+        found.append((jwt.source, True))
+    if uses_token_auth(spec):
+        found.append((spec.auth_configs.get("authToken") or AuthSource(), True))
+    return found
 
 
 def compile_strip_auth(spec: ApiSpec) -> tuple[Stage, ...]:
