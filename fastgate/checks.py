@@ -10,7 +10,8 @@ from typing import Callable
 from fastgate.apidef.spec import ApiSpec
 from fastgate.config import Config
 
-__all__ = ["extra_checks", "CHECKS"]
+__all__ = ["extra_checks", "extra_warnings", "CHECKS", "WARNINGS"]
+
 
 def check_policies(config: Config, apis: list[ApiSpec]) -> list[str]:
     """Every policy file under ``policy_path`` decodes into valid policies."""
@@ -40,7 +41,39 @@ def check_client_certificates(config: Config, apis: list[ApiSpec]) -> list[str]:
     return check_mtls_definitions(config, apis)
 
 
-CHECKS: list[Callable[[Config, list[ApiSpec]], list[str]]] = [check_policies, check_storage, check_client_certificates]
+def check_auth_settings(config: Config, apis: list[ApiSpec]) -> list[str]:
+    """Auth settings that loading refuses (e.g. a JWT HMAC secret under 32 bytes)."""
+    from fastgate.apidef.spec import DefinitionError
+    from fastgate.auth import check_auth_settings as check_api
+
+    problems = []
+    for spec in apis:
+        try:
+            check_api(spec)
+        except DefinitionError as exc:
+            problems.append(f"{spec.source}: {exc}")
+    return problems
+
+
+def warn_weak_auth(config: Config, apis: list[ApiSpec]) -> list[str]:
+    """Auth settings that work but are weak (an HMAC signature over the date alone)."""
+    from fastgate.apidef.spec import DefinitionError
+    from fastgate.auth import auth_warnings
+
+    found = []
+    for spec in apis:
+        try:
+            found.extend(f"{spec.source}: {warning}" for warning in auth_warnings(spec))
+        except DefinitionError:
+            continue  # reported by check_auth_settings
+    return found
+
+
+CHECKS: list[Callable[[Config, list[ApiSpec]], list[str]]] = [
+    check_policies, check_storage, check_client_certificates, check_auth_settings,
+]
+# Warnings are printed but leave the exit code alone.
+WARNINGS: list[Callable[[Config, list[ApiSpec]], list[str]]] = [warn_weak_auth]
 
 
 def extra_checks(config: Config, apis: list[ApiSpec]) -> list[str]:
@@ -49,3 +82,11 @@ def extra_checks(config: Config, apis: list[ApiSpec]) -> list[str]:
     for check in CHECKS:
         problems.extend(check(config, apis))
     return problems
+
+
+def extra_warnings(config: Config, apis: list[ApiSpec]) -> list[str]:
+    """Run every registered warning."""
+    found: list[str] = []
+    for warn in WARNINGS:
+        found.extend(warn(config, apis))
+    return found

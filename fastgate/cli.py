@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 def check(config: Config) -> int:
     """Print every problem in the config's API definitions and policies; 1 if there is any."""
     from fastgate.apidef.loader import load_api_dir
-    from fastgate.checks import extra_checks
+    from fastgate.checks import extra_checks, extra_warnings
 
     problems: list[str] = []
     result = load_api_dir(config.resolve(config.app_path))
@@ -56,6 +56,8 @@ def check(config: Config) -> int:
     problems.extend(extra_checks(config, result.apis))
     for problem in problems:
         print(problem)
+    for warning in extra_warnings(config, result.apis):
+        print(f"warning: {warning}")
     apis = len(result.apis)
     print(f"{apis} API definition{'s' if apis != 1 else ''} valid, {len(problems)} problem{'s' if len(problems) != 1 else ''}",
           file=sys.stderr)

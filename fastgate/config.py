@@ -113,6 +113,12 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     # How basic-auth passwords are stored on key writes: bcrypt (cost 10; "" means bcrypt, as in
     # Tyk), sha256, murmur32/64/128, or plain (stored as sent, for compatibility only).
     basic_auth_hash_key_function: str = "bcrypt"
+    # Failed basic-auth logins allowed per user name, and per client address, within
+    # basic_auth_failure_window seconds before further attempts get 429 (0: no limit). Counted per
+    # gateway process, in bounded memory (fastgate.auth.throttle).
+    basic_auth_failures_per_user: int = 10
+    basic_auth_failures_per_client: int = 50
+    basic_auth_failure_window: float = 60.0
     hide_generator_header: bool = False
     log_level: str = "info"
     policies: PoliciesConfig = PoliciesConfig()
@@ -226,6 +232,10 @@ def _check(config: Config, source: str) -> None:
     if config.basic_auth_hash_key_function not in _BASIC_AUTH_HASHES:
         problems.append(f"basic_auth_hash_key_function: {config.basic_auth_hash_key_function!r} is not one of "
                         + ", ".join(h for h in _BASIC_AUTH_HASHES if h))
+    if config.basic_auth_failures_per_user < 0 or config.basic_auth_failures_per_client < 0:
+        problems.append("basic_auth_failures_per_user, basic_auth_failures_per_client: must be 0 (no limit) or more")
+    if config.basic_auth_failure_window <= 0:
+        problems.append("basic_auth_failure_window: must be greater than 0")
     if config.workers < 1:
         problems.append("workers: must be at least 1")
     if config.workers > 1 and config.storage.url.startswith("memory:"):

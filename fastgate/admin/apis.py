@@ -43,6 +43,7 @@ from fastgate.admin.policies import write_atomically
 from fastgate.apidef.loader import decode_definition
 from fastgate.apidef.oas import EXTENSION
 from fastgate.apidef.spec import ApiSpec, DefinitionError
+from fastgate.auth import check_auth_settings
 
 if TYPE_CHECKING:
     from fastgate.admin.api import AdminApi
@@ -384,7 +385,9 @@ def _validate(raw: dict[str, Any], target: Path) -> tuple[bytes, ApiSpec]:
     """The bytes to write and what the loader will make of them, or a 400 saying what is wrong."""
     data = orjson.dumps(raw, option=orjson.OPT_INDENT_2)
     try:
-        return data, decode_definition(data, str(target))
+        spec = decode_definition(data, str(target))
+        check_auth_settings(spec)  # what loading would refuse, refused before it is written
+        return data, spec
     except DefinitionError as exc:
         raise ApiError(400, INVALID.format(str(exc))) from None
 

@@ -38,6 +38,8 @@ __all__ = ["register"]
 
 _HEX = re.compile(r"[0-9a-f]{8,128}")
 MASTER_KEYS_REFUSED = "Failed to create key, keys must have at least one Access Rights record set."
+BASIC_USER_COLON = ("Failed to create key: a basic auth user name may not contain \":\" (RFC 7617: the "
+                    "client sends user:password and the first colon ends the user name)")
 
 
 def register(admin: "AdminApi") -> None:
@@ -91,6 +93,8 @@ class KeyEndpoints:
         if session.certificate and key_id is None:
             key_id = await certificate_key_id(self.gateway, session)  # dynamic mTLS
         await check_key_certificates(self.gateway, session, None)
+        if session.basic_auth_data.password and key_id is not None and ":" in key_id:
+            raise ApiError(400, BASIC_USER_COLON)
         token = generate_token(session.org_id, key_id, self.config.hash_key_function)
         storage_id = storage_key_id(token, self.config.hash_keys)
         if session.basic_auth_data.password:
@@ -166,6 +170,8 @@ class KeyEndpoints:
             # No password, or the stored hash sent back: keep it (Tyk re-hashes only a change).
             session.basic_auth_data = stored.basic_auth_data
         else:
+            if ":" in params["key"] and not stored.basic_auth_data.password:
+                raise ApiError(400, BASIC_USER_COLON)  # a token key made into a basic-auth user
             session.basic_auth_data = await self._hash_password(new_password)
         session.last_updated = str(int(time.time()))
         applied = self._apply(session)

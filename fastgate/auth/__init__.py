@@ -16,7 +16,7 @@ from fastgate.auth.sources import compile_credential_check, strip_credentials
 from fastgate.pipeline import Stage
 from fastgate.server.request import Request
 
-__all__ = ["compile_auth", "credential_sources", "compile_body_tap", "compile_strip_auth", "METHOD_COMPILERS"]
+__all__ = ["auth_warnings", "check_auth_settings", "compile_auth", "credential_sources", "compile_body_tap", "compile_strip_auth", "METHOD_COMPILERS"]
 
 MethodCompiler = Callable[[ApiSpec, Any], tuple[Stage, ...]]
 
@@ -42,6 +42,19 @@ def compile_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
         stages.extend(compiler(spec, gateway))
     check = compile_credential_check(credential_sources(spec)) if stages else None
     return tuple(stages) if check is None else (check, *stages)
+
+
+def check_auth_settings(spec: ApiSpec) -> None:
+    """Raise ``DefinitionError`` (naming the field) when ``spec``'s auth settings cannot be used:
+    what loading refuses, for ``fastgate check`` and the Gateway API to refuse before writing."""
+    credential_sources(spec)
+
+
+def auth_warnings(spec: ApiSpec) -> list[str]:
+    """Settings of ``spec`` that work but are weak, as ``field: what`` (``fastgate check``)."""
+    from fastgate.auth.hmac import hmac_warnings
+
+    return hmac_warnings(spec)
 
 
 def credential_sources(spec: ApiSpec) -> list[tuple[AuthSource, bool]]:

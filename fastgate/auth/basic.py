@@ -4,9 +4,10 @@ Statuses and messages are Tyk's (tyk-reference §6):
 
 * no credential → 401 "Authorization field missing"; unknown user or wrong password → 401 "User
   not authorised"; both carry ``WWW-Authenticate: Basic realm="<API name>"``;
-* a value that is not two space-separated words, not standard base64, or not exactly one
-  ``user:password`` pair → the three 400 "Attempted access with malformed header, …" (the scheme
-  word is not checked, and a password containing ":" is refused, as in Tyk);
+* a value that is not two space-separated words, not standard base64, or without a ``:`` → the
+  three 400 "Attempted access with malformed header, …" (the scheme word is not checked). The
+  pair is split on the first ``:`` (RFC 7617), so a password may contain ``:`` (Tyk refuses it);
+  a user name cannot, and the Gateway API refuses to create such a user;
 * with ``extract_from_body``, a missing or malformed header makes the stage read the body (up to
   64 KiB, see ``fastgate.auth.body``) with the API's two regexps (first group): 400 "Body do not
   contain username" / "... password", 400 "... should be inside regexp match group".
@@ -19,12 +20,17 @@ cached bcrypt result is answered without awaiting anything.
 
 Differences from Tyk, on purpose: a key without a password is never a basic-auth user (Tyk lets
 any key id in with an empty password), and passwords over 72 bytes never match a bcrypt hash.
+With bcrypt passwords, an unknown user costs a bcrypt check against a dummy hash, like a wrong
+password, so timing does not tell which users exist. Failed logins are counted per user and per
+client address (``fastgate.auth.throttle``, config ``basic_auth_failures_per_user`` /
+``_per_client`` / ``basic_auth_failure_window``); past the limit, 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -35,6 +41,7 @@ from fastgate.apidef.spec import ApiSpec, AuthSource, DefinitionError
 from fastgate.auth.body import BodyTap, CREDENTIALS_BODY_LIMIT
 from fastgate.auth.identity import base_identity, offer_session
 from fastgate.auth.passwords import PasswordChecker, check_fast
+from fastgate.auth.throttle import FailureCounter
 from fastgate.auth.sources import compile_extractor
 from fastgate.keys import generate_token
 from fastgate.pipeline import Denial, Stage
@@ -55,6 +62,11 @@ BODY_TOO_LARGE = Denial(413, "Request body is too large to read credentials from
 BODY_TIMEOUT = Denial(408, "Request timed out")
 BUSY = Denial(503, "Too many password checks in progress; try again shortly", ((b"Retry-After", b"1"),))
 DEFAULT_CACHE_TTL = 60
+# Checked for users that do not exist, so they cost what a wrong password costs. Cost 10 as
+# passwords are stored (fastgate.auth.passwords.BCRYPT_COST); the password is random and forgotten.
+DUMMY_BCRYPT_HASH = "$2b$10$JJaQ4PmR3ZEfEN0U2oochuRumEjjXcBxo49Uuw.ztZryLG8.zhYfW"
+THROTTLED_MESSAGE = "Too many failed login attempts; try again in {} seconds"
+log = logging.getLogger("fastgate.auth")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,10 +135,10 @@ def parse_basic_credentials(value: str) -> tuple[str, bytes] | Denial:
         decoded = base64.b64decode(parts[1], validate=True)
     except (binascii.Error, ValueError):
         return MALFORMED_ENCODING
-    pair = decoded.split(b":")
-    if len(pair) != 2:
+    user, colon, password = decoded.partition(b":")  # RFC 7617: the user name has no ":"
+    if not colon:
         return MALFORMED_VALUES
-    return pair[0].decode("utf-8", "replace"), pair[1]
+    return user.decode("utf-8", "replace"), password
 
 
 def credentials_from_body(body: bytes, config: BasicConfig) -> tuple[str, bytes] | Denial:
@@ -173,6 +185,19 @@ def password_checker(gateway: Any) -> PasswordChecker:
     return checker
 
 
+def failure_counters(gateway: Any) -> tuple[FailureCounter, FailureCounter]:
+    """The gateway's failed-login counters (per user, per client address), made on first use."""
+    counters: tuple[FailureCounter, FailureCounter] | None = gateway.state.get("basic_auth_failures")
+    if counters is None:
+        config = gateway.config
+        window = config.basic_auth_failure_window
+        counters = gateway.state["basic_auth_failures"] = (
+            FailureCounter(config.basic_auth_failures_per_user, window),
+            FailureCounter(config.basic_auth_failures_per_client, window),
+        )
+    return counters
+
+
 def compile_basic_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
     """The basic-auth stage for ``spec``, or nothing when the API does not use it."""
     config = basic_config(spec)
@@ -192,6 +217,10 @@ def compile_basic_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
     body_timeout = gateway.options.read_timeout
     caching = not config.disable_caching
     ttl = config.cache_ttl
+    dummy_check = gateway.config.basic_auth_hash_key_function in ("", "bcrypt")
+    per_user, per_client = failure_counters(gateway)
+    throttling = bool(per_user.limit or per_client.limit)
+    org = spec.org_id
     tokens: dict[str, str | None] = {}  # user name -> key token (pure, so never stale)
 
     def user_token(user: str) -> str | None:
@@ -211,24 +240,70 @@ def compile_basic_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
         creds = parse_basic_credentials(value) if value else missing
         if type(creds) is Denial:
             return _from_body(req) if from_body else creds
-        return verify(req, *creds)  # type: ignore[misc]
+        return guarded(req, *creds)  # type: ignore[misc]
+
+    def guarded(req: Request, user: str, password: bytes) -> Denial | None | Awaitable[Denial | None]:
+        """``verify``, refused while the user or the client is throttled, failures counted."""
+        if not throttling:
+            return verify(req, user, password)
+        user_key = org + "\0" + user
+        wait = max(per_user.retry_after(user_key), per_client.retry_after(req.client_ip))
+        if wait:
+            return Denial(429, THROTTLED_MESSAGE.format(wait), ((b"Retry-After", str(wait).encode()),))
+        result = verify(req, user, password)
+        if result is None:
+            return None
+        if type(result) is Denial:
+            if result is not_authorised:
+                failed(req, user, user_key)
+            return result
+        return _counted(result, req, user, user_key)  # type: ignore[arg-type]
+
+    async def _counted(pending: Awaitable[Denial | None], req: Request, user: str, user_key: str) -> Denial | None:
+        result = await pending
+        if result is not_authorised:
+            failed(req, user, user_key)
+        return result
+
+    def failed(req: Request, user: str, user_key: str) -> None:
+        # Logged once, when a limit is reached; never with the password.
+        if per_user.failed(user_key) == per_user.limit:
+            log.warning("basic auth on API %r: %d failed logins for user %r within %gs; its logins get 429 "
+                        "until the window ends", spec.api_id, per_user.limit, user, per_user.window)
+        if per_client.failed(req.client_ip) == per_client.limit:
+            log.warning("basic auth on API %r: %d failed logins from client %s within %gs; its logins get 429 "
+                        "until the window ends", spec.api_id, per_client.limit, req.client_ip, per_client.window)
 
     def verify(req: Request, user: str, password: bytes) -> Denial | None | Awaitable[Denial | None]:
         token = user_token(user)
         if token is None:
-            return not_authorised
+            return no_such_user(password)
         found = sessions.cached(token, spec)
         if found is None:
             return _lookup(req, token, user, password)
         if found is False:
-            return not_authorised
+            return no_such_user(password)
         return check_password(req, found[0], found[1], password)
+
+    def no_such_user(password: bytes) -> Denial | Awaitable[Denial | None]:
+        """``not_authorised``, after the work a wrong password would have cost (a bcrypt check
+        against a dummy hash, cached like a real one), so timing does not reveal accounts."""
+        if not dummy_check:
+            return not_authorised
+        key = checker.cache_key(DUMMY_BCRYPT_HASH, password)
+        if caching and checker.cached(key, ttl) is not None:
+            return not_authorised
+        return _dummy_bcrypt(key, password)
+
+    async def _dummy_bcrypt(key: tuple[str, bytes], password: bytes) -> Denial | None:
+        ok = await checker.check(key, password, remember=caching)
+        return BUSY if ok is None else not_authorised
 
     def check_password(req: Request, storage_id: str, session: SessionState,
                        password: bytes) -> Denial | None | Awaitable[Denial | None]:
         stored = session.basic_auth_data
         if not stored.password:
-            return not_authorised
+            return no_such_user(password)
         ok = check_fast(stored, password)
         if ok is None:
             key = checker.cache_key(stored.password, password)
@@ -256,7 +331,8 @@ def compile_basic_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
             # Users made before a hash_key_function was configured: Tyk's legacy key format.
             found = await sessions.lookup(spec.org_id + user.removeprefix(spec.org_id), spec)
         if not found:
-            return not_authorised
+            denial = no_such_user(password)
+            return denial if type(denial) is Denial else await denial  # type: ignore[misc]
         result = check_password(req, found[0], found[1], password)
         return result if result is None or type(result) is Denial else await result  # type: ignore[misc]
 
@@ -274,7 +350,7 @@ def compile_basic_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
         creds = credentials_from_body(body, config)
         if type(creds) is Denial:
             return creds
-        result = verify(req, *creds)  # type: ignore[misc]
+        result = guarded(req, *creds)  # type: ignore[misc]
         return result if result is None or type(result) is Denial else await result  # type: ignore[misc]
 
     return (check_basic,)

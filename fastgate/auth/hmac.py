@@ -3,8 +3,10 @@
 As Tyk (tyk-reference §7): the ``Signature`` credential names a key (``keyId``) whose session has
 ``hmac_enabled`` + ``hmac_string`` (HMAC) or ``enable_http_signature_validation`` +
 ``rsa_certificate_id`` (RSA, PKCS#1 v1.5 SHA-256); ``hmac_allowed_algorithms`` restricts the
-algorithm; the ``Date`` (or ``X-Aux-Date``) must parse, and when ``hmac_allowed_clock_skew``
-(milliseconds) is positive it must be that close to now. Every failure is 400 "Authorization
+algorithm; the ``Date`` (or ``X-Aux-Date``) must parse and be within ``hmac_allowed_clock_skew``
+(milliseconds) of now. Unlike Tyk, an unset or 0 skew means 300 000 ms (5 minutes), not "any
+date": a month-old signature is refused. Only an explicit negative value switches the window off
+(logged as a warning at load). Every failure is 400 "Authorization
 field missing, malformed or invalid"; an RSA key whose certificate cannot be found is 500
 "Certificate not found". Signing strings and signature decoding: ``fastgate.auth.signature``.
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable
@@ -58,6 +61,8 @@ REPLAYED = Denial(400, "Request signature has already been used")
 CERT_NOT_FOUND = Denial(500, "Certificate not found")
 NOT_RSA = Denial(500, "Certificate doesn't contain RSA Public key")
 REPLAY_PREFIX = "hmac-replay-"
+DEFAULT_CLOCK_SKEW_MS = 300_000.0  # when hmac_allowed_clock_skew is unset or 0
+log = logging.getLogger("fastgate.auth")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +71,13 @@ class HmacConfig:
 
     source: AuthSource
     allowed_algorithms: frozenset[str]  # empty: any known algorithm
-    clock_skew_ms: float  # <= 0: no window (the date must still parse)
+    clock_skew_ms: float  # < 0: no window, set explicitly (the date must still parse)
     required_headers: tuple[str, ...]
     validate_digest: bool
     replay_protection: bool
+    where: str = "hmac"  # the settings' place in the definition, for messages
+    skew_field: str = "hmac_allowed_clock_skew"
+    required_field: str = "hmac_required_headers"
 
 
 class _Settings(msgspec.Struct, kw_only=True):
@@ -87,6 +95,7 @@ def hmac_config(spec: ApiSpec) -> HmacConfig | None:
     raw = spec.raw
     if spec.format == "oas":
         where = "x-tyk-api-gateway.server.authentication.hmac"
+        skew_field, required_field = f"{where}.allowedClockSkew", f"{where}.requiredHeaders"
         vendor = (((raw.get("x-tyk-api-gateway") or {}).get("server") or {})
                   .get("authentication") or {}).get("hmac") or {}
         if not isinstance(vendor, dict) or not vendor.get("enabled"):
@@ -101,6 +110,7 @@ def hmac_config(spec: ApiSpec) -> HmacConfig | None:
         if not raw.get("enable_signature_checking"):
             return None
         where = "hmac"
+        skew_field, required_field = "hmac_allowed_clock_skew", "hmac_required_headers"
         source = spec.auth_configs.get("hmac") or AuthSource()
         settings = {"allowed_algorithms": raw.get("hmac_allowed_algorithms") or [],
                     "clock_skew": raw.get("hmac_allowed_clock_skew") or 0,
@@ -112,11 +122,28 @@ def hmac_config(spec: ApiSpec) -> HmacConfig | None:
     except msgspec.ValidationError as exc:
         raise DefinitionError(where, str(exc)) from None
     required = tuple(h.strip().lower() for h in conf.required_headers if h.strip())
-    if conf.replay_protection and conf.clock_skew <= 0:
+    skew = conf.clock_skew if conf.clock_skew != 0 else DEFAULT_CLOCK_SKEW_MS
+    if conf.replay_protection and skew < 0:
         raise DefinitionError(where, "replay protection needs a positive allowed clock skew "
                                      "(it bounds how long a signature is remembered)")
-    return HmacConfig(source, frozenset(conf.allowed_algorithms), conf.clock_skew, required,
-                      conf.validate_digest, conf.replay_protection)
+    return HmacConfig(source, frozenset(conf.allowed_algorithms), skew, required,
+                      conf.validate_digest, conf.replay_protection, where, skew_field, required_field)
+
+
+def hmac_warnings(spec: ApiSpec) -> list[str]:
+    """Weak but working signature settings of ``spec``, as ``field: what`` (``fastgate check``)."""
+    config = hmac_config(spec)
+    if config is None:
+        return []
+    found = []
+    if "(request-target)" not in config.required_headers:
+        found.append(
+            f"{config.required_field}: a signature over the date alone is accepted, which binds neither"
+            ' the method, the path nor the body; require ["(request-target)", "date"] (and "digest"'
+            " with digest validation for requests with a body)")
+    if config.clock_skew_ms < 0:
+        found.append(f"{config.skew_field}: negative, so signatures of any age are accepted")
+    return found
 
 
 def digest_of(req: Request) -> tuple[HashFactory, bytes] | None:
@@ -129,6 +156,9 @@ def compile_hmac_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
     config = hmac_config(spec)
     if config is None:
         return ()
+    if config.clock_skew_ms < 0:
+        log.warning("API %r: %s is negative: HMAC signatures of any age are accepted",
+                    spec.api_id, config.skew_field)
     extract = compile_extractor(config.source, strip_bearer=False)
     sessions = gateway.state["sessions"]
     store = gateway.state["store"]

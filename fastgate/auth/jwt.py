@@ -32,8 +32,8 @@ from fastgate.auth.identity import base_identity, offer_session
 from fastgate.auth.jose import ALG_FAMILY, Jws, key_from_material, parse, verify
 from fastgate.auth.jwks import JwkKey
 from fastgate.auth.jwt_claims import (
-    NOT_VALID_YET, TOKEN_EXPIRED, USED_BEFORE_ISSUED, check_extra_claims, check_times, claim_string,
-    identity_of, scope_claim_name, scopes_in, subject_of,
+    NOT_VALID_YET, TIME_OUT_OF_RANGE, TOKEN_EXPIRED, USED_BEFORE_ISSUED, check_extra_claims, check_times, claim_string,
+    identity_of, scope_claim_name, scopes_in, subject_of, times_in_range,
 )
 from fastgate.auth.jwt_config import JwtConfig, jwt_config
 from fastgate.auth.jwt_services import jwks_of, revocations_of
@@ -52,7 +52,8 @@ NOT_AUTHORIZED: Final = Denial(403, "Key not authorized")
 UNEXPECTED_METHOD: Final = Denial(403, "Key not authorized: Unexpected signing method")
 JWKS_UNAVAILABLE: Final = Denial(503, "The identity provider's signing keys (JWKS) could not be fetched; try again shortly")
 REVOKED: Final = Denial(401, "Key not authorized: token has been revoked")
-_TIME_DENIALS: Final = {r: Denial(401, "Key not authorized: " + r) for r in (TOKEN_EXPIRED, USED_BEFORE_ISSUED, NOT_VALID_YET)}
+_TIME_DENIALS: Final = {r: Denial(401, "Key not authorized: " + r)
+                        for r in (TOKEN_EXPIRED, USED_BEFORE_ISSUED, NOT_VALID_YET, TIME_OUT_OF_RANGE)}
 
 MAX_CACHED_TOKENS: Final = 10_000  # per API
 NO_EXP_CACHE_SECONDS: Final = 300.0
@@ -406,6 +407,8 @@ class JwtAuth:
 def _fresh_window(claims: dict[str, Any], cfg: JwtConfig) -> tuple[float, float]:
     """[from, to) in Unix time where ``check_times`` surely passes (empty when it never does)."""
     start, end = -math.inf, math.inf
+    if not times_in_range(claims):
+        return math.inf, -math.inf
     for name, skew in (("iat", cfg.iat_skew), ("nbf", cfg.nbf_skew), ("exp", cfg.exp_skew)):
         if name not in claims:
             continue

@@ -16,7 +16,7 @@ from typing import Any, Final, Sequence
 from fastgate.auth.jwt_config import ClaimRule, JwtConfig
 
 __all__ = [
-    "NO_SUITABLE_ID", "check_extra_claims", "check_times", "claim_string", "identity_of",
+    "NO_SUITABLE_ID", "TIME_OUT_OF_RANGE", "check_extra_claims", "check_times", "claim_string", "identity_of",
     "nested", "scope_claim_name", "scopes_in", "subject_of", "user_id",
 ]
 
@@ -25,10 +25,16 @@ USED_BEFORE_ISSUED: Final = "token used before issued"
 NOT_VALID_YET: Final = "token is not valid yet"
 NO_SUITABLE_ID: Final = "no suitable claims for user ID were found"
 EMPTY_SUB: Final = "found an empty user ID in sub claim"
+TIME_OUT_OF_RANGE: Final = "a time claim (exp, iat or nbf) is out of range"
+# Past 2**53 seconds (285 million years) a time claim is nonsense, and beyond 64 bits it would
+# break whatever stores it (a session's ``expires``): refused (401) rather than a 500.
+MAX_TIME_CLAIM: Final = 2**53
 
 
 def check_times(claims: dict[str, Any], now: int, cfg: JwtConfig) -> str | None:
     """The reason the token's time claims refuse it at ``now`` (Unix seconds), or None."""
+    if not times_in_range(claims):
+        return TIME_OUT_OF_RANGE
     reason = None
     if "exp" in claims and not _before(now - cfg.exp_skew, claims["exp"]):
         reason = TOKEN_EXPIRED
@@ -37,6 +43,15 @@ def check_times(claims: dict[str, Any], now: int, cfg: JwtConfig) -> str | None:
     if "nbf" in claims and not _not_before(claims["nbf"], now + cfg.nbf_skew):
         reason = NOT_VALID_YET
     return reason
+
+
+def times_in_range(claims: dict[str, Any]) -> bool:
+    """False when a numeric ``exp``/``iat``/``nbf`` is beyond ``MAX_TIME_CLAIM`` either way."""
+    for name in ("exp", "iat", "nbf"):
+        value = claims.get(name)
+        if type(value) in (int, float) and not -MAX_TIME_CLAIM <= value <= MAX_TIME_CLAIM:
+            return False
+    return True
 
 
 def _seconds(value: Any) -> int | None:

@@ -10,6 +10,10 @@ Classic keeps them as flat ``jwt_*`` fields, ``scopes.jwt`` (or the deprecated f
 key or certificate; else the keys themselves ("one-to-one": each key's ``jwt_data.secret``).
 A source that cannot work (bad base64, a PEM that is not a key of the configured family, an HMAC
 secret that is a public key) refuses every token with 403, as in Tyk, and says why at load.
+An HMAC secret shorter than 32 bytes (decoded) refuses the whole definition (RFC 8725 §3.5;
+Tyk takes any length) unless the API sets ``jwt_allow_short_hmac_secret`` (Classic) or
+``allowShortHmacSecret`` (OAS vendor scheme): the opt-out is per API, so accepting one legacy
+issuer's weak secret loosens nothing else.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ __all__ = ["ClaimRule", "JwtConfig", "KeySource", "jwt_config", "parse_duration"
 
 EXTENSION: Final = "x-tyk-api-gateway"
 _HTTP_URL: Final = re.compile(r"(?i)^https?://")
+# RFC 8725 section 3.5: an HMAC key must have at least the hash's output length (HS256: 32 bytes).
+MIN_HMAC_SECRET_BYTES: Final = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +121,7 @@ class _Classic(msgspec.Struct, kw_only=True):
     jwt_policy_field_name: str | None = None
     jwt_default_policies: list[str] | None = None
     jwt_skip_kid: bool | None = None
+    jwt_allow_short_hmac_secret: bool | None = None
     jwt_issued_at_validation_skew: int | None = None
     jwt_expires_at_validation_skew: int | None = None
     jwt_not_before_validation_skew: int | None = None
@@ -135,7 +142,8 @@ def _from_classic(spec: ApiSpec) -> JwtConfig | None:
     return JwtConfig(
         source=spec.auth_configs.get("jwt") or AuthSource(),
         family=family,
-        key_source=_key_source(api.jwt_source or "", family, ()),
+        key_source=_key_source(api.jwt_source or "", family, (), "jwt_source",
+                               "jwt_allow_short_hmac_secret", bool(api.jwt_allow_short_hmac_secret)),
         identity_fields=(api.jwt_identity_base_field,) if api.jwt_identity_base_field else (),
         skip_kid=bool(api.jwt_skip_kid),
         policy_fields=(api.jwt_policy_field_name,) if api.jwt_policy_field_name else (),
@@ -208,6 +216,7 @@ class _OasJwt(msgspec.Struct, kw_only=True):
     identityBaseField: str | None = None
     subjectClaims: list[str] | None = None
     skipKid: bool | None = None
+    allowShortHmacSecret: bool | None = None
     policyFieldName: str | None = None
     basePolicyClaims: list[str] | None = None
     clientBaseField: str | None = None
@@ -241,7 +250,8 @@ def _from_oas(spec: ApiSpec) -> JwtConfig | None:
     return JwtConfig(
         source=_oas_source(jwt),
         family=family,
-        key_source=_key_source(jwt.source or "", family, uris),
+        key_source=_key_source(jwt.source or "", family, uris, f"{where}.source",
+                               "allowShortHmacSecret", bool(jwt.allowShortHmacSecret)),
         is_oas=True,
         identity_fields=tuple(jwt.subjectClaims or ()) or ((jwt.identityBaseField,) if jwt.identityBaseField else ()),
         skip_kid=bool(jwt.skipKid),
@@ -310,7 +320,9 @@ def _oas_source(jwt: _OasJwt) -> AuthSource:
 # ---- shared --------------------------------------------------------------------------------------
 
 
-def _key_source(source: str, family: str, jwks_uris: tuple[tuple[str, float | None], ...]) -> KeySource:
+def _key_source(source: str, family: str, jwks_uris: tuple[tuple[str, float | None], ...],
+                field: str = "jwt_source", allow_field: str = "jwt_allow_short_hmac_secret",
+                allow_short: bool = False) -> KeySource:
     if jwks_uris:
         return KeySource("jwks", jwks=jwks_uris)
     source = source.strip()
@@ -334,6 +346,10 @@ def _key_source(source: str, family: str, jwks_uris: tuple[tuple[str, float | No
             else f"jwt_source is not a PEM public key or certificate for signing method {family!r}"
         )
         return KeySource("static", problem=problem)
+    if family == "hmac" and not allow_short and len(material) < MIN_HMAC_SECRET_BYTES:
+        raise DefinitionError(field, (
+            f"the HMAC secret is {len(material)} bytes once decoded; at least {MIN_HMAC_SECRET_BYTES} are "
+            f"needed (RFC 8725 section 3.5); set {allow_field}: true to accept a shorter one"))
     return KeySource("static", key=key)
 
 
