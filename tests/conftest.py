@@ -60,12 +60,13 @@ def store_url(request: pytest.FixtureRequest) -> Iterator[str]:
         _flush_redis_db(url)
 
 
-def module_gateway(store_url: str, directory: Path, apis: list[dict[str, Any]]) -> Iterator[Gateway]:
+def module_gateway(store_url: str, directory: Path, apis: list[dict[str, Any]],
+                   settings: dict[str, Any] | None = None) -> Iterator[Gateway]:
     """A gateway shared by a test module (a module-scoped fixture yields from this), on a clean
-    store that is emptied again afterwards."""
+    store that is emptied again afterwards; ``settings`` are added to its config."""
     if store_url.startswith("redis"):
         _flush_redis_db(store_url)
-    gateway = Gateway(directory, apis, {"storage": {"url": store_url}})
+    gateway = Gateway(directory, apis, {**(settings or {}), "storage": {"url": store_url}})
     try:
         yield gateway
     finally:

@@ -173,7 +173,7 @@ def test_config_classic_and_oas():
     config = hmac_config(spec)
     assert config.source.header_name == "X-Sig" and config.replay_protection and config.clock_skew_ms == 1000
     with pytest.raises(DefinitionError, match="positive allowed clock skew"):
-        hmac_config(classic(hmac_replay_protection=True))
+        hmac_config(classic(hmac_replay_protection=True, hmac_allowed_clock_skew=-1))
 
 
 # ---- the stage ------------------------------------------------------------------------------
