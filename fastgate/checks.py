@@ -5,12 +5,12 @@ Each later feature appends a function here; each returns problems as ``file: fie
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from fastgate.apidef.spec import ApiSpec
 from fastgate.config import Config
 
-__all__ = ["extra_checks", "extra_warnings", "CHECKS", "WARNINGS"]
+__all__ = ["CHECKS", "WARNINGS", "extra_checks", "extra_warnings"]
 
 
 def check_policies(config: Config, apis: list[ApiSpec]) -> list[str]:

@@ -8,7 +8,8 @@ use it. In Classic (and OAS legacy) mode every enabled method must pass (AND).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from fastgate.apidef.spec import ApiSpec, AuthSource
 from fastgate.auth.body import CREDENTIALS_BODY_LIMIT, BodyTap
@@ -16,7 +17,7 @@ from fastgate.auth.sources import compile_credential_check, strip_credentials
 from fastgate.pipeline import Stage
 from fastgate.server.request import Request
 
-__all__ = ["auth_warnings", "check_auth_settings", "compile_auth", "credential_sources", "compile_body_tap", "compile_strip_auth", "METHOD_COMPILERS"]
+__all__ = ["METHOD_COMPILERS", "auth_warnings", "check_auth_settings", "compile_auth", "compile_body_tap", "compile_strip_auth", "credential_sources"]
 
 MethodCompiler = Callable[[ApiSpec, Any], tuple[Stage, ...]]
 

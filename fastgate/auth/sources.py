@@ -15,16 +15,23 @@ reading ``Authorization``) read the same single copy, so they stay consistent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 from urllib.parse import unquote_plus
 
 from fastgate.apidef.spec import AuthSource
 from fastgate.pipeline import Denial
 from fastgate.server.request import Request
 
-__all__ = ["Extractor", "compile_extractor", "compile_credential_check", "query_value", "cookie_value",
-           "strip_credentials", "MULTIPLE_CREDENTIALS"]
+__all__ = [
+    "MULTIPLE_CREDENTIALS",
+    "Extractor",
+    "compile_credential_check",
+    "compile_extractor",
+    "cookie_value",
+    "query_value",
+    "strip_credentials",
+]
 
 MULTIPLE_CREDENTIALS = Denial(400, "Multiple credentials in one request: send each credential once")
 

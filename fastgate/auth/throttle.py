@@ -21,7 +21,7 @@ class FailureCounter:
     """Failures per key in fixed windows of ``window`` seconds; ``limit`` of them blocks the key
     until its window ends. ``limit`` 0 means no limit (nothing is counted)."""
 
-    __slots__ = ("limit", "window", "capacity", "_clock", "_table")
+    __slots__ = ("_clock", "_table", "capacity", "limit", "window")
 
     def __init__(self, limit: int, window: float, capacity: int = 10_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
