@@ -101,6 +101,21 @@ def compile_credential_check(
     cookies = frozenset(n.cookie for n in methods if n.cookie is not None)
     lengths = frozenset(len(h) for h in headers)
     several = tuple(n for n in methods if (n.header is not None) + (n.param is not None) + (n.cookie is not None) > 1)
+    if len(headers) == 1 and not params and not cookies and not several:
+        # The common case: every method reads one header (often the same one).
+        (only,) = headers
+        size = len(only)
+
+        def check_header(req: Request) -> Denial | None:
+            seen = False
+            for key, _ in req.headers:
+                if len(key) == size and key.lower() == only:
+                    if seen:
+                        return MULTIPLE_CREDENTIALS
+                    seen = True
+            return None
+
+        return check_header
 
     def check_credentials(req: Request) -> Denial | None:
         seen: set[bytes] = set()
