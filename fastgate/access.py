@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import unquote
 
 from fastgate.apidef.access import parse_networks
@@ -39,9 +40,16 @@ from fastgate.pipeline import Denial, Stage
 from fastgate.server.request import Request
 
 __all__ = [
-    "IP_DISALLOWED", "ENDPOINT_FORBIDDEN", "API_RATE_EXCEEDED", "METHOD_OVERRIDE_HEADERS",
-    "compile_ip_check", "compile_api_rate_limit", "compile_path_matcher", "effective_method",
-    "client_address", "PathMatcher",
+    "API_RATE_EXCEEDED",
+    "ENDPOINT_FORBIDDEN",
+    "IP_DISALLOWED",
+    "METHOD_OVERRIDE_HEADERS",
+    "PathMatcher",
+    "client_address",
+    "compile_api_rate_limit",
+    "compile_ip_check",
+    "compile_path_matcher",
+    "effective_method",
 ]
 
 IP_DISALLOWED = Denial(403, "access from this IP has been disallowed")

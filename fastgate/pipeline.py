@@ -110,7 +110,11 @@ def compile_api(spec: ApiSpec, gateway: Any, default_max_body: int) -> CompiledA
     routed: all of them, none of the auth stages (``ignored`` endpoints), or a refusal.
     """
     from fastgate.access import (
-        CONFLICTING_OVERRIDE, ENDPOINT_FORBIDDEN, compile_api_rate_limit, compile_ip_check, compile_path_matcher,
+        CONFLICTING_OVERRIDE,
+        ENDPOINT_FORBIDDEN,
+        compile_api_rate_limit,
+        compile_ip_check,
+        compile_path_matcher,
         read_method_override,
     )
     from fastgate.auth import compile_auth, compile_body_tap, compile_strip_auth

@@ -28,13 +28,17 @@ import ipaddress
 import re
 from typing import Any
 
-import msgspec
-
 from fastgate.apidef.spec import AccessRules, DefinitionError, PathRule, RuleKind
 
 __all__ = [
-    "AccessRules", "PathRule", "classic_access", "oas_access", "parse_networks",
-    "unenforced_classic", "unenforced_oas", "EXTENSION",
+    "EXTENSION",
+    "AccessRules",
+    "PathRule",
+    "classic_access",
+    "oas_access",
+    "parse_networks",
+    "unenforced_classic",
+    "unenforced_oas",
 ]
 
 EXTENSION = "x-tyk-api-gateway"

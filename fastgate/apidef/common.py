@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from fastgate.apidef.spec import ApiSpec, DefinitionError
 
-__all__ = ["check_api_id", "check_listen_path", "check_target_url", "check_upstream_host", "MAX_ID_LENGTH"]
+__all__ = ["MAX_ID_LENGTH", "check_api_id", "check_listen_path", "check_target_url", "check_upstream_host"]
 
 MAX_ID_LENGTH = 200  # <api_id>.json must fit the file system's 255 bytes
 

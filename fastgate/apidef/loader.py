@@ -17,7 +17,7 @@ from fastgate.apidef.common import check_upstream_host
 from fastgate.apidef.oas import EXTENSION, decode_oas
 from fastgate.apidef.spec import ApiSpec, DefinitionError
 
-__all__ = ["LoadResult", "load_api_dir", "decode_definition", "route_of"]
+__all__ = ["LoadResult", "decode_definition", "load_api_dir", "route_of"]
 
 
 class LoadResult(msgspec.Struct, kw_only=True):

@@ -12,6 +12,7 @@ import requests
 from tests.support.procs import classic_api
 from tests.support.raw import RawClient
 
+
 def _paths(**lists):
     return {
         "not_versioned": True,

@@ -7,8 +7,18 @@ import ipaddress
 
 import pytest
 
-from fastgate.access import PathMatcher, client_address, effective_method, read_method_override
-from fastgate.apidef.access import classic_access, oas_access, unenforced_classic, unenforced_oas
+from fastgate.access import (
+    PathMatcher,
+    client_address,
+    effective_method,
+    read_method_override,
+)
+from fastgate.apidef.access import (
+    classic_access,
+    oas_access,
+    unenforced_classic,
+    unenforced_oas,
+)
 from fastgate.apidef.common import _link_local, check_api_id
 from fastgate.apidef.spec import DefinitionError, PathRule
 from fastgate.server.request import Request
