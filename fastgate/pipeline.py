@@ -157,7 +157,8 @@ def compile_api(spec: ApiSpec, gateway: Any, default_max_body: int) -> CompiledA
         return api
     options = gateway.options
     matcher = compile_path_matcher(spec.access, options.enable_path_prefix_matching, options.enable_path_suffix_matching)
-    ignored = replace(api, stages=tuple(open_stages), body_tap=None)
+    # Ignored endpoints skip auth, but credentials a client sends are still stripped as asked.
+    ignored = replace(api, stages=(*open_stages, *compile_strip_auth(spec)), body_tap=None)
     forbidden = replace(api, stages=tuple(before) + (lambda req: ENDPOINT_FORBIDDEN,), body_tap=None)
     bad_override = replace(forbidden, stages=tuple(before) + (lambda req: CONFLICTING_OVERRIDE,))
     override = spec.access.allow_method_override
