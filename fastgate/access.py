@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import unquote
 
@@ -50,6 +50,7 @@ __all__ = [
     "compile_ip_check",
     "compile_path_matcher",
     "effective_method",
+    "read_method_override",
 ]
 
 IP_DISALLOWED = Denial(403, "access from this IP has been disallowed")
@@ -240,5 +241,3 @@ def _decide(rate: Any) -> Denial | None:
         return None
     return Denial(429, API_RATE_EXCEEDED, ((b"Retry-After", b"%d" % max(1, int(rate.retry_after + 0.999))),))
 
-
-Selector = Callable[[Request], Any]
