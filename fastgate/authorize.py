@@ -25,6 +25,7 @@ import time
 from functools import lru_cache
 from typing import Any, Awaitable
 
+from fastgate.access import effective_method
 from fastgate.apidef.spec import ApiSpec
 from fastgate.limits import QuotaDecision, RateDecision, RateParams, quota_key, rate_limit_key, rate_params
 from fastgate.pipeline import Denial, Stage
@@ -170,7 +171,7 @@ def _pattern(url: str, anchored: bool) -> re.Pattern[str] | None:
 def _url_allowed(rules: list[Any], req: Request, prefix_matching: bool) -> bool:
     full = req.path
     stripped = full[len(req.listen_base) :] or "/" if req.listen_base else full
-    method = req.method
+    method = effective_method(req)  # the overriding method on APIs that allow an override
     for rule in rules:
         if method not in rule.methods:  # as Tyk: a rule without methods allows none
             continue

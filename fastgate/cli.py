@@ -51,7 +51,7 @@ def check(config: Config) -> int:
     from fastgate.checks import extra_checks, extra_warnings
 
     problems: list[str] = []
-    result = load_api_dir(config.resolve(config.app_path))
+    result = load_api_dir(config.resolve(config.app_path), allow_link_local=config.security.allow_link_local_upstreams)
     problems.extend(result.problems)
     problems.extend(extra_checks(config, result.apis))
     for problem in problems:

@@ -54,6 +54,8 @@ class HttpServerOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     max_pipelined_requests: int = 32
     max_upstream_connections_per_host: int = 0  # 0 = unlimited; beyond it requests wait for a free one
     enable_path_prefix_matching: bool = False
+    # Tyk's: endpoint entries (white/black/ignored lists, allowed_urls) must match at the path's end.
+    enable_path_suffix_matching: bool = False
     use_ssl: bool = False
     certificates: list[ServerCertificate] = []
     min_version: int | str = "1.2"  # "1.2", "1.3", or Tyk's numbers 771 / 772
@@ -88,6 +90,13 @@ class SecurityConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     private_certificate_encoding_secret: str = ""
     # Tyk's legacy dynamic mTLS: also accept the key as a header token, certificate optional.
     allow_unsafe_dynamic_mtls_token: bool = False
+    # fastgate's own. A header set by a trusted proxy in front of the gateway that carries the
+    # client address IP allow/block lists check (X-Forwarded-For: its last entry). Empty: the TCP
+    # peer's address; a client's own X-Forwarded-For / X-Real-IP are never trusted (Tyk does).
+    client_ip_header: str = ""
+    # fastgate's own. Allow upstreams in link-local networks (169.254.0.0/16, fe80::/10, the cloud
+    # metadata services such as 169.254.169.254 and fd00:ec2::254); refused by default.
+    allow_link_local_upstreams: bool = False
 
 
 class AccessLogConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -265,6 +274,9 @@ def _check(config: Config, source: str) -> None:
         problems.append("http_server_options.max_pipelined_requests: must be at least 1")
     if config.jwks.cache_timeout <= 0 or config.jwks.fetch_timeout <= 0 or config.jwks.refetch_cooldown < 0:
         problems.append("jwks: cache_timeout and fetch_timeout must be greater than 0, refetch_cooldown 0 or more")
+    header = config.security.client_ip_header
+    if header and (not header.isascii() or any(c in header for c in " \t:()<>@,;\\\"/[]?={}") or not header.isprintable()):
+        problems.append(f"security.client_ip_header: {header!r} is not an HTTP header name")
     if opts.use_ssl or opts.crl_file:
         from fastgate.server.tls import tls_problems  # reads the certificate files
 

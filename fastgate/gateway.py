@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from fastgate import clock
+from fastgate.access import METHOD_OVERRIDE_HEADERS
 from fastgate.admin.api import AdminApi
 from fastgate.apidef.loader import load_api_dir
 from fastgate.apidef.spec import DefinitionError
@@ -45,6 +46,9 @@ _DROP_FROM_CLIENT = HOP_BY_HOP | {
     b"x-forwarded-proto",
     b"x-forwarded-host",
 }
+# Method override headers make many frameworks run another method than the one checked here: they
+# reach the upstream only from APIs that allow them (``allow_method_override``, fastgate.access).
+_DROP_WITH_OVERRIDES = _DROP_FROM_CLIENT | METHOD_OVERRIDE_HEADERS
 
 ADMIN_BODY_LIMIT = 10 * 1024 * 1024
 
@@ -84,7 +88,10 @@ class Gateway:
 
     def load_apis(self) -> None:
         """(Re)load every API definition under ``app_path`` and swap them in at once."""
-        result = load_api_dir(self.config.resolve(self.config.app_path))
+        result = load_api_dir(
+            self.config.resolve(self.config.app_path),
+            allow_link_local=self.config.security.allow_link_local_upstreams,
+        )
         problems = list(result.problems)
         compiled: dict[str, CompiledApi] = {}
         for spec in result.apis:
@@ -92,7 +99,10 @@ class Gateway:
                 compiled[spec.api_id] = compile_api(spec, self, self.options.max_request_body_bytes)
             except DefinitionError as exc:
                 problems.append(f"{spec.source}: {exc}")
-        self.router = Router((api.spec.domain, api.spec.listen_path, api) for api in compiled.values())
+        # Internal APIs (Tyk's "internal") are never served from outside.
+        self.router = Router(
+            (api.spec.domain, api.spec.listen_path, api) for api in compiled.values() if not api.spec.access.internal
+        )
         self.apis = compiled
         self.load_problems = problems
         for hook in self.state.get("apis_loaded", ()):  # e.g. which client certificates TLS asks for
@@ -139,7 +149,9 @@ class Gateway:
         match = self.router.match(host, path)
         if match is None:
             return False
-        req.api, req.listen_base = match
+        api, req.listen_base = match
+        # Endpoint lists and method overrides pick the stage set (fastgate.access).
+        req.api = api if api.select is None else api.select(req)
         return True
 
     def upstream_head(self, exchange: Exchange) -> bytes:
@@ -148,10 +160,11 @@ class Gateway:
         api = exchange.api
         assert api is not None
         listed = req.conn_tokens
+        drop = _DROP_FROM_CLIENT if api.spec.access.allow_method_override else _DROP_WITH_OVERRIDES
         out = [b"%b %b HTTP/1.1\r\n" % (req.method.encode(), api.upstream_path(req).encode())]
         for name, value in req.headers:
             lname = name.lower()
-            if lname in _DROP_FROM_CLIENT or (listed is not None and lname in listed):
+            if lname in drop or (listed is not None and lname in listed):
                 continue
             out.append(b"%b: %b\r\n" % (name, value))
         host = req.host.encode() if api.spec.preserve_host_header and req.host else api.upstream.host_header

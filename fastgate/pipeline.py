@@ -11,7 +11,7 @@ request whose stages are all cache hits never creates a task.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable, Union
 from urllib.parse import urlsplit
 
@@ -75,6 +75,9 @@ class CompiledApi:
     # Made per request when its head is complete, for auth that needs the body (HMAC digests,
     # basic-auth credentials in the body): see fastgate.auth.body. None on most APIs.
     body_tap: Callable[[Request], Any] | None = None
+    # Picks the stage set for a request when it is routed (fastgate.access): endpoint lists,
+    # method overrides. None on APIs without either.
+    select: Callable[[Request], "CompiledApi"] | None = None
 
     def upstream_path(self, req: Request) -> str:
         """The path (and query) the upstream receives for ``req``."""
@@ -100,15 +103,31 @@ def deny(status: int, message: str) -> Stage:
 def compile_api(spec: ApiSpec, gateway: Any, default_max_body: int) -> CompiledApi:
     """Build the stage tuple for ``spec``; raises ``DefinitionError`` for config that cannot work.
 
-    Stages in Tyk's order: the static mTLS check (keyless APIs too), auth methods, post-auth
-    checks (expiry, access rights, granular access, rate limit, quota), then stripping
-    credentials before the proxy.
+    Stages in Tyk's order: IP allow/block lists and endpoint lists (``fastgate.access``), the
+    static mTLS check (keyless APIs too), the API-wide rate limit, auth methods, post-auth checks
+    (expiry, access rights, granular access, rate limit, quota), then stripping credentials
+    before the proxy. An API with endpoint lists gets three stage sets, chosen when a request is
+    routed: all of them, none of the auth stages (``ignored`` endpoints), or a refusal.
     """
+    from fastgate.access import (
+        CONFLICTING_OVERRIDE,
+        ENDPOINT_FORBIDDEN,
+        compile_api_rate_limit,
+        compile_ip_check,
+        compile_path_matcher,
+        read_method_override,
+    )
     from fastgate.auth import compile_auth, compile_body_tap, compile_strip_auth
     from fastgate.auth.mtls import compile_static_mtls
     from fastgate.authorize import compile_post_auth
 
-    stages: list[Stage] = list(compile_static_mtls(spec, gateway))
+    ip_check = compile_ip_check(spec.access, gateway.config.security.client_ip_header)
+    before: list[Stage] = [ip_check] if ip_check is not None else []
+    open_stages: list[Stage] = before + list(compile_static_mtls(spec, gateway))
+    api_rate = compile_api_rate_limit(spec, gateway.state["store"]) if spec.access.rate > 0 else None
+    if api_rate is not None:
+        open_stages.append(api_rate)
+    stages = list(open_stages)
     if not spec.use_keyless:
         auth_stages = compile_auth(spec, gateway)
         if auth_stages:
@@ -125,10 +144,35 @@ def compile_api(spec: ApiSpec, gateway: Any, default_max_body: int) -> CompiledA
                 spec.source,
             )
             stages.append(deny(401, "Authorization field missing"))
-    return CompiledApi(
+    upstream = UpstreamTarget.from_url(spec.target_url)
+    max_body = spec.max_request_body_bytes or default_max_body
+    api = CompiledApi(
         spec=spec,
         stages=tuple(stages),
-        upstream=UpstreamTarget.from_url(spec.target_url),
-        max_body_bytes=spec.max_request_body_bytes or default_max_body,
+        upstream=upstream,
+        max_body_bytes=max_body,
         body_tap=None if spec.use_keyless else compile_body_tap(spec),
     )
+    if not spec.access.paths and not spec.access.allow_method_override:
+        return api
+    options = gateway.options
+    matcher = compile_path_matcher(spec.access, options.enable_path_prefix_matching, options.enable_path_suffix_matching)
+    # Ignored endpoints skip auth, but credentials a client sends are still stripped as asked.
+    ignored = replace(api, stages=(*open_stages, *compile_strip_auth(spec)), body_tap=None)
+    forbidden = replace(api, stages=tuple(before) + (lambda req: ENDPOINT_FORBIDDEN,), body_tap=None)
+    bad_override = replace(forbidden, stages=tuple(before) + (lambda req: CONFLICTING_OVERRIDE,))
+    override = spec.access.allow_method_override
+
+    def select(req: Request) -> CompiledApi:
+        if override and not read_method_override(req):
+            return bad_override
+        if matcher is None:
+            return api
+        kind = matcher.kind_for(req)
+        if kind == "forbidden":
+            return forbidden
+        if kind == "ignored":
+            return ignored
+        return api
+
+    return replace(api, select=select)

@@ -40,7 +40,8 @@ import orjson
 
 from fastgate.admin.api import ApiError, json_object, query_params
 from fastgate.admin.policies import write_atomically
-from fastgate.apidef.loader import decode_definition
+from fastgate.apidef.common import MAX_ID_LENGTH, check_upstream_host
+from fastgate.apidef.loader import decode_definition, route_of
 from fastgate.apidef.oas import EXTENSION
 from fastgate.apidef.spec import ApiSpec, DefinitionError
 from fastgate.auth import check_auth_settings
@@ -64,7 +65,6 @@ NOT_MIGRATED = "the supplied API definition is in OAS format, please use the Tyk
 OAS_GET_FOR_CLASSIC = "the requested API definition is in Tyk classic format, please use old api endpoint"
 NO_EXTENSION = "the payload should contain x-tyk-api-gateway"
 INVALID = "Validation of API Definition failed. Reason: {}."
-MAX_ID_LENGTH = 200  # <api_id>.json must fit the file system's 255 bytes
 
 Format = Literal["classic", "oas"]
 
@@ -209,7 +209,7 @@ class ApiEndpoints:
         _check_id(api_id)
         stored = self._stored()
         target = directory / f"{api_id}.json"
-        data, spec = _validate(raw, target)
+        data, spec = _validate(raw, target, self.config.security.allow_link_local_upstreams)
         if api_id in stored:
             where = "/tyk/apis/oas/" if stored[api_id].spec.format == "oas" else "/tyk/apis/"
             raise ApiError(400, f"API with api_id {api_id!r} already exists ({stored[api_id].file.name}); "
@@ -220,7 +220,7 @@ class ApiEndpoints:
         return 200, {"key": api_id, "status": "ok", "action": "added"}
 
     def _replace(self, raw: dict[str, Any], current: _Stored) -> tuple[int, Any]:
-        data, spec = _validate(raw, current.file)
+        data, spec = _validate(raw, current.file, self.config.security.allow_link_local_upstreams)
         _check_clash(spec, self._stored())
         self._write(current.file, data)
         return 200, {"key": spec.api_id, "status": "ok", "action": "modified"}
@@ -381,12 +381,14 @@ def _object(parent: dict[str, Any], key: str, field: str) -> dict[str, Any]:
     return child
 
 
-def _validate(raw: dict[str, Any], target: Path) -> tuple[bytes, ApiSpec]:
-    """The bytes to write and what the loader will make of them, or a 400 saying what is wrong."""
+def _validate(raw: dict[str, Any], target: Path, allow_link_local: bool) -> tuple[bytes, ApiSpec]:
+    """The bytes to write and what the loader will make of them (the same checks as a file in
+    ``app_path`` gets), or a 400 saying what is wrong."""
     data = orjson.dumps(raw, option=orjson.OPT_INDENT_2)
     try:
         spec = decode_definition(data, str(target))
         check_auth_settings(spec)  # what loading would refuse, refused before it is written
+        check_upstream_host(spec, allow_link_local)
         return data, spec
     except DefinitionError as exc:
         raise ApiError(400, INVALID.format(str(exc))) from None
@@ -398,7 +400,7 @@ def _check_clash(spec: ApiSpec, stored: dict[str, _Stored]) -> None:
         return
     for other in stored.values():
         o = other.spec
-        if o.api_id != spec.api_id and o.active and (o.domain, o.listen_path) == (spec.domain, spec.listen_path):
+        if o.api_id != spec.api_id and o.active and route_of(o) == route_of(spec):
             field = "proxy.listen_path" if spec.format == "classic" else f"{EXTENSION}.server.listenPath.value"
             where = f" on domain {spec.domain!r}" if spec.domain else ""
             raise ApiError(400, INVALID.format(

@@ -10,7 +10,8 @@ from typing import Any
 
 import msgspec
 
-from fastgate.apidef.common import check_listen_path, check_target_url
+from fastgate.apidef.access import classic_access, unenforced_classic
+from fastgate.apidef.common import check_api_id, check_listen_path, check_target_url
 from fastgate.apidef.spec import ApiSpec, AuthSource, DefinitionError
 from fastgate.validation import split_error
 
@@ -66,6 +67,9 @@ def decode_classic(raw: dict[str, Any], source: str) -> ApiSpec:
         raise DefinitionError(*split_error(exc)) from None
     if not api.api_id:
         raise DefinitionError("api_id", "missing: every API needs an id")
+    check_api_id("api_id", api.api_id)
+    unenforced_classic(raw)
+    access = classic_access(raw)
     proxy = api.proxy or _Proxy()
     listen_path = check_listen_path("proxy.listen_path", proxy.listen_path)
     target_url = check_target_url("proxy.target_url", proxy.target_url)
@@ -85,6 +89,7 @@ def decode_classic(raw: dict[str, Any], source: str) -> ApiSpec:
         strip_auth_data=bool(api.strip_auth_data),
         auth_configs=_auth_configs(api),
         max_request_body_bytes=_size_limit(api),
+        access=access,
         format="classic",
         source=source,
         raw=raw,

@@ -13,10 +13,11 @@ import msgspec
 import orjson
 
 from fastgate.apidef.classic import decode_classic
+from fastgate.apidef.common import check_upstream_host
 from fastgate.apidef.oas import EXTENSION, decode_oas
 from fastgate.apidef.spec import ApiSpec, DefinitionError
 
-__all__ = ["LoadResult", "load_api_dir", "decode_definition"]
+__all__ = ["LoadResult", "decode_definition", "load_api_dir", "route_of"]
 
 
 class LoadResult(msgspec.Struct, kw_only=True):
@@ -40,8 +41,14 @@ def decode_definition(body: bytes, source: str) -> ApiSpec:
     return decode_classic(raw, source)
 
 
-def load_api_dir(path: Path) -> LoadResult:
-    """Load every ``*.json`` under ``path`` (sorted by name, so the first of two clashing wins)."""
+def route_of(spec: ApiSpec) -> tuple[str, str]:
+    """What the router serves ``spec`` on: ``/api`` and ``/api/`` are one route."""
+    return spec.domain, spec.listen_path.rstrip("/")
+
+
+def load_api_dir(path: Path, *, allow_link_local: bool = False) -> LoadResult:
+    """Load every ``*.json`` under ``path`` (sorted by name, so the first of two clashing wins);
+    ``allow_link_local`` is ``security.allow_link_local_upstreams``."""
     result = LoadResult()
     if not path.is_dir():
         result.problems.append(f"{path}: app_path: not a directory")
@@ -51,6 +58,7 @@ def load_api_dir(path: Path) -> LoadResult:
     for file in sorted(path.glob("*.json")):
         try:
             spec = decode_definition(file.read_bytes(), str(file))
+            check_upstream_host(spec, allow_link_local)
         except DefinitionError as exc:
             result.problems.append(f"{file}: {exc}")
             continue
@@ -64,7 +72,7 @@ def load_api_dir(path: Path) -> LoadResult:
         if clash:
             result.problems.append(f"{file}: {clash}")
             continue
-        routes[(spec.domain, spec.listen_path)] = spec
+        routes[route_of(spec)] = spec
         ids[spec.api_id] = spec
         result.apis.append(spec)
     return result
@@ -73,7 +81,7 @@ def load_api_dir(path: Path) -> LoadResult:
 def _clash(spec: ApiSpec, routes: dict[tuple[str, str], ApiSpec], ids: dict[str, Any]) -> str:
     if spec.api_id in ids:
         return f"api_id: {spec.api_id!r} is already used by {ids[spec.api_id].source}"
-    other = routes.get((spec.domain, spec.listen_path))
+    other = routes.get(route_of(spec))
     if other is not None:
         where = f" on domain {spec.domain!r}" if spec.domain else ""
         field = "proxy.listen_path" if spec.format == "classic" else f"{EXTENSION}.server.listenPath.value"

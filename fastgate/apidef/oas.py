@@ -7,7 +7,8 @@ from typing import Any
 
 import msgspec
 
-from fastgate.apidef.common import check_listen_path, check_target_url
+from fastgate.apidef.access import oas_access, unenforced_oas
+from fastgate.apidef.common import check_api_id, check_listen_path, check_target_url
 from fastgate.apidef.spec import ApiSpec, AuthSource, DefinitionError
 from fastgate.validation import split_error
 
@@ -53,10 +54,25 @@ class _Upstream(msgspec.Struct, kw_only=True):
     url: str | None = None
 
 
+class _SizeLimit(msgspec.Struct, kw_only=True):
+    enabled: bool | None = None
+    value: int | None = None
+
+
+class _Global(msgspec.Struct, kw_only=True):
+    requestSizeLimit: _SizeLimit | None = None
+
+
+class _Middleware(msgspec.Struct, kw_only=True):
+    # "global" is a Python keyword: msgspec renames it.
+    global_: _Global | None = msgspec.field(default=None, name="global")
+
+
 class _Extension(msgspec.Struct, kw_only=True):
     info: _Info | None = None
     server: _Server | None = None
     upstream: _Upstream | None = None
+    middleware: _Middleware | None = None
 
 
 def decode_oas(raw: dict[str, Any], source: str) -> ApiSpec:
@@ -74,7 +90,9 @@ def decode_oas(raw: dict[str, Any], source: str) -> ApiSpec:
     server = ext.server or _Server()
     listen = server.listenPath or _ListenPath()
     auth = server.authentication or _Authentication()
-    api_id = info.id or Path(source).stem
+    api_id = check_api_id(f"{EXTENSION}.info.id", info.id or Path(source).stem)
+    unenforced_oas(raw)
+    access = oas_access(raw)
     title = (raw.get("info") or {}).get("title") if isinstance(raw.get("info"), dict) else None
     return ApiSpec(
         api_id=api_id,
@@ -88,10 +106,22 @@ def decode_oas(raw: dict[str, Any], source: str) -> ApiSpec:
         use_keyless=not auth.enabled,
         strip_auth_data=bool(auth.stripAuthorizationData),
         auth_configs=_api_key_sources(raw),
+        max_request_body_bytes=_size_limit(ext),
+        access=access,
         format="oas",
         source=source,
         raw=raw,
     )
+
+
+def _size_limit(ext: _Extension) -> int:
+    """``middleware.global.requestSizeLimit`` (Tyk's API-wide body limit, as Classic's
+    ``global_size_limit``); 0: the gateway-wide limit applies."""
+    limit = ext.middleware.global_ if ext.middleware is not None else None
+    size = limit.requestSizeLimit if limit is not None else None
+    if size is None or not size.enabled or not size.value or size.value < 0:
+        return 0
+    return size.value
 
 
 def _domain(custom: str | _Domain | None) -> str:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import msgspec
 
-__all__ = ["ApiSpec", "AuthSource", "DefinitionError"]
+__all__ = ["AccessRules", "ApiSpec", "AuthSource", "DefinitionError", "PathRule"]
 
 
 class DefinitionError(Exception):
@@ -35,6 +35,35 @@ class AuthSource(msgspec.Struct, frozen=True, kw_only=True):
     use_certificate: bool = False
 
 
+RuleKind = Literal["ignored", "black", "white", "internal"]
+
+
+class PathRule(msgspec.Struct, frozen=True):
+    """One endpoint entry: ``path`` as Tyk writes it (``{id}`` segments, or a regex)."""
+
+    kind: RuleKind
+    path: str
+    methods: tuple[str, ...] | None = None  # None: every method; (): no method at all
+    ignore_case: bool = False
+
+
+class AccessRules(msgspec.Struct, frozen=True, kw_only=True):
+    """Every access restriction of one API, typed and checked at load time."""
+
+    allowed_ips: tuple[str, ...] = ()  # empty: no allowlist
+    blocked_ips: tuple[str, ...] = ()
+    paths: tuple[PathRule, ...] = ()  # in Tyk's order: ignored, black, white, internal
+    rate: float = 0.0  # API-wide limit, requests per ``per`` seconds; 0: none
+    per: float = 0.0
+    internal: bool = False
+    allow_method_override: bool = False
+
+    @property
+    def whitelist(self) -> bool:
+        """With any allow entry, everything not listed is refused (Tyk's white list)."""
+        return any(r.kind == "white" for r in self.paths)
+
+
 class ApiSpec(msgspec.Struct, frozen=True, kw_only=True):
     """One API as the gateway serves it, whichever format it was written in."""
 
@@ -54,4 +83,5 @@ class ApiSpec(msgspec.Struct, frozen=True, kw_only=True):
     max_request_body_bytes: int = 0  # 0: the gateway-wide limit applies
     format: Literal["classic", "oas"] = "classic"
     source: str = ""  # the file it came from, for messages
+    access: AccessRules = AccessRules()  # IP lists, endpoint lists, API rate limit (fastgate.apidef.access)
     raw: dict[str, Any] = {}
