@@ -25,7 +25,7 @@ from fastgate.observe.access_log import AccessLog
 from fastgate.pipeline import CompiledApi, Denial, compile_api
 from fastgate.router import Router
 from fastgate.server.exchange import CHECKING, LOCAL, Exchange
-from fastgate.server.http1 import HOP_BY_HOP
+from fastgate.server.http1 import HOP_BY_HOP, path_parameters_refusal, without_path_parameters
 from fastgate.server.protocol import HttpConnection
 from fastgate.server.request import Request
 from fastgate.server.tls import TlsTerminator
@@ -136,10 +136,21 @@ class Gateway:
         host = req.host
         if ":" in host and not host.endswith("]"):
             host = host.rsplit(":", 1)[0]
-        match = self.router.match(host, path)
+        if ";" not in path:
+            match = self.router.match(host, path)
+            if match is None:
+                return False
+            req.api, req.listen_base = match
+            return True
+        # Routing matches the path an upstream that drops ";" parameters would read; the API
+        # found decides whether the parameters may reach it at all.
+        match = self.router.match(host, without_path_parameters(path))
         if match is None:
             return False
         req.api, req.listen_base = match
+        refusal = path_parameters_refusal(path, req.listen_base, req.api.spec.allow_path_parameters)
+        if refusal is not None:
+            req.error = (400, refusal)
         return True
 
     def upstream_head(self, exchange: Exchange) -> bytes:

@@ -56,6 +56,7 @@ class _Classic(msgspec.Struct, kw_only=True):
     auth_configs: dict[str, _AuthConfig] | None = None
     version_data: _VersionData | None = None
     max_request_body_bytes: int | None = None  # fastgate's own; Tyk uses global_size_limit
+    allow_path_parameters: bool | None = None  # fastgate's own: ";" path parameters pass
 
 
 def decode_classic(raw: dict[str, Any], source: str) -> ApiSpec:
@@ -85,6 +86,7 @@ def decode_classic(raw: dict[str, Any], source: str) -> ApiSpec:
         strip_auth_data=bool(api.strip_auth_data),
         auth_configs=_auth_configs(api),
         max_request_body_bytes=_size_limit(api),
+        allow_path_parameters=bool(api.allow_path_parameters),
         format="classic",
         source=source,
         raw=raw,

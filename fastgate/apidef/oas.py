@@ -47,6 +47,7 @@ class _Server(msgspec.Struct, kw_only=True):
     # Older documents write a plain string, newer ones {enabled, name}.
     customDomain: str | _Domain | None = None
     authentication: _Authentication | None = None
+    allowPathParameters: bool | None = None  # fastgate's own: ";" path parameters pass
 
 
 class _Upstream(msgspec.Struct, kw_only=True):
@@ -88,6 +89,7 @@ def decode_oas(raw: dict[str, Any], source: str) -> ApiSpec:
         use_keyless=not auth.enabled,
         strip_auth_data=bool(auth.stripAuthorizationData),
         auth_configs=_api_key_sources(raw),
+        allow_path_parameters=bool(server.allowPathParameters),
         format="oas",
         source=source,
         raw=raw,
