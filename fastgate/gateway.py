@@ -25,7 +25,11 @@ from fastgate.observe.access_log import AccessLog
 from fastgate.pipeline import CompiledApi, Denial, compile_api
 from fastgate.router import Router
 from fastgate.server.exchange import CHECKING, LOCAL, Exchange
-from fastgate.server.http1 import HOP_BY_HOP, path_parameters_refusal, without_path_parameters
+from fastgate.server.http1 import (
+    HOP_BY_HOP,
+    path_parameters_refusal,
+    without_path_parameters,
+)
 from fastgate.server.protocol import HttpConnection
 from fastgate.server.request import Request
 from fastgate.server.tls import TlsTerminator

@@ -10,7 +10,7 @@ nothing.
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -149,6 +149,6 @@ def test_an_api_that_opts_in_receives_path_parameters(gw, up):
 
 
 def test_path_parameters_inside_the_listen_path_are_refused_even_when_allowed(gw, up):
-    status, body = get(gw, "/matrix;v=1/cars")
+    status, _ = get(gw, "/matrix;v=1/cars")
     assert status == 400
     assert up.seen() == []
