@@ -26,6 +26,8 @@ __all__ = [
     "error_response",
     "normalize_target",
     "canonical_path",
+    "canonical_host",
+    "forwarded_element",
     "path_parameters_refusal",
     "without_path_parameters",
     "http_date",
@@ -275,6 +277,46 @@ def _canonical_escapes(path: str) -> str:
         out.append(replacement)
         out.append(part[2:])
     return "".join(out)
+
+
+# A Host (RFC 9110 §7.2, RFC 3986 §3.2.2): a bracketed IP literal or a reg-name of unreserved
+# and sub-delim characters (no "%": percent-encoded host names are not served), then an optional
+# port. Lower-case already. Anything else (spaces, "@", "/", "?", "#", "\\") could be read as
+# another authority by whatever parses it next.
+_HOST = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9._~!$&'()*+,;=-]*)(?::(.*))?")
+_HOSTS: dict[str, str] = {}
+
+
+def canonical_host(host: str) -> str:
+    """``host`` (a lower-cased Host header or absolute-form authority) checked and made canonical:
+    a trailing dot removed (``api.test.`` is ``api.test``). Raises ``ProtocolError(400)`` naming
+    what is wrong. Results are remembered: a gateway sees few distinct hosts."""
+    found = _HOSTS.get(host)
+    if found is not None:
+        return found
+    if len(host) > 255:
+        raise ProtocolError(400, "Invalid Host header: longer than 255 bytes")
+    match = _HOST.fullmatch(host)
+    if match is None:
+        raise ProtocolError(400, "Invalid Host header: not a host name or IP address with an optional port")
+    name, port = match.groups()
+    if port is not None and not (port.isascii() and port.isdigit() and len(port) <= 5 and int(port) <= 65535):
+        raise ProtocolError(400, "Invalid Host header: the port is not a number from 0 to 65535")
+    if name.endswith(".") and name.strip("."):
+        name = name.rstrip(".")
+    canonical = name if port is None else name + ":" + port
+    if len(_HOSTS) >= 4096:
+        _HOSTS.clear()
+    _HOSTS[host] = canonical
+    return canonical
+
+
+def forwarded_element(client_ip: bytes, scheme: bytes, host: bytes) -> bytes:
+    """This hop's ``Forwarded`` element (RFC 7239 §4): ``for=...;proto=...;host="..."``. An IPv6
+    address is bracketed and quoted (§6); the host is always quoted (a port's ":" is not a token
+    character) and holds no quote or backslash (``canonical_host`` checked it)."""
+    node = b'"[%b]"' % client_ip if b":" in client_ip else client_ip
+    return b'for=%b;proto=%b;host="%b"' % (node, scheme, host)
 
 
 def _remove_dot_segments(path: str) -> str:
