@@ -25,7 +25,12 @@ from fastgate.observe.access_log import AccessLog
 from fastgate.pipeline import CompiledApi, Denial, compile_api
 from fastgate.router import Router
 from fastgate.server.exchange import CHECKING, LOCAL, Exchange
-from fastgate.server.http1 import HOP_BY_HOP, forwarded_element, path_parameters_refusal, without_path_parameters
+from fastgate.server.http1 import (
+    HOP_BY_HOP,
+    forwarded_element,
+    path_parameters_refusal,
+    without_path_parameters,
+)
 from fastgate.server.protocol import HttpConnection
 from fastgate.server.request import Request
 from fastgate.server.tls import TlsTerminator, forwarded_client_cert
@@ -206,8 +211,9 @@ class Gateway:
             b"Host: %b\r\nX-Forwarded-For: %b\r\nX-Forwarded-Proto: %b\r\nX-Forwarded-Host: %b\r\nForwarded: %b\r\n"
             % (host, forwarded_for, scheme, request_host, forwarded)
         )
-        if self.options.set_forwarded_client_cert and req.peer_cert is not None:
-            out.append(b"X-Forwarded-Client-Cert: %b\r\n" % forwarded_client_cert(req.peer_cert))
+        peer = req.peer_cert
+        if self.options.set_forwarded_client_cert and peer is not None and not peer.expired():
+            out.append(b"X-Forwarded-Client-Cert: %b\r\n" % forwarded_client_cert(peer))
         if req.chunked:
             out.append(b"Transfer-Encoding: chunked\r\n\r\n")
         elif req.content_length is not None:

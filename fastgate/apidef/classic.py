@@ -80,7 +80,7 @@ def decode_classic(raw: dict[str, Any], source: str) -> ApiSpec:
         strip_listen_path=bool(proxy.strip_listen_path),
         target_url=target_url,
         preserve_host_header=bool(proxy.preserve_host_header),
-        domain=(api.domain or "").lower(),
+        domain=(api.domain or "").lower().rstrip("."),  # requests' hosts lose a trailing dot too
         use_keyless=bool(api.use_keyless),
         use_standard_auth=bool(api.use_standard_auth),
         strip_auth_data=bool(api.strip_auth_data),

@@ -97,10 +97,11 @@ def decode_oas(raw: dict[str, Any], source: str) -> ApiSpec:
 
 
 def _domain(custom: str | _Domain | None) -> str:
+    # Requests' hosts lose a trailing dot (fastgate.server.http1.canonical_host): so do domains.
     if isinstance(custom, str):
-        return custom.lower()
+        return custom.lower().rstrip(".")
     if custom is not None and custom.enabled is not False and custom.name:
-        return custom.name.lower()
+        return custom.name.lower().rstrip(".")
     return ""
 
 

@@ -28,6 +28,8 @@ __all__ = [
     "canonical_path",
     "canonical_host",
     "forwarded_element",
+    "chunk_framing_excess",
+    "MAX_CHUNK_EXCESS",
     "path_parameters_refusal",
     "without_path_parameters",
     "http_date",
@@ -317,6 +319,23 @@ def forwarded_element(client_ip: bytes, scheme: bytes, host: bytes) -> bytes:
     character) and holds no quote or backslash (``canonical_host`` checked it)."""
     node = b'"[%b]"' % client_ip if b":" in client_ip else client_ip
     return b'for=%b;proto=%b;host="%b"' % (node, scheme, host)
+
+
+# Chunk framing (size lines with their extensions, CRLFs, trailers) beyond what the data paid for
+# is "excess"; more than this is refused (Go's net/http chunked reader has the same rule, with
+# 16 KiB): extensions cannot stream forever with no data, and one size line cannot grow far past
+# this size. httptools reports neither extensions nor line lengths (only ``on_chunk_header`` once
+# a size line has ended), so the connection measures framing as the bytes read during a chunked
+# body minus the data they carried.
+MAX_CHUNK_EXCESS = 4096
+
+
+def chunk_framing_excess(excess: int, framing: int, chunks: int, data: int) -> int:
+    """The excess after a read of ``framing`` framing bytes, ``chunks`` size lines and ``data``
+    data bytes: each chunk pays for 16 bytes of framing and each data byte for 2 (a size line
+    for a 1-byte chunk is ``1\\r\\n`` plus a CRLF after the data), never below zero."""
+    excess += framing - 16 * chunks - 2 * data
+    return max(0, excess)
 
 
 def _remove_dot_segments(path: str) -> str:

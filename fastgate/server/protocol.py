@@ -19,7 +19,14 @@ import httptools
 
 from fastgate import clock
 from fastgate.server.exchange import Exchange
-from fastgate.server.http1 import ProtocolError, canonical_host, error_response, normalize_target
+from fastgate.server.http1 import (
+    MAX_CHUNK_EXCESS,
+    ProtocolError,
+    canonical_host,
+    chunk_framing_excess,
+    error_response,
+    normalize_target,
+)
 from fastgate.server.request import Request
 from fastgate.server.tls import peer_certificate
 
@@ -41,13 +48,6 @@ class _StopParsing(Exception):
 _SPECIAL = frozenset(
     {b"host", b"transfer-encoding", b"content-length", b"connection", b"expect", b"x-forwarded-for", b"forwarded"}
 )
-
-# Chunk framing (size lines with their extensions, CRLFs, trailers) beyond what the data carried
-# is "excess"; each chunk allows 16 bytes and each data byte 2, and more than this much excess is
-# refused (Go's net/http rule): extensions cannot stream forever with no data, and one size line
-# cannot grow past about this size. httptools reports neither extensions nor line lengths, so
-# framing is measured as the bytes read during a chunked body minus the data they carried.
-MAX_CHUNK_EXCESS = 4096
 
 
 class HttpConnection(asyncio.Protocol):
@@ -515,8 +515,7 @@ class HttpConnection(asyncio.Protocol):
     def _meter_framing(self, req: Request, framing: int, carried: int) -> None:
         """Count ``framing`` bytes of chunk framing read with ``self.chunks`` size lines and
         ``carried`` data bytes."""
-        excess = self.chunk_excess + framing - 16 * self.chunks - 2 * carried
-        self.chunk_excess = excess if excess > 0 else 0
+        self.chunk_excess = chunk_framing_excess(self.chunk_excess, framing, self.chunks, carried)
         self.framing_bytes += framing
         if self.chunk_excess > MAX_CHUNK_EXCESS:
             self._refuse(400, "Chunk extensions or chunk framing too large for the data they carry")

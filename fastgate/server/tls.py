@@ -310,7 +310,7 @@ def forwarded_client_cert(peer: PeerCertificate) -> bytes:
         subject = peer.x509.subject.rfc4514_string().replace("\\", "\\\\").replace('"', '\\"')
         text = f'Hash={peer.sha256};Subject="{subject}"'
         # A header value holds no control characters (a subject could): they are escaped.
-        value = "".join(c if " " <= c < "\x7f" else "\\x%02x" % ord(c) for c in text).encode()
+        value = "".join(c if " " <= c < "\x7f" else f"\\x{ord(c):02x}" for c in text).encode()
         peer.memo[_XFCC] = value
     return value
 
