@@ -152,3 +152,28 @@ def test_path_parameters_inside_the_listen_path_are_refused_even_when_allowed(gw
     status, _ = get(gw, "/matrix;v=1/cars")
     assert status == 400
     assert up.seen() == []
+
+
+def test_granular_access_sees_the_canonical_path(gw, up):
+    right = {
+        "api_id": "private",
+        "api_name": "private",
+        "versions": ["Default"],
+        "allowed_urls": [{"url": "^/api/private/open$", "methods": ["GET"]}],
+    }
+    r = requests.post(
+        gw.url + "/tyk/keys/create",
+        json={"access_rights": {"private": right}},
+        headers={"X-Tyk-Authorization": SECRET},
+        timeout=5,
+    )
+    assert r.status_code == 200, r.text
+    auth = f"Authorization: {r.json()['key']}\r\n"
+    for target in ("/api/private/%6Fpen", "/api//private/open", "/api/private/x/../open"):
+        status, body = get(gw, target, auth)
+        assert status == 200, (target, body)
+        assert body["path"] == "/api/private/open"
+    for target in ("/api/private/%73ecret", "/api/private/open/..//secret"):
+        status, body = get(gw, target, auth)
+        assert status == 403, (target, body)
+    assert [r["path"] for r in up.seen()] == ["/api/private/open"] * 3
