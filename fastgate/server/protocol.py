@@ -175,7 +175,7 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._refuse(400, f"Malformed request: {exc}")
             return
-        if metered and self.parsing is req and self.messages == messages:
+        if metered and self.parsing is req and self.messages == messages and not self.closed:
             # Every byte of this read belonged to the chunked body: what was not data was framing.
             carried = req.body_received - received  # type: ignore[union-attr]
             self._meter_framing(req, len(data) - carried, carried)  # type: ignore[arg-type]
