@@ -184,7 +184,9 @@ def normalize_target(target: bytes) -> tuple[str, str, str]:
     path, _, query = text.partition("?")
     if "#" in path:
         raise ProtocolError(400, "Malformed request target: fragment")
-    return host, canonical_path(path), query
+    if "%" in path or "\\" in path or "//" in path or "/." in path:
+        path = canonical_path(path)  # the common plain path skips even the call
+    return host, path, query
 
 
 def canonical_path(path: str) -> str:
