@@ -50,6 +50,15 @@ class HttpServerOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     upstream_idle_timeout: float = 30.0  # pooled upstream connection unused for this long is closed
     shutdown_grace_period: float = 15.0
     max_header_bytes: int = 65536
+    max_header_count: int = 100  # request header fields (trailers apart); beyond it 431, like Envoy and HAProxy
+    # A request body must arrive at this average rate (bytes/s) once the grace period from its
+    # first byte is over (Apache's mod_reqtimeout MinRate): a trickle cannot hold a connection,
+    # however often each byte re-arms read_timeout. 0 turns the check off.
+    min_request_body_rate: int = 1024
+    request_body_rate_grace: float = 10.0
+    # Set X-Forwarded-Client-Cert (Envoy's Hash=...;Subject="...") from the verified client
+    # certificate; a client's own X-Forwarded-Client-Cert is always dropped.
+    set_forwarded_client_cert: bool = False
     max_request_body_bytes: int = 0  # 0 = unlimited
     max_pipelined_requests: int = 32
     max_upstream_connections_per_host: int = 0  # 0 = unlimited; beyond it requests wait for a free one
@@ -268,6 +277,12 @@ def _check(config: Config, source: str) -> None:
             problems.append(f"http_server_options.{name}: must be greater than 0")
     if opts.max_header_bytes < 1024:
         problems.append("http_server_options.max_header_bytes: must be at least 1024")
+    if opts.max_header_count < 1:
+        problems.append("http_server_options.max_header_count: must be at least 1")
+    if opts.min_request_body_rate < 0 or opts.request_body_rate_grace < 0:
+        problems.append(
+            "http_server_options.min_request_body_rate and request_body_rate_grace: must be 0 (off) or more"
+        )
     if opts.max_request_body_bytes < 0:
         problems.append("http_server_options.max_request_body_bytes: must be 0 (unlimited) or more")
     if opts.max_pipelined_requests < 1:

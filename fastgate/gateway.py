@@ -26,10 +26,15 @@ from fastgate.observe.access_log import AccessLog
 from fastgate.pipeline import CompiledApi, Denial, compile_api
 from fastgate.router import Router
 from fastgate.server.exchange import CHECKING, LOCAL, Exchange
-from fastgate.server.http1 import HOP_BY_HOP
+from fastgate.server.http1 import (
+    HOP_BY_HOP,
+    forwarded_element,
+    path_parameters_refusal,
+    without_path_parameters,
+)
 from fastgate.server.protocol import HttpConnection
 from fastgate.server.request import Request
-from fastgate.server.tls import TlsTerminator
+from fastgate.server.tls import TlsTerminator, forwarded_client_cert
 from fastgate.upstream import PoolSet
 
 __all__ = ["Gateway"]
@@ -37,7 +42,10 @@ __all__ = ["Gateway"]
 log = logging.getLogger("fastgate")
 
 # Hop-by-hop headers, and the headers the gateway sets itself: a client's own copies are dropped
-# (X-Forwarded-For is kept and extended), and the upstream framing is always ours.
+# (X-Forwarded-For and Forwarded are kept and extended), and the upstream framing is always ours.
+# Also dropped: what only a TLS-terminating proxy may say about the client certificate, and the
+# URL-override headers some frameworks obey (IIS, Symfony, Zend) that would route the upstream
+# past the path the gateway checked.
 _DROP_FROM_CLIENT = HOP_BY_HOP | {
     b"host",
     b"content-length",
@@ -45,10 +53,31 @@ _DROP_FROM_CLIENT = HOP_BY_HOP | {
     b"x-forwarded-for",
     b"x-forwarded-proto",
     b"x-forwarded-host",
+    b"forwarded",
+    b"x-forwarded-client-cert",
+    b"x-client-cert",
+    b"x-original-url",
+    b"x-rewrite-url",
 }
 # Method override headers make many frameworks run another method than the one checked here: they
 # reach the upstream only from APIs that allow them (``allow_method_override``, fastgate.access).
 _DROP_WITH_OVERRIDES = _DROP_FROM_CLIENT | METHOD_OVERRIDE_HEADERS
+_SSL_CLIENT_PREFIX = b"x-ssl-client-"  # nginx/Apache's X-SSL-Client-Verify, -S-DN, -Cert, ...
+
+
+def _dropped_from_client(lname: bytes) -> bool:
+    """Whether a client header (lower-case name) never reaches the upstream. Names are also
+    read with "_" as "-": CGI-style servers (nginx with underscores_in_headers, WSGI, PHP) fold
+    ``Transfer_Encoding`` onto ``Transfer-Encoding``."""
+    folded = lname.replace(b"_", b"-")
+    return folded in _DROP_WITH_OVERRIDES or folded.startswith(_SSL_CLIENT_PREFIX)
+
+
+# Each header name's verdict, decided once: a request costs one dict lookup per header, as the
+# plain set lookup did. Bounded, so random names cannot grow it without limit.
+_DROP_VERDICTS: dict[bytes, bool] = {name: True for name in _DROP_WITH_OVERRIDES}
+_MAX_VERDICTS = 4096
+_KEEP_NONE: frozenset[bytes] = frozenset()
 
 ADMIN_BODY_LIMIT = 10 * 1024 * 1024
 
@@ -146,11 +175,25 @@ class Gateway:
         host = req.host
         if ":" in host and not host.endswith("]"):
             host = host.rsplit(":", 1)[0]
-        match = self.router.match(host, path)
+        if ";" not in path:
+            match = self.router.match(host, path)
+            if match is None:
+                return False
+            api, req.listen_base = match
+            # Endpoint lists and method overrides pick the stage set (fastgate.access).
+            req.api = api if api.select is None else api.select(req)
+            return True
+        # Routing matches the path an upstream that drops ";" parameters would read; the API
+        # found decides whether the parameters may reach it at all.
+        match = self.router.match(host, without_path_parameters(path))
         if match is None:
             return False
         api, req.listen_base = match
-        # Endpoint lists and method overrides pick the stage set (fastgate.access).
+        refusal = path_parameters_refusal(path, req.listen_base, api.spec.allow_path_parameters)
+        if refusal is not None:
+            req.api = api
+            req.error = (400, refusal)
+            return True
         req.api = api if api.select is None else api.select(req)
         return True
 
@@ -160,20 +203,34 @@ class Gateway:
         api = exchange.api
         assert api is not None
         listed = req.conn_tokens
-        drop = _DROP_FROM_CLIENT if api.spec.access.allow_method_override else _DROP_WITH_OVERRIDES
+        keep = METHOD_OVERRIDE_HEADERS if api.spec.access.allow_method_override else _KEEP_NONE
         out = [b"%b %b HTTP/1.1\r\n" % (req.method.encode(), api.upstream_path(req).encode())]
+        verdicts = _DROP_VERDICTS
         for name, value in req.headers:
             lname = name.lower()
-            if lname in drop or (listed is not None and lname in listed):
+            dropped = verdicts.get(lname)
+            if dropped is None:
+                dropped = _dropped_from_client(lname)
+                if len(verdicts) < _MAX_VERDICTS:
+                    verdicts[lname] = dropped
+            if (dropped and lname not in keep) or (listed is not None and lname in listed):
                 continue
             out.append(b"%b: %b\r\n" % (name, value))
         host = req.host.encode() if api.spec.preserve_host_header and req.host else api.upstream.host_header
         client_ip = req.client_ip.encode()
         forwarded_for = req.forwarded_for + b", " + client_ip if req.forwarded_for else client_ip
+        scheme = req.scheme.encode()
+        request_host = req.host.encode()
+        forwarded = forwarded_element(client_ip, scheme, request_host)
+        if req.forwarded:
+            forwarded = req.forwarded + b", " + forwarded
         out.append(
-            b"Host: %b\r\nX-Forwarded-For: %b\r\nX-Forwarded-Proto: %b\r\nX-Forwarded-Host: %b\r\n"
-            % (host, forwarded_for, req.scheme.encode(), req.host.encode())
+            b"Host: %b\r\nX-Forwarded-For: %b\r\nX-Forwarded-Proto: %b\r\nX-Forwarded-Host: %b\r\nForwarded: %b\r\n"
+            % (host, forwarded_for, scheme, request_host, forwarded)
         )
+        peer = req.peer_cert
+        if self.options.set_forwarded_client_cert and peer is not None and not peer.expired():
+            out.append(b"X-Forwarded-Client-Cert: %b\r\n" % forwarded_client_cert(peer))
         if req.chunked:
             out.append(b"Transfer-Encoding: chunked\r\n\r\n")
         elif req.content_length is not None:

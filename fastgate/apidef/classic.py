@@ -57,6 +57,7 @@ class _Classic(msgspec.Struct, kw_only=True):
     auth_configs: dict[str, _AuthConfig] | None = None
     version_data: _VersionData | None = None
     max_request_body_bytes: int | None = None  # fastgate's own; Tyk uses global_size_limit
+    allow_path_parameters: bool | None = None  # fastgate's own: ";" path parameters pass
 
 
 def decode_classic(raw: dict[str, Any], source: str) -> ApiSpec:
@@ -83,13 +84,14 @@ def decode_classic(raw: dict[str, Any], source: str) -> ApiSpec:
         strip_listen_path=bool(proxy.strip_listen_path),
         target_url=target_url,
         preserve_host_header=bool(proxy.preserve_host_header),
-        domain=(api.domain or "").lower(),
+        domain=(api.domain or "").lower().rstrip("."),  # requests' hosts lose a trailing dot too
         use_keyless=bool(api.use_keyless),
         use_standard_auth=bool(api.use_standard_auth),
         strip_auth_data=bool(api.strip_auth_data),
         auth_configs=_auth_configs(api),
         max_request_body_bytes=_size_limit(api),
         access=access,
+        allow_path_parameters=bool(api.allow_path_parameters),
         format="classic",
         source=source,
         raw=raw,

@@ -7,6 +7,7 @@ import socket
 from urllib.parse import urlsplit
 
 from fastgate.apidef.spec import ApiSpec, DefinitionError
+from fastgate.server.http1 import ProtocolError, canonical_path
 
 __all__ = ["MAX_ID_LENGTH", "check_api_id", "check_listen_path", "check_target_url", "check_upstream_host"]
 
@@ -73,7 +74,11 @@ def check_listen_path(field: str, listen_path: str | None) -> str:
         listen_path = "/" + listen_path
     if any(seg in (".", "..") for seg in listen_path.split("/")) or "\\" in listen_path:
         raise DefinitionError(field, f"{listen_path!r} contains dot segments or backslashes")
-    return listen_path
+    try:
+        # Requests are routed on their canonical path: a listen path is matched in the same form.
+        return canonical_path(listen_path)
+    except ProtocolError as exc:
+        raise DefinitionError(field, f"{listen_path!r}: {exc.message}") from None
 
 
 def check_target_url(field: str, target_url: str | None) -> str:

@@ -48,6 +48,7 @@ class _Server(msgspec.Struct, kw_only=True):
     # Older documents write a plain string, newer ones {enabled, name}.
     customDomain: str | _Domain | None = None
     authentication: _Authentication | None = None
+    allowPathParameters: bool | None = None  # fastgate's own: ";" path parameters pass
 
 
 class _Upstream(msgspec.Struct, kw_only=True):
@@ -108,6 +109,7 @@ def decode_oas(raw: dict[str, Any], source: str) -> ApiSpec:
         auth_configs=_api_key_sources(raw),
         max_request_body_bytes=_size_limit(ext),
         access=access,
+        allow_path_parameters=bool(server.allowPathParameters),
         format="oas",
         source=source,
         raw=raw,
@@ -125,10 +127,11 @@ def _size_limit(ext: _Extension) -> int:
 
 
 def _domain(custom: str | _Domain | None) -> str:
+    # Requests' hosts lose a trailing dot (fastgate.server.http1.canonical_host): so do domains.
     if isinstance(custom, str):
-        return custom.lower()
+        return custom.lower().rstrip(".")
     if custom is not None and custom.enabled is not False and custom.name:
-        return custom.name.lower()
+        return custom.name.lower().rstrip(".")
     return ""
 
 

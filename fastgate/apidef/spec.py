@@ -81,6 +81,8 @@ class ApiSpec(msgspec.Struct, frozen=True, kw_only=True):
     strip_auth_data: bool = False
     auth_configs: dict[str, AuthSource] = {}
     max_request_body_bytes: int = 0  # 0: the gateway-wide limit applies
+    # fastgate's own: ";" path parameters reach this API's upstream (refused with 400 otherwise).
+    allow_path_parameters: bool = False
     format: Literal["classic", "oas"] = "classic"
     source: str = ""  # the file it came from, for messages
     access: AccessRules = AccessRules()  # IP lists, endpoint lists, API rate limit (fastgate.apidef.access)

@@ -14,6 +14,7 @@ or repeated Host on HTTP/1.1, and request targets that are not origin- or absolu
 
 from __future__ import annotations
 
+import re
 import time
 from email.utils import formatdate
 from http import HTTPStatus
@@ -24,6 +25,13 @@ __all__ = [
     "ProtocolError",
     "error_response",
     "normalize_target",
+    "canonical_path",
+    "canonical_host",
+    "forwarded_element",
+    "chunk_framing_excess",
+    "MAX_CHUNK_EXCESS",
+    "path_parameters_refusal",
+    "without_path_parameters",
     "http_date",
     "chunk",
     "LAST_CHUNK",
@@ -149,10 +157,9 @@ def simple_response(
 def normalize_target(target: bytes) -> tuple[str, str, str]:
     """Split a request target into ``(host_from_target, path, query)`` with the path made canonical.
 
-    The path that routing and policies see must be the path the upstream receives, so dot
-    segments are resolved here; encoded dots, encoded slashes, backslashes and anything that
-    climbs above the root are refused rather than guessed at.
-    Raises ``ProtocolError(400)`` for anything else.
+    The path that routing and policies see must be the path the upstream receives, so it is made
+    canonical here, once (see ``canonical_path``). The query is left as sent.
+    Raises ``ProtocolError(400)`` for a target that is neither origin- nor absolute-form.
     """
     host = ""
     if not target.startswith(b"/"):
@@ -177,19 +184,160 @@ def normalize_target(target: bytes) -> tuple[str, str, str]:
     path, _, query = text.partition("?")
     if "#" in path:
         raise ProtocolError(400, "Malformed request target: fragment")
+    if "%" in path or "\\" in path or "//" in path or "/." in path:
+        path = canonical_path(path)  # the common plain path skips even the call
+    return host, path, query
+
+
+def canonical_path(path: str) -> str:
+    """The one form of ``path`` that routing, policies and the upstream all see.
+
+    - percent-encoded unreserved characters are decoded (RFC 3986 §6.2.2.2: ``%61`` is ``a``),
+      other escapes kept with upper-case hex digits (§6.2.2.1: ``%3f`` is ``%3F``);
+    - empty segments are merged (``//`` is ``/``, as nginx's ``merge_slashes``);
+    - dot segments are resolved (§5.2.4).
+
+    Refused with ``ProtocolError(400)``: ``%00``, malformed escapes (``%ZZ``, a lone ``%``,
+    ``%u0061``), encoded dots, slashes and backslashes (decoding them would change the path's
+    structure behind the listen path's back), backslashes, dot segments carrying ``;``
+    parameters, and a path that climbs above the root. ``;`` path parameters are kept: whether an
+    API accepts them is decided once it is routed (``path_parameters_refusal``).
+
+    A path without ``%``, ``\\``, ``//`` or ``/.`` is returned as it is, after four substring scans.
+    """
     if "%" in path:
-        lowered = path.lower()
-        if "%2e" in lowered or "%2f" in lowered or "%5c" in lowered:
-            raise ProtocolError(400, "Encoded dot segments, slashes or backslashes are not allowed in the path")
+        path = _canonical_escapes(path)
     if "\\" in path:
         raise ProtocolError(400, "Backslashes are not allowed in the path")
-    if "/.;" in path or "/..;" in path:
-        # "..;x" is a parent segment to Tomcat and Spring (path parameters are dropped before
-        # resolving) but an ordinary name to us: the upstream would climb where routing did not.
-        raise ProtocolError(400, "Dot segments with path parameters are not allowed in the path")
+    if "//" in path:
+        path = _SLASH_RUN.sub("/", path)
     if "/." in path:
+        if "/.;" in path or "/..;" in path:
+            # "..;x" is a parent segment to Tomcat and Spring (path parameters are dropped before
+            # resolving) but an ordinary name to us: the upstream would climb where routing did not.
+            raise ProtocolError(400, "Dot segments with path parameters are not allowed in the path")
         path = _remove_dot_segments(path)
-    return host, path, query
+    return path
+
+
+PATH_PARAMETERS_REFUSED = "Path parameters (';') are not allowed in the path of this API"
+
+
+def path_parameters_refusal(path: str, listen_base: str, allowed: bool) -> str | None:
+    """Why ``path`` (canonical, routed to an API at ``listen_base``) is refused for its ``;``
+    parameters, or ``None``. Upstreams such as Tomcat and Spring drop them before matching, so
+    ``/api/private;x/y`` would be ``/api/private/y`` there: only an API that says its upstream
+    expects them receives them, and never inside its listen path (routing matched the path with
+    parameters removed)."""
+    if not allowed:
+        return PATH_PARAMETERS_REFUSED
+    n = len(listen_base)
+    if path.startswith(listen_base) and (len(path) == n or path[n] == "/"):
+        return None
+    return "Path parameters (';') are not allowed in the listen path"
+
+
+def without_path_parameters(path: str) -> str:
+    """``path`` with every segment's ``;`` parameters removed: what routing matches on."""
+    return "/".join(segment.partition(";")[0] for segment in path.split("/"))
+
+
+_SLASH_RUN = re.compile("/{2,}")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_~")
+_HEX = "0123456789ABCDEFabcdef"
+
+
+def _escape_table() -> dict[str, str]:
+    """Every two-character string after a ``%`` that is valid, mapped to what replaces
+    ``%`` + it; the refused ones map to their error message prefixed with ``!``."""
+    table: dict[str, str] = {}
+    for hi in _HEX:
+        for lo in _HEX:
+            pair = hi + lo
+            char = chr(int(pair, 16))
+            if char == "\0":
+                table[pair] = "!A %00 (NUL) escape is not allowed in the path"
+            elif char in "./\\":
+                table[pair] = "!Encoded dot segments, slashes or backslashes are not allowed in the path"
+            elif char in _UNRESERVED:
+                table[pair] = char
+            else:
+                table[pair] = "%" + pair.upper()
+    return table
+
+
+_ESCAPES = _escape_table()
+
+
+def _canonical_escapes(path: str) -> str:
+    parts = path.split("%")
+    out = [parts[0]]
+    for part in parts[1:]:
+        replacement = _ESCAPES.get(part[:2])
+        if replacement is None:
+            raise ProtocolError(400, "Malformed percent-encoding in the path: '%' must be followed by two hex digits")
+        if replacement[0] == "!":
+            raise ProtocolError(400, replacement[1:])
+        out.append(replacement)
+        out.append(part[2:])
+    return "".join(out)
+
+
+# A Host (RFC 9110 §7.2, RFC 3986 §3.2.2): a bracketed IP literal or a reg-name of unreserved
+# and sub-delim characters (no "%": percent-encoded host names are not served), then an optional
+# port. Lower-case already. Anything else (spaces, "@", "/", "?", "#", "\\") could be read as
+# another authority by whatever parses it next.
+_HOST = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9._~!$&'()*+,;=-]*)(?::(.*))?")
+_HOSTS: dict[str, str] = {}
+
+
+def canonical_host(host: str) -> str:
+    """``host`` (a lower-cased Host header or absolute-form authority) checked and made canonical:
+    a trailing dot removed (``api.test.`` is ``api.test``). Raises ``ProtocolError(400)`` naming
+    what is wrong. Results are remembered: a gateway sees few distinct hosts."""
+    found = _HOSTS.get(host)
+    if found is not None:
+        return found
+    if len(host) > 255:
+        raise ProtocolError(400, "Invalid Host header: longer than 255 bytes")
+    match = _HOST.fullmatch(host)
+    if match is None:
+        raise ProtocolError(400, "Invalid Host header: not a host name or IP address with an optional port")
+    name, port = match.groups()
+    if port is not None and not (port.isascii() and port.isdigit() and len(port) <= 5 and int(port) <= 65535):
+        raise ProtocolError(400, "Invalid Host header: the port is not a number from 0 to 65535")
+    if name.endswith(".") and name.strip("."):
+        name = name.rstrip(".")
+    canonical = name if port is None else name + ":" + port
+    if len(_HOSTS) >= 4096:
+        _HOSTS.clear()
+    _HOSTS[host] = canonical
+    return canonical
+
+
+def forwarded_element(client_ip: bytes, scheme: bytes, host: bytes) -> bytes:
+    """This hop's ``Forwarded`` element (RFC 7239 §4): ``for=...;proto=...;host="..."``. An IPv6
+    address is bracketed and quoted (§6); the host is always quoted (a port's ":" is not a token
+    character) and holds no quote or backslash (``canonical_host`` checked it)."""
+    node = b'"[%b]"' % client_ip if b":" in client_ip else client_ip
+    return b'for=%b;proto=%b;host="%b"' % (node, scheme, host)
+
+
+# Chunk framing (size lines with their extensions, CRLFs, trailers) beyond what the data paid for
+# is "excess"; more than this is refused (Go's net/http chunked reader has the same rule, with
+# 16 KiB): extensions cannot stream forever with no data, and one size line cannot grow far past
+# this size. httptools reports neither extensions nor line lengths (only ``on_chunk_header`` once
+# a size line has ended), so the connection measures framing as the bytes read during a chunked
+# body minus the data they carried.
+MAX_CHUNK_EXCESS = 4096
+
+
+def chunk_framing_excess(excess: int, framing: int, chunks: int, data: int) -> int:
+    """The excess after a read of ``framing`` framing bytes, ``chunks`` size lines and ``data``
+    data bytes: each chunk pays for 16 bytes of framing and each data byte for 2 (a size line
+    for a 1-byte chunk is ``1\\r\\n`` plus a CRLF after the data), never below zero."""
+    excess += framing - 16 * chunks - 2 * data
+    return max(0, excess)
 
 
 def _remove_dot_segments(path: str) -> str:

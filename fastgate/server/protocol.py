@@ -19,7 +19,14 @@ import httptools
 
 from fastgate import clock
 from fastgate.server.exchange import Exchange
-from fastgate.server.http1 import ProtocolError, error_response, normalize_target
+from fastgate.server.http1 import (
+    MAX_CHUNK_EXCESS,
+    ProtocolError,
+    canonical_host,
+    chunk_framing_excess,
+    error_response,
+    normalize_target,
+)
 from fastgate.server.request import Request
 from fastgate.server.tls import peer_certificate
 
@@ -39,7 +46,7 @@ class _StopParsing(Exception):
 
 
 _SPECIAL = frozenset(
-    {b"host", b"transfer-encoding", b"content-length", b"connection", b"expect", b"x-forwarded-for"}
+    {b"host", b"transfer-encoding", b"content-length", b"connection", b"expect", b"x-forwarded-for", b"forwarded"}
 )
 
 
@@ -64,6 +71,12 @@ class HttpConnection(asyncio.Protocol):
         "closed",
         "head_size",
         "host_count",
+        "header_count",
+        "body_started",
+        "paused_at",
+        "chunks",
+        "chunk_excess",
+        "framing_bytes",
         "read_deadline",
         "read_kind",
         "write_deadline",
@@ -91,6 +104,12 @@ class HttpConnection(asyncio.Protocol):
         self.closed = False
         self.head_size = 0
         self.host_count = 0
+        self.header_count = 0
+        self.body_started = 0.0  # when the current body's first byte came (minimum-rate check)
+        self.paused_at = 0.0  # when we stopped reading: our pauses are not the client's slowness
+        self.chunks = 0  # chunk-size lines in the current read
+        self.chunk_excess = 0  # framing not paid for by data, in the current chunked body
+        self.framing_bytes = 0  # chunk framing bytes of the current body, counted as body
         self.read_deadline = 0.0
         self.read_kind = IDLE
         self.write_deadline = 0.0
@@ -131,6 +150,11 @@ class HttpConnection(asyncio.Protocol):
             self.read_kind = HEAD
             self.read_deadline = clock.now + self.gateway.options.read_header_timeout
         messages = self.messages
+        req = self.parsing
+        metered = req is not None and req.chunked and self.parsing_exchange is not None
+        if metered:
+            received = req.body_received  # type: ignore[union-attr]
+            self.chunks = 0
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -151,7 +175,11 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._refuse(400, f"Malformed request: {exc}")
             return
-        if self.parsing is not None and self.parsing_exchange is None and self.messages == messages:
+        if metered and self.parsing is req and self.messages == messages and not self.closed:
+            # Every byte of this read belonged to the chunked body: what was not data was framing.
+            carried = req.body_received - received  # type: ignore[union-attr]
+            self._meter_framing(req, len(data) - carried, carried)  # type: ignore[arg-type]
+        elif self.parsing is not None and self.parsing_exchange is None and self.messages == messages:
             # A head still in progress, and every byte of this read belongs to it (no request
             # ended in it): llhttp holds an unfinished header line in memory and reports it
             # only when it ends, so the raw bytes are what bounds it, pipelined or not.
@@ -184,6 +212,10 @@ class HttpConnection(asyncio.Protocol):
         req.peer_cert = self.peer_cert
         self.head_size = 0
         self.host_count = 0
+        self.header_count = 0
+        self.body_started = 0.0
+        self.chunk_excess = 0
+        self.framing_bytes = 0
         if self.read_kind != HEAD and self.active is None:
             self.read_kind = HEAD
             self.read_deadline = clock.now + self.gateway.options.read_header_timeout
@@ -203,6 +235,9 @@ class HttpConnection(asyncio.Protocol):
         self.head_size += len(name) + len(value) + 4
         if self.head_size > self.gateway.options.max_header_bytes:
             raise ProtocolError(431, "Request header fields too large")
+        self.header_count += 1
+        if self.header_count > self.gateway.options.max_header_count:
+            raise ProtocolError(431, "Too many request header fields")
         req = self.parsing
         req.headers.append((name, value))  # type: ignore[union-attr]
         lname = name.lower()
@@ -231,8 +266,12 @@ class HttpConnection(asyncio.Protocol):
             if limit and req.content_length is not None and req.content_length > limit:
                 req.error = (413, "Request is too large")
                 req.keep_alive = False
-        if req.conn_tokens is not None and b"x-forwarded-for" in req.conn_tokens:
-            req.forwarded_for = b""  # the client made its own chain hop-by-hop; ours stays
+        if req.conn_tokens is not None:
+            # The client made its own chain hop-by-hop; ours stays.
+            if b"x-forwarded-for" in req.conn_tokens:
+                req.forwarded_for = b""
+            if b"forwarded" in req.conn_tokens:
+                req.forwarded = b""
         if not req.keep_alive:
             self.final_seen = True
         exchange = Exchange(self, req)
@@ -253,13 +292,18 @@ class HttpConnection(asyncio.Protocol):
         exchange = self.parsing_exchange
         if req is None or exchange is None:
             return
+        if not req.body_received:
+            self.body_started = clock.now
         req.body_received += len(body)
         self.read_deadline = clock.now + self.gateway.options.read_timeout
         limit = exchange.api.max_body_bytes if exchange.api is not None else self.gateway.admin_body_limit
-        if limit and req.body_received > limit:
+        if limit and req.body_received + self.framing_bytes > limit:
             # Chunked bodies have no announced length; they are cut off when they cross it.
             raise ProtocolError(413, "Request is too large")
         exchange.feed_body(body)
+
+    def on_chunk_header(self) -> None:
+        self.chunks += 1
 
     def on_message_complete(self) -> None:
         req = self.parsing
@@ -376,13 +420,19 @@ class HttpConnection(asyncio.Protocol):
         now -= clock.slack
         if self.read_deadline and not self.reading_paused and now > self.read_deadline:
             self._read_timed_out()
+        elif self.body_started and self.read_kind == BODY and not self.reading_paused:
+            opts = self.gateway.options
+            rate = opts.min_request_body_rate
+            req = self.parsing
+            if rate and req is not None and now > self.body_started + opts.request_body_rate_grace + req.body_received / rate:
+                self._read_timed_out("Request body arrived too slowly")
         if self.write_paused and now > self.write_deadline:
             self.abort()
             return
         if self.active is not None:
             self.active.check_deadline(now)
 
-    def _read_timed_out(self) -> None:
+    def _read_timed_out(self, message: str = "Request timed out") -> None:
         self.read_deadline = 0.0
         kind = self.read_kind
         if kind == IDLE:
@@ -392,7 +442,7 @@ class HttpConnection(asyncio.Protocol):
             if self.active is not None:
                 self.active.cancel()
                 self.active = None
-            self.write(error_response(408, "Request timed out", keep_alive=False))
+            self.write(error_response(408, message, keep_alive=False))
             self.close()
         else:
             self.abort()
@@ -423,9 +473,13 @@ class HttpConnection(asyncio.Protocol):
             # new protocol's bytes; we never switch protocols, so its body would be parsed as
             # requests of its own (a front proxy would see one request where we see two).
             raise ProtocolError(400, "Upgrade is not supported on a request with a body")
+        if req.host:
+            req.host = canonical_host(req.host)
         target_host, req.path, req.query = normalize_target(req.target)
         if target_host:
-            req.host = target_host
+            if self.scheme == "http" and req.target[:6].lower() == b"https:":
+                raise ProtocolError(400, "An https:// request target was sent to a plain HTTP listener")
+            req.host = canonical_host(target_host)
 
     def _refuse(self, status: int, message: str) -> None:
         """The byte stream is broken: answer in order, then close; never read again."""
@@ -458,6 +512,18 @@ class HttpConnection(asyncio.Protocol):
         else:
             self.queue.append(exchange)
 
+    def _meter_framing(self, req: Request, framing: int, carried: int) -> None:
+        """Count ``framing`` bytes of chunk framing read with ``self.chunks`` size lines and
+        ``carried`` data bytes."""
+        self.chunk_excess = chunk_framing_excess(self.chunk_excess, framing, self.chunks, carried)
+        self.framing_bytes += framing
+        if self.chunk_excess > MAX_CHUNK_EXCESS:
+            self._refuse(400, "Chunk extensions or chunk framing too large for the data they carry")
+            return
+        limit = req.api.max_body_bytes if req.api is not None else self.gateway.admin_body_limit
+        if limit and req.body_received + self.framing_bytes > limit:
+            self._refuse(413, "Request is too large")
+
     def _refresh_read_deadline(self) -> None:
         # Time spent paused by us is not the client's slowness.
         if self.read_kind == BODY:
@@ -469,12 +535,15 @@ class HttpConnection(asyncio.Protocol):
         self.blocked |= reason
         if not self.reading_paused and self.transport is not None and not self.closed:
             self.reading_paused = True
+            self.paused_at = clock.now
             self.transport.pause_reading()
 
     def _unblock(self, reason: int) -> None:
         self.blocked &= ~reason
         if not self.blocked and self.reading_paused and not self.closed:
             self.reading_paused = False
+            if self.body_started:
+                self.body_started += clock.now - self.paused_at
             self._refresh_read_deadline()
             self.transport.resume_reading()  # type: ignore[union-attr]
 
@@ -503,3 +572,5 @@ def _special_header(conn: HttpConnection, req: Request, lname: bytes, value: byt
         req.expect_continue = True
     elif lname == b"x-forwarded-for":
         req.forwarded_for = value if not req.forwarded_for else req.forwarded_for + b", " + value
+    elif lname == b"forwarded":
+        req.forwarded = value if not req.forwarded else req.forwarded + b", " + value

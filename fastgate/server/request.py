@@ -41,6 +41,7 @@ class Request:
         "error",
         "conn_tokens",
         "forwarded_for",
+        "forwarded",
         "response_headers",
         "body_tap",
     )
@@ -70,6 +71,7 @@ class Request:
         self.error: tuple[int, str] | None = None
         self.conn_tokens: list[bytes] | None = None  # header names the client's Connection lists
         self.forwarded_for = b""  # the client's own X-Forwarded-For chain, if any
+        self.forwarded = b""  # the client's own Forwarded chain (RFC 7239), if any
         # Headers stages add to the client's response (rate-limit and quota headers).
         self.response_headers: list[tuple[bytes, bytes]] | None = None
         # Sees each body piece before it is forwarded (fastgate.auth.body): HMAC digests,

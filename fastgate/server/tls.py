@@ -301,7 +301,22 @@ class PeerCertificate:
         return not window[0] <= now <= window[1]
 
 
+def forwarded_client_cert(peer: PeerCertificate) -> bytes:
+    """The ``X-Forwarded-Client-Cert`` value for ``peer``, in Envoy's format:
+    ``Hash=<sha256 of the leaf's DER, hex>;Subject="<RFC 4514 subject>"``. Made once per
+    connection."""
+    value = peer.memo.get(_XFCC)
+    if value is None:
+        subject = peer.x509.subject.rfc4514_string().replace("\\", "\\\\").replace('"', '\\"')
+        text = f'Hash={peer.sha256};Subject="{subject}"'
+        # A header value holds no control characters (a subject could): they are escaped.
+        value = "".join(c if " " <= c < "\x7f" else f"\\x{ord(c):02x}" for c in text).encode()
+        peer.memo[_XFCC] = value
+    return value
+
+
 _VALIDITY: Final = object()
+_XFCC: Final = object()
 _VERIFIED_CHAINS: dict[str, tuple[bytes, ...]] = {}  # leaf sha256 -> verified path, for resumptions
 _MAX_CHAINS: Final = 4096
 
