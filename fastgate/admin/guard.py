@@ -19,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections import OrderedDict
-from typing import Iterable
+from collections.abc import Iterable
 
 __all__ = ["ControlHosts", "SecretThrottle", "host_name"]
 
@@ -36,7 +36,7 @@ def host_name(host: str) -> str:
         return host[1:end] if end > 0 else ""
     if host.count(":") == 1:
         host = host.split(":", 1)[0]
-    return host[:-1] if host.endswith(".") else host
+    return host.removesuffix(".")
 
 
 class ControlHosts:
@@ -63,7 +63,7 @@ class ControlHosts:
 class SecretThrottle:
     """Failed Gateway API secrets per client address, in fixed windows, with bounded memory."""
 
-    __slots__ = ("clients", "limit", "window", "capacity", "failed_total")
+    __slots__ = ("capacity", "clients", "failed_total", "limit", "window")
 
     def __init__(self, limit: int = MAX_FAILURES, window: float = WINDOW_SECONDS,
                  capacity: int = MAX_CLIENTS) -> None:

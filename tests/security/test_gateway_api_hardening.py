@@ -18,7 +18,14 @@ import tomllib
 
 import pytest
 
-from tests.support.procs import ROOT, SECRET, Gateway, classic_api, free_port, write_config
+from tests.support.procs import (
+    ROOT,
+    SECRET,
+    Gateway,
+    classic_api,
+    free_port,
+    write_config,
+)
 from tests.support.raw import RawClient
 
 ADMIN_HEADER = f"X-Tyk-Authorization: {SECRET}\r\n"
@@ -67,7 +74,8 @@ def test_a_weak_or_published_secret_stops_start_up(tmp_path, secret):
     out = fastgate("run", "--config", str(config), timeout=20)
     assert out.returncode != 0
     assert "secret:" in out.stderr
-    assert secret not in out.stderr  # the refused value is not echoed
+    if secret != "secret":  # (the word itself is in every message)
+        assert secret not in out.stderr  # the refused value is not echoed
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
     # The same refusal from `fastgate check`, and from a FASTGATE_SECRET override.
@@ -80,9 +88,9 @@ def test_a_weak_or_published_secret_stops_start_up(tmp_path, secret):
 def test_make_run_generates_a_private_secret_once_and_the_gateway_takes_it(tmp_path, upstream):
     # The command `make run` runs (read from the Makefile, so the two cannot drift apart).
     makefile = (ROOT / "Makefile").read_text()
-    recipe = re.search(r"^run:.*\n\t(.+)$", makefile, re.M).group(1)
+    recipe = re.search(r"^run:.*\n\t(.+)$", makefile, re.MULTILINE).group(1)
     assert "fastgate secret --file $(SECRET_FILE)" in recipe and 'FASTGATE_SECRET="$$secret"' in recipe
-    secret_file = re.search(r"^SECRET_FILE := (\S+)$", makefile, re.M).group(1)
+    secret_file = re.search(r"^SECRET_FILE := (\S+)$", makefile, re.MULTILINE).group(1)
     ignored = subprocess.run(["git", "check-ignore", "-q", secret_file], cwd=ROOT)
     assert ignored.returncode == 0, f"{secret_file} must be git-ignored"
 
@@ -243,7 +251,8 @@ def test_key_ids_with_quotes_backslashes_or_control_characters_are_400(store_gw,
     for method, body in (("POST", key_body()), ("PUT", key_body()), ("GET", None), ("DELETE", None)):
         status, answer = store_gw.admin(method, f"/tyk/keys/{quoted}", body)
         assert status == 400, (method, status, answer)
-        assert "key" in answer["message"], answer
+        # An encoded backslash is refused by the listener already ({"error": ...}).
+        assert "key id" in answer["message"] if "message" in answer else "error" in answer, answer
     # A good key still works on the same gateway afterwards.
     status, answer = store_gw.admin("POST", "/tyk/keys/create", key_body())
     assert status == 200, answer
