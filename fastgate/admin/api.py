@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from urllib.parse import parse_qs
 
@@ -150,15 +151,29 @@ class AdminApi:
     # ---- endpoints ---------------------------------------------------------------------------
 
     async def hello(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
+        """Tyk's health check: ``pass``, or ``fail`` with 503 while the Redis store is unreachable
+        (one PING per call, bounded by the store's timeout; memory stores have no component)."""
         gw = self.gateway
-        return 200, {
-            "status": "pass",
+        details: dict[str, Any] = {
+            "apis": {"status": "pass", "loaded": len(gw.apis), "rejected": len(gw.load_problems)},
+        }
+        status = "pass"
+        store = gw.state.get("store")
+        if store is not None and not gw.config.storage.url.startswith("memory:"):
+            checked = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+            try:
+                await store.ping()
+                details["redis"] = {"status": "pass", "componentType": "datastore", "time": checked}
+            except gw.state.get("unavailable_errors", ()) as exc:  # type: ignore[misc]
+                status = "fail"
+                details["redis"] = {"status": "fail", "componentType": "datastore", "time": checked,
+                                    "output": f"Redis is not reachable: {exc}"}
+        details["uptime_seconds"] = int(time.time() - gw.started_at)
+        return (200 if status == "pass" else 503), {
+            "status": status,
             "version": __version__,
             "description": "fastgate",
-            "details": {
-                "apis": {"status": "pass", "loaded": len(gw.apis), "rejected": len(gw.load_problems)},
-                "uptime_seconds": int(time.time() - gw.started_at),
-            },
+            "details": details,
         }
 
     async def health(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
