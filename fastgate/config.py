@@ -227,6 +227,8 @@ PUBLISHED_SECRETS = frozenset({
     "352d20ee67be67f6340b4c0605b044b7", "foo", "secret", "changeme", "change-me", "change_me",
     "topsecret", "password", "admin", "test", "tyk", "tyk-secret", "your-secret", "yoursecret",
     "mysecret", "my-secret", "12345678901234567890", "1234567890123456", "0123456789abcdef",
+    "foo-secret", "your-secret-key", "your-secret-key-change-me", "change-me-in-production",
+    "changeme-changeme", "{your-secret}",
 })
 MIN_SECRET_LENGTH = 16
 

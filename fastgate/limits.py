@@ -45,7 +45,8 @@ US: Final = 1_000_000
 #   2**32 s (136 years) that holds until the year 2119;
 # - the quota TTL is `quota_renewal_rate` * 1000 ms, an exact integer while <= 2**53;
 # - `quota_max` and the counter are compared as doubles: exact up to 2**53 - 1;
-# - `rate` is the X-RateLimit-Limit (an int) and divides `per`: finite, at most 2**53.
+# - `rate` is the X-RateLimit-Limit (an int) and divides `per`: finite, at most 2**53 (-1, as in
+#   Tyk, and 0 mean no limit).
 # The memory store runs the same arithmetic, so both stores get the same bounds.
 MAX_EXACT: Final = 2**53 - 1
 MAX_PER_SECONDS: Final = 2**32
@@ -198,8 +199,9 @@ def limit_problems(holder: Any) -> list[str]:
 
 def _check_rate(limit: Any, where: str, problems: list[str]) -> None:
     rate, per = limit.rate, limit.per
-    if not (math.isfinite(rate) and 0 <= rate <= MAX_RATE):
-        problems.append(f"{where}rate: must be a number from 0 (no limit) to {MAX_RATE}, got {rate!r}")
+    # -1 is Tyk's "unlimited" (its own policy samples use it); other negatives are mistakes.
+    if not (math.isfinite(rate) and (0 <= rate <= MAX_RATE or rate == -1)):
+        problems.append(f"{where}rate: must be a number from 0 to {MAX_RATE} (0 or -1: no limit), got {rate!r}")
     if not (math.isfinite(per) and 0 <= per <= MAX_PER_SECONDS):
         problems.append(f"{where}per: must be a number of seconds from 0 (no limit) to {MAX_PER_SECONDS}, got {per!r}")
 

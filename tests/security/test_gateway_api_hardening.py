@@ -264,7 +264,7 @@ LIMIT_CASES = [
     ("per", 1e300),
     ("per", 2**33),
     ("per", -1),
-    ("rate", -1),
+    ("rate", -2),
     ("rate", 1e300),
     ("quota_max", 2**63),
     ("quota_max", 2**53 + 1),

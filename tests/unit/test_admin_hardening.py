@@ -77,7 +77,7 @@ def session(**fields):
     return SessionState(**fields)
 
 
-@pytest.mark.parametrize("field,value", [("rate", -1), ("rate", math.inf), ("rate", math.nan), ("per", -0.5),
+@pytest.mark.parametrize("field,value", [("rate", -2), ("rate", -0.5), ("rate", math.inf), ("rate", math.nan), ("per", -0.5),
                                          ("per", 1e300), ("per", MAX_PER_SECONDS + 1), ("quota_max", 2**53),
                                          ("quota_renewal_rate", MAX_RENEWAL_SECONDS + 1)])
 def test_limit_problems_name_the_field(field, value):
@@ -93,14 +93,14 @@ def test_limits_inside_access_rights_and_endpoints():
     problems = limit_problems(msgspec.convert(raw, SessionState))
     assert problems == [
         "access_rights.a.limit.per: must be a number of seconds from 0 (no limit) to 4294967296, got 1e+300",
-        "access_rights.a.endpoints[0].methods[0].limit.rate: must be a number from 0 (no limit) to 9007199254740992, got -2",
+        "access_rights.a.endpoints[0].methods[0].limit.rate: must be a number from 0 to 9007199254740992 (0 or -1: no limit), got -2",
     ]
 
 
 def test_limits_at_the_bounds_pass():
     assert limit_problems(session(rate=2**53, per=MAX_PER_SECONDS, quota_max=2**53 - 1,
                                   quota_renewal_rate=MAX_RENEWAL_SECONDS)) == []
-    assert limit_problems(session(quota_max=-1, quota_renewal_rate=-1)) == []
+    assert limit_problems(session(rate=-1, per=1, quota_max=-1, quota_renewal_rate=-1)) == []
 
 
 def test_policy_file_problems():
