@@ -13,7 +13,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from urllib.parse import parse_qs
 
@@ -124,7 +124,7 @@ class AdminApi:
             return await handler(req, body, params)
         raise ApiError(404, "Not found")
 
-    def _guard(self, req: "Request") -> None:
+    def _guard(self, req: Request) -> None:
         """Refuse a throttled client (429) or a missing or wrong secret (403, counted)."""
         now = time.monotonic()
         client = req.client_ip
@@ -160,7 +160,7 @@ class AdminApi:
         status = "pass"
         store = gw.state.get("store")
         if store is not None and not gw.config.storage.url.startswith("memory:"):
-            checked = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+            checked = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
             try:
                 await store.ping()
                 details["redis"] = {"status": "pass", "componentType": "datastore", "time": checked}

@@ -491,7 +491,7 @@ class Revocations:
     unless ``http_server_options.allow_expired_crl`` is on (``fail_closed`` off).
     """
 
-    __slots__ = ("by_issuer", "next_update", "sources", "fail_closed", "_checked_at")
+    __slots__ = ("_checked_at", "by_issuer", "fail_closed", "next_update", "sources")
 
     def __init__(self, by_issuer: dict[bytes, frozenset[int]], next_update: float = float("inf"),
                  sources: tuple[Path, ...] = (), fail_closed: bool = False) -> None:
