@@ -1,4 +1,5 @@
-# fastgate: `make run` starts the gateway on conf/fastgate.toml, `make test` runs every test.
+# fastgate: `make run` starts the gateway on conf/fastgate.toml (with the secret of
+# conf/local.secret, generated on first use), `make test` runs every test.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -14,8 +15,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
+# The Gateway API secret lives in a git-ignored file, generated (random) on the first run and
+# printed with how to use it; the gateway gets it as FASTGATE_SECRET.
+SECRET_FILE := conf/local.secret
+
 run: install
-	$(BIN)/fastgate run --config conf/fastgate.toml
+	@secret=$$($(BIN)/fastgate secret --file $(SECRET_FILE)) && FASTGATE_SECRET="$$secret" exec $(BIN)/fastgate run --config conf/fastgate.toml
 
 check: install
 	$(BIN)/fastgate check --config conf/fastgate.toml

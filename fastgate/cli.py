@@ -1,17 +1,58 @@
-"""Command line: ``fastgate run|check|version``."""
+"""Command line: ``fastgate run|check|secret|version``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import secrets
 import sys
+from pathlib import Path
 
 from fastgate import __version__
-from fastgate.config import Config, ConfigError, load_config
+from fastgate.config import Config, ConfigError, load_config, secret_problem
 
 __all__ = ["main"]
 
 DEFAULT_CONFIG = "conf/fastgate.toml"
+DEFAULT_SECRET_FILE = "conf/local.secret"  # git-ignored; `make run` passes it as FASTGATE_SECRET
+
+
+def local_secret(path: Path) -> tuple[str, bool]:
+    """The secret in ``path`` and whether it was just created (32 random hex digits, mode 0600).
+
+    Raises ``ValueError`` when the file holds a secret the gateway would refuse.
+    """
+    try:
+        secret = path.read_text().strip()
+        created = False
+    except FileNotFoundError:
+        secret = secrets.token_hex(16)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secret + "\n")
+        created = True
+    problem = secret_problem(secret) if secret else "secret: the file is empty"
+    if problem:
+        raise ValueError(f"{path}: {problem}")
+    return secret, created
+
+
+def print_local_secret(path: Path, *, quiet: bool = False) -> int:
+    """``fastgate secret``: the secret on standard output, how to use it on standard error."""
+    try:
+        secret, created = local_secret(path)
+    except (OSError, ValueError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(secret)
+    if not quiet:
+        print(f"Gateway API secret {'generated into' if created else 'read from'} {path} (keep it private).\n"
+              f"Call the Gateway API from this machine with it, for example:\n"
+              f"  curl -H 'X-Tyk-Authorization: {secret}' http://localhost:8080/tyk/apis",
+              file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,12 +63,18 @@ def main(argv: list[str] | None = None) -> int:
     run_p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="TOML config file")
     check_p = sub.add_parser("check", help="validate the config, API definitions and policies")
     check_p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="TOML config file")
+    secret_p = sub.add_parser("secret", help="print the Gateway API secret kept in a local file, "
+                                             "generating a random one the first time")
+    secret_p.add_argument("--file", "-f", default=DEFAULT_SECRET_FILE, help="where the secret is kept")
+    secret_p.add_argument("--quiet", "-q", action="store_true", help="print only the secret")
     sub.add_parser("version", help="print the version")
     args = parser.parse_args(argv)
 
     if args.command == "version":
         print(f"fastgate {__version__}")
         return 0
+    if args.command == "secret":
+        return print_local_secret(Path(args.file), quiet=args.quiet)
     try:
         config = load_config(args.config)
     except ConfigError as exc:

@@ -22,7 +22,7 @@ from fastgate.validation import split_error
 
 __all__ = [
     "Config", "ConfigError", "HttpServerOptions", "SecurityConfig", "ServerCertificate", "load_config",
-    "config_from_mapping",
+    "config_from_mapping", "secret_problem",
 ]
 
 
@@ -71,6 +71,8 @@ class HttpServerOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     max_version: int | str = ""  # empty: the newest OpenSSL offers
     ssl_ciphers: list[str] = []  # TLS 1.2 suites, IANA (Tyk) or OpenSSL names; empty: OpenSSL's
     crl_file: str = ""  # PEM/DER CRL(s) checked for every API that reads client certificates
+    # A CRL past its nextUpdate fails closed (handshakes needing it are refused); true: use it anyway.
+    allow_expired_crl: bool = False
 
 
 class PoliciesConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -122,6 +124,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     app_path: str = "apps"
     control_api_port: int = 0  # 0: the Gateway API answers under /tyk/ on the main listener
     control_api_address: str = "127.0.0.1"
+    # Host names (besides loopback ones) for which /tyk/ answers on the main listener.
+    control_api_hostnames: list[str] = []
     workers: int = 1
     hash_keys: bool = True
     hash_key_function: str = "sha256"
@@ -241,8 +245,36 @@ def _describe(exc: msgspec.ValidationError) -> str:
 _BASIC_AUTH_HASHES = ("", "bcrypt", "sha256", "murmur32", "murmur64", "murmur128", "plain")
 
 
+# Secrets published in Tyk's docs and samples (tyk.conf examples) and the usual placeholders:
+# a gateway started with one of them has a Gateway API anyone can drive.
+PUBLISHED_SECRETS = frozenset({
+    "352d20ee67be67f6340b4c0605b044b7", "foo", "secret", "changeme", "change-me", "change_me",
+    "topsecret", "password", "admin", "test", "tyk", "tyk-secret", "your-secret", "yoursecret",
+    "mysecret", "my-secret", "12345678901234567890", "1234567890123456", "0123456789abcdef",
+    "foo-secret", "your-secret-key", "your-secret-key-change-me", "change-me-in-production",
+    "changeme-changeme", "{your-secret}",
+})
+MIN_SECRET_LENGTH = 16
+
+
+def secret_problem(secret: str) -> str | None:
+    """Why ``secret`` cannot guard the Gateway API, or None; "" (API off) is fine."""
+    if not secret:
+        return None
+    if secret.lower() in PUBLISHED_SECRETS:
+        return ("secret: this value is published (Tyk's docs and samples use it); generate one,"
+                " e.g. `python -c 'import secrets; print(secrets.token_hex(16))'`")
+    if len(secret) < MIN_SECRET_LENGTH:
+        return (f"secret: must be at least {MIN_SECRET_LENGTH} characters (or empty to switch"
+                " the Gateway API off)")
+    return None
+
+
 def _check(config: Config, source: str) -> None:
     problems = []
+    secret = secret_problem(config.secret)
+    if secret:
+        problems.append(secret)
     if not 0 <= config.listen_port <= 65535:
         problems.append(f"listen_port: {config.listen_port} is not a TCP port")
     if not 0 <= config.control_api_port <= 65535:

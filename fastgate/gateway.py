@@ -19,6 +19,7 @@ from typing import Any
 from fastgate import clock
 from fastgate.access import METHOD_OVERRIDE_HEADERS
 from fastgate.admin.api import AdminApi
+from fastgate.admin.guard import ControlHosts
 from fastgate.apidef.loader import load_api_dir
 from fastgate.apidef.spec import DefinitionError
 from fastgate.config import Config
@@ -102,6 +103,7 @@ class Gateway:
         self.upstream_timeout = opts.upstream_timeout
         self.admin_body_limit = ADMIN_BODY_LIMIT
         self.admin_on_main = config.control_api_port == 0
+        self.control_hosts = ControlHosts(config.control_api_hostnames)
         self.under_supervisor = under_supervisor
         self.servers: list[asyncio.AbstractServer] = []
         self.closing = False
@@ -169,7 +171,12 @@ class Gateway:
     def route(self, req: Request) -> bool:
         """Find the API for ``req`` (or mark it local); ``False`` when nothing serves it."""
         path = req.path
-        if path == "/hello" or (self.admin_on_main and (path.startswith("/tyk/") or path == "/tyk")):
+        if path == "/hello" or (
+            self.admin_on_main
+            and (path.startswith("/tyk/") or path == "/tyk")
+            # Any other Host sees /tyk/ as an ordinary path: a web page cannot reach the API.
+            and self.control_hosts.allows(req.host)
+        ):
             req.api = None
             return True
         host = req.host

@@ -30,7 +30,7 @@ __all__ = [
     "DEFAULT_MIN_TOKEN_LENGTH", "HASH_ALGORITHMS", "UnknownHashAlgorithm", "generate_token",
     "hash_bytes", "hash_token", "lookup_candidates", "min_token_length", "murmur3_32",
     "murmur3_x64_128", "storage_key_id", "token_hash_algo", "token_id", "token_org",
-    "too_short",
+    "too_short", "unsafe_id",
 ]
 
 HASH_ALGORITHMS: Final = ("murmur32", "murmur64", "murmur128", "sha256")
@@ -38,6 +38,15 @@ DEFAULT_MIN_TOKEN_LENGTH: Final = 3  # Tyk's value when `min_token_length` is 0
 _FALLBACK_TOKEN_ALGO: Final = "murmur64"  # what Tyk writes into `h` for an unknown algorithm
 _B64_JSON_PREFIX: Final = "ey"  # base64 of '{"'
 _BSON_ID_LEN: Final = 24
+
+
+_UNSAFE_ID_CHARS: Final = frozenset('"\\\x7f') | frozenset(chr(c) for c in range(32))
+
+
+def unsafe_id(value: str) -> bool:
+    """True when an org or key id holds `"`, `\\` or a control character: a JSON token built
+    from it would be ambiguous (or not JSON), and such ids have no business in a header."""
+    return not _UNSAFE_ID_CHARS.isdisjoint(value)
 
 
 class UnknownHashAlgorithm(ValueError):

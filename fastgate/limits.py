@@ -23,7 +23,8 @@ TTL while renewal is configured (Tyk's "expired" state) starts a new period.
 
 from __future__ import annotations
 
-from typing import Final
+import math
+from typing import Any, Final
 
 import msgspec
 
@@ -32,11 +33,25 @@ from fastgate.session import SessionState
 
 __all__ = [
     "QuotaDecision", "RateDecision", "RateParams", "endpoint_key_suffix", "gcra_step",
-    "limit_names", "quota_decision", "quota_key", "quota_step", "rate_decision",
+    "limit_names", "limit_problems", "quota_decision", "quota_key", "quota_step", "rate_decision",
     "rate_limit_key", "rate_params", "rate_state_ttl_ms",
 ]
 
 US: Final = 1_000_000
+
+# What the Redis Lua limiter can run (Lua numbers are doubles, exact up to 2**53, and Redis turns
+# a number argument into a string with %.17g, so a PX of 1e17 ms or more is no integer):
+# - the TAT is now + `per` in µs and must stay below 2**53 µs to stay exact: with `per` at most
+#   2**32 s (136 years) that holds until the year 2119;
+# - the quota TTL is `quota_renewal_rate` * 1000 ms, an exact integer while <= 2**53;
+# - `quota_max` and the counter are compared as doubles: exact up to 2**53 - 1;
+# - `rate` is the X-RateLimit-Limit (an int) and divides `per`: finite, at most 2**53 (-1, as in
+#   Tyk, and 0 mean no limit).
+# The memory store runs the same arithmetic, so both stores get the same bounds.
+MAX_EXACT: Final = 2**53 - 1
+MAX_PER_SECONDS: Final = 2**32
+MAX_RATE: Final = 2**53
+MAX_RENEWAL_SECONDS: Final = 2**53 // 1000
 
 
 # Results are frozen msgspec Structs: 0.3 µs to build against 2.6 µs for a frozen dataclass,
@@ -156,3 +171,44 @@ def limit_names(key_id: str, session: SessionState) -> tuple[list[str], list[str
                 suffix = endpoint_key_suffix(method.name, endpoint.path)
                 rates.append(rate_limit_key(key_id, right.allowance_scope, suffix))
     return quotas, list(dict.fromkeys(rates))
+
+
+def limit_problems(holder: Any) -> list[str]:
+    """What is wrong with the limits of a session or a policy, as "field: problem" strings.
+
+    Checks the top-level `rate`, `per`, `quota_max`, `quota_renewal_rate`, the same in every
+    access right's `limit`, and every endpoint / JSON-RPC / MCP rate limit, against the bounds
+    above; empty when both stores can run every limit.
+    """
+    problems: list[str] = []
+    _check_rate(holder, "", problems)
+    _check_quota(holder, "", problems)
+    for api_id, right in holder.access_rights.items():
+        where = f"access_rights.{api_id}."
+        _check_rate(right.limit, where + "limit.", problems)
+        _check_quota(right.limit, where + "limit.", problems)
+        for i, endpoint in enumerate(right.endpoints):
+            for j, method in enumerate(endpoint.methods):
+                _check_rate(method.limit, f"{where}endpoints[{i}].methods[{j}].limit.", problems)
+        for i, rpc in enumerate(right.json_rpc_methods):
+            _check_rate(rpc.limit, f"{where}json_rpc_methods[{i}].limit.", problems)
+        for i, prim in enumerate(right.mcp_primitives):
+            _check_rate(prim.limit, f"{where}mcp_primitives[{i}].limit.", problems)
+    return problems
+
+
+def _check_rate(limit: Any, where: str, problems: list[str]) -> None:
+    rate, per = limit.rate, limit.per
+    # -1 is Tyk's "unlimited" (its own policy samples use it); other negatives are mistakes.
+    if not (math.isfinite(rate) and (0 <= rate <= MAX_RATE or rate == -1)):
+        problems.append(f"{where}rate: must be a number from 0 to {MAX_RATE} (0 or -1: no limit), got {rate!r}")
+    if not (math.isfinite(per) and 0 <= per <= MAX_PER_SECONDS):
+        problems.append(f"{where}per: must be a number of seconds from 0 (no limit) to {MAX_PER_SECONDS}, got {per!r}")
+
+
+def _check_quota(limit: Any, where: str, problems: list[str]) -> None:
+    if not -MAX_EXACT <= limit.quota_max <= MAX_EXACT:
+        problems.append(f"{where}quota_max: must be at most {MAX_EXACT} (-1: unlimited), got {limit.quota_max}")
+    if not -MAX_EXACT <= limit.quota_renewal_rate <= MAX_RENEWAL_SECONDS:
+        problems.append(f"{where}quota_renewal_rate: must be at most {MAX_RENEWAL_SECONDS} seconds,"
+                        f" got {limit.quota_renewal_rate}")

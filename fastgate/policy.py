@@ -29,6 +29,8 @@ from typing import Any, Final, Literal, Mapping, Sequence
 import msgspec
 import orjson
 
+from fastgate.keys import unsafe_id
+from fastgate.limits import limit_problems
 from fastgate.session import (
     AccessControlRules, AccessDefinition, AccessSpec, APILimit, Endpoint, EndpointMethod,
     GraphqlType, JSONRPCMethodLimit, MCPPrimitiveLimit, Number, RateLimit, RateLimitSmoothing,
@@ -40,7 +42,7 @@ __all__ = [
     "MIXED_PER_API", "Policy", "PolicyApplier", "PolicyError", "PolicyPartitions",
     "apply_policies",
     "decode_policy", "decode_policy_file", "encode_policy", "expiry_for_new_key",
-    "load_policy_dir", "merge_allowed_urls", "merge_endpoint_limits",
+    "load_policy_dir", "merge_allowed_urls", "merge_endpoint_limits", "policy_problems",
 ]
 
 MIXED_PER_API: Final = ("cannot apply multiple policies when some have per_api set and some are "
@@ -539,6 +541,12 @@ def _copy(value: Any) -> Any:
 # Loading
 
 
+def policy_problems(policy: Policy) -> list[str]:
+    """What the stores could not run in a decoded policy ("field: problem"); empty when fine."""
+    problems = ["org_id: may not contain '\"', '\\' or control characters"] if unsafe_id(policy.org_id) else []
+    return problems + limit_problems(policy)
+
+
 def decode_policy(data: bytes | str | Mapping[str, Any]) -> Policy:
     """One policy from JSON (or an already parsed object). Raises msgspec errors when invalid."""
     obj = orjson.loads(data) if isinstance(data, bytes | str) else data
@@ -586,6 +594,10 @@ def decode_policy_file(data: bytes | str, default_id: str = "", *,
         except msgspec.ValidationError as exc:
             at, what = split_error(exc)
             problems.append(f"{where}{at or '(policy)'}: {what}")
+            continue
+        bad = policy_problems(policy)
+        if bad:
+            problems.extend(where + p for p in bad)
             continue
         pid = (policy.id or key) if single else (key or policy.id)
         if not pid:

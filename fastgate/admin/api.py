@@ -13,12 +13,15 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from urllib.parse import parse_qs
 
 import orjson
 
 from fastgate import __version__
+from fastgate.admin.guard import SecretThrottle
+from fastgate.observe.access_log import redact_path
 from fastgate.server.http1 import simple_response
 from fastgate.validation import split_error
 
@@ -39,10 +42,11 @@ FORBIDDEN = "Attempted administrative access with invalid or missing key!"
 class ApiError(Exception):
     """A Gateway API refusal: ``{"status": "error", "message": ...}`` with ``status``."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 class AdminApi:
@@ -51,6 +55,7 @@ class AdminApi:
     def __init__(self, gateway: "Gateway") -> None:
         self.gateway = gateway
         self.secret = gateway.config.secret.encode()
+        self.throttle = SecretThrottle()
         # pattern segments -> {method: handler}
         self.routes: list[tuple[tuple[str, ...], dict[str, Handler]]] = []
         self.add("GET", "/tyk/reload", self.reload)
@@ -82,22 +87,24 @@ class AdminApi:
     async def respond(self, exchange: "Exchange", body: bytes) -> None:
         """Answer one local request and finish ``exchange``."""
         req = exchange.req
+        extra: tuple[tuple[bytes, bytes], ...] = ()
         try:
             status, payload = await self.dispatch(req, body)
         except ApiError as exc:
             status, payload = exc.status, {"status": "error", "message": exc.message}
+            extra = exc.headers
         except self.gateway.state.get("unavailable_errors", ()) as exc:  # type: ignore[misc]
-            log.warning("Gateway API %s %s: store unavailable: %s", req.method, req.path, exc)
+            log.warning("Gateway API %s %s: store unavailable: %s", req.method, redact_path(req.path), exc)
             status, payload = 503, {"status": "error", "message": "The store is unavailable; nothing was changed"}
         except Exception:
-            log.exception("Gateway API handler failed for %s %s", req.method, req.path)
+            log.exception("Gateway API handler failed for %s %s", req.method, redact_path(req.path))
             status, payload = 500, {"status": "error", "message": "Internal error"}
         keep_alive = exchange.keep_alive and not exchange.client.closing
         if exchange.state == 5:  # the client went away while we worked
             return
         exchange.respond(
             status,
-            simple_response(status, orjson.dumps(payload), keep_alive=keep_alive),
+            simple_response(status, orjson.dumps(payload), keep_alive=keep_alive, extra=extra),
             keep_alive,
         )
 
@@ -105,8 +112,7 @@ class AdminApi:
         path = req.path.rstrip("/") or "/"
         if path == "/hello":
             return await self.hello(req, body, {})
-        if not self._authorised(req):
-            raise ApiError(403, FORBIDDEN)
+        self._guard(req)
         segments = tuple(path.strip("/").split("/"))
         for pattern, methods in self.routes:
             params = _bind(pattern, segments)
@@ -118,6 +124,24 @@ class AdminApi:
             return await handler(req, body, params)
         raise ApiError(404, "Not found")
 
+    def _guard(self, req: Request) -> None:
+        """Refuse a throttled client (429) or a missing or wrong secret (403, counted)."""
+        now = time.monotonic()
+        client = req.client_ip
+        wait = self.throttle.retry_after(client, now)
+        if wait:
+            raise ApiError(429, f"Too many failed attempts at the Gateway API secret; retry in {wait} seconds",
+                           ((b"Retry-After", str(wait).encode()),))
+        if self._authorised(req):
+            return
+        failures = self.throttle.failed(client, now)
+        # The presented value is never logged: it may be a near miss of the real secret.
+        log.warning("Gateway API: %s %s from %s refused: %s X-Tyk-Authorization (%d of %d allowed failures"
+                    " this minute; %d refused in all)", req.method, redact_path(req.path), client,
+                    "missing" if req.header(b"x-tyk-authorization") is None else "wrong",
+                    failures, self.throttle.limit, self.throttle.failed_total)
+        raise ApiError(403, FORBIDDEN)
+
     def _authorised(self, req: "Request") -> bool:
         presented = req.header(b"x-tyk-authorization")
         if not self.secret or presented is None:
@@ -127,15 +151,29 @@ class AdminApi:
     # ---- endpoints ---------------------------------------------------------------------------
 
     async def hello(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
+        """Tyk's health check: ``pass``, or ``fail`` with 503 while the Redis store is unreachable
+        (one PING per call, bounded by the store's timeout; memory stores have no component)."""
         gw = self.gateway
-        return 200, {
-            "status": "pass",
+        details: dict[str, Any] = {
+            "apis": {"status": "pass", "loaded": len(gw.apis), "rejected": len(gw.load_problems)},
+        }
+        status = "pass"
+        store = gw.state.get("store")
+        if store is not None and not gw.config.storage.url.startswith("memory:"):
+            checked = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+            try:
+                await store.ping()
+                details["redis"] = {"status": "pass", "componentType": "datastore", "time": checked}
+            except gw.state.get("unavailable_errors", ()) as exc:  # type: ignore[misc]
+                status = "fail"
+                details["redis"] = {"status": "fail", "componentType": "datastore", "time": checked,
+                                    "output": f"Redis is not reachable: {exc}"}
+        details["uptime_seconds"] = int(time.time() - gw.started_at)
+        return (200 if status == "pass" else 503), {
+            "status": status,
             "version": __version__,
             "description": "fastgate",
-            "details": {
-                "apis": {"status": "pass", "loaded": len(gw.apis), "rejected": len(gw.load_problems)},
-                "uptime_seconds": int(time.time() - gw.started_at),
-            },
+            "details": details,
         }
 
     async def health(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:

@@ -18,14 +18,15 @@ import secrets
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import msgspec
 import orjson
 
 from fastgate.admin.api import ApiError, json_object, malformed, query_params
 from fastgate.admin.certs import certificate_key_id, check_key_certificates
-from fastgate.keys import generate_token, lookup_candidates, min_token_length, storage_key_id
-from fastgate.limits import quota_key, rate_limit_key
+from fastgate.keys import generate_token, lookup_candidates, min_token_length, storage_key_id, unsafe_id
+from fastgate.limits import limit_problems, quota_key, rate_limit_key
 from fastgate.policy import PolicyError, expiry_for_new_key
 from fastgate.auth.passwords import PasswordTooLong, hash_password
 from fastgate.session import BasicAuthData, SessionState, decode_session, encode_session, to_wire
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 _HEX = re.compile(r"[0-9a-f]{8,128}")
+UNSAFE = "may not contain '\"', '\\' or control characters"
 MASTER_KEYS_REFUSED = "Failed to create key, keys must have at least one Access Rights record set."
 BASIC_USER_COLON = ("Failed to create key: a basic auth user name may not contain \":\" (RFC 7617: the "
                     "client sends user:password and the first colon ends the user name)")
@@ -81,7 +83,7 @@ class KeyEndpoints:
     async def create_named(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
         """``POST /tyk/keys/{key}``: a key with the caller's own id."""
         session = _decode(body)
-        custom = params["key"]
+        custom = _key_id(params["key"])
         if len(custom) < min_token_length(self.config.min_token_length):
             raise ApiError(400, f"Failed to create key, key must be at least "
                                 f"{min_token_length(self.config.min_token_length)} characters long")
@@ -229,6 +231,9 @@ class KeyEndpoints:
 
     async def _find(self, req: "Request", key: str, *, missing: str) -> tuple[str, SessionState]:
         query = query_params(req)
+        _key_id(key)
+        if unsafe_id(query.get("org_id", "")):
+            raise ApiError(400, f"Request malformed: org_id: {UNSAFE}")
         if query.get("hashed") in ("1", "true"):
             if not self.config.hash_keys:
                 raise ApiError(400, "Key requested by hash but key hashing is not enabled")
@@ -279,9 +284,22 @@ class KeyEndpoints:
 def _decode(body: bytes) -> SessionState:
     raw = json_object(body, "session (key)")
     try:
-        return msgspec.convert(raw, SessionState, strict=False)
+        session = msgspec.convert(raw, SessionState, strict=False)
     except msgspec.ValidationError as exc:
         raise malformed(exc) from None
+    problems = [f"org_id: {UNSAFE}"] if unsafe_id(session.org_id) else []
+    problems += limit_problems(session)
+    if problems:
+        raise ApiError(400, "Request malformed: " + "; ".join(problems))
+    return session
+
+
+def _key_id(key: str) -> str:
+    """``key`` (from the URL), or a 400 when it holds what no key id may, as sent or
+    percent-decoded (Tyk decodes the path, so ``%22`` is how a client sends a quote)."""
+    if unsafe_id(key) or ("%" in key and unsafe_id(unquote(key))):
+        raise ApiError(400, f"Request malformed: the key id {UNSAFE}")
+    return key
 
 
 def _rfc3339(now: float) -> str:

@@ -34,7 +34,7 @@ import msgspec
 import orjson
 
 from fastgate.admin.api import ApiError, json_object, malformed
-from fastgate.policy import Policy, decode_policy, decode_policy_file, encode_policy
+from fastgate.policy import Policy, decode_policy, decode_policy_file, encode_policy, policy_problems
 from fastgate.services import reload_policies
 from fastgate.store import CLUSTER_CHANNEL, NOTICE_POLICY_CHANGED, StoreError, encode_event
 
@@ -200,9 +200,13 @@ class PolicyEndpoints:
 def _decode(body: bytes) -> Policy:
     raw = json_object(body, "policy")
     try:
-        return decode_policy(raw)
+        policy = decode_policy(raw)
     except msgspec.ValidationError as exc:
         raise malformed(exc) from None
+    problems = policy_problems(policy)
+    if problems:
+        raise ApiError(400, "Request malformed: " + "; ".join(problems))
+    return policy
 
 
 def _policy_id(policy: Policy, url_id: str | None) -> str:

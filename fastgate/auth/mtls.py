@@ -484,15 +484,27 @@ class CrlError(ValueError):
 
 
 class Revocations:
-    """Revoked serial numbers by issuer, from one or more CRLs."""
+    """Revoked serial numbers by issuer, from one or more CRLs.
 
-    __slots__ = ("by_issuer",)
+    A list past its ``nextUpdate`` fails closed: every certificate checked against it counts as
+    revoked (and it is logged) until the file is renewed, which is noticed without a reload,
+    unless ``http_server_options.allow_expired_crl`` is on (``fail_closed`` off).
+    """
 
-    def __init__(self, by_issuer: dict[bytes, frozenset[int]]) -> None:
+    __slots__ = ("_checked_at", "by_issuer", "fail_closed", "next_update", "sources")
+
+    def __init__(self, by_issuer: dict[bytes, frozenset[int]], next_update: float = float("inf"),
+                 sources: tuple[Path, ...] = (), fail_closed: bool = False) -> None:
         self.by_issuer = by_issuer
+        self.next_update = next_update  # the earliest nextUpdate of the lists (unix seconds)
+        self.sources = sources
+        self.fail_closed = fail_closed
+        self._checked_at = 0.0
 
     def revoked(self, path: Iterable[x509.Certificate]) -> bool:
-        """True when a certificate of ``path`` is on a CRL of its issuer."""
+        """True when a certificate of ``path`` is on a CRL of its issuer (or the CRL is stale)."""
+        if self.stale():
+            return True
         by_issuer = self.by_issuer
         for cert in path:
             serials = by_issuer.get(cert.issuer.public_bytes())
@@ -502,10 +514,35 @@ class Revocations:
 
     def revoked_peer(self, peer: "PeerCertificate") -> bool:
         """``revoked`` for a connection's verified path, remembered on the connection."""
+        if self.stale():
+            return True
         found = peer.memo.get(self)
         if found is None:
             found = peer.memo[self] = self.revoked(peer.certificates)
         return bool(found)
+
+    def stale(self) -> bool:
+        """True while a list is past its nextUpdate and that fails closed."""
+        if not self.fail_closed or time.time() <= self.next_update:
+            return False
+        now = time.monotonic()
+        if now - self._checked_at < 1.0:
+            return True
+        self._checked_at = now  # re-read (a renewed file) and log at most once a second
+        try:
+            fresh = _load_all(self.sources)
+        except CrlError:
+            fresh = None
+        if fresh is not None and fresh.next_update > self.next_update:
+            self.by_issuer, self.next_update = fresh.by_issuer, fresh.next_update
+            if time.time() <= self.next_update:
+                log.warning("CRL %s renewed: client certificates are checked against it again",
+                            ", ".join(map(str, self.sources)))
+                return False
+        log.error("CRL %s is past its next update: every client certificate checked against it is refused"
+                  " until it is renewed (http_server_options.allow_expired_crl = true accepts it)",
+                  ", ".join(map(str, self.sources)))
+        return True
 
     def merged(self, other: "Revocations | None") -> "Revocations":
         if other is None:
@@ -513,7 +550,16 @@ class Revocations:
         by_issuer = dict(self.by_issuer)
         for issuer, serials in other.by_issuer.items():
             by_issuer[issuer] = by_issuer.get(issuer, frozenset()) | serials
-        return Revocations(by_issuer)
+        return Revocations(by_issuer, min(self.next_update, other.next_update), self.sources + other.sources,
+                           self.fail_closed or other.fail_closed)
+
+
+def _load_all(paths: Iterable[Path]) -> Revocations | None:
+    found: Revocations | None = None
+    for path in paths:
+        loaded = load_crl_file(path)
+        found = loaded if found is None else found.merged(loaded)
+    return found
 
 
 _crl_cache: dict[str, tuple[float, int, Revocations]] = {}
@@ -538,24 +584,29 @@ def load_crl_file(path: Path) -> Revocations:
     except ValueError as exc:
         raise CrlError(f"{path}: not a PEM or DER certificate revocation list ({exc})") from None
     by_issuer: dict[bytes, frozenset[int]] = {}
+    earliest = float("inf")
     for crl in crls:
         issuer = crl.issuer.public_bytes()
         by_issuer[issuer] = by_issuer.get(issuer, frozenset()) | frozenset(r.serial_number for r in crl)
         next_update = crl.next_update_utc
-        if next_update is not None and next_update.timestamp() < time.time():
-            log.warning("CRL %s of %s is past its next update (%s)", path, crl.issuer.rfc4514_string(), next_update)
-    revocations = Revocations(by_issuer)
+        if next_update is not None:
+            earliest = min(earliest, next_update.timestamp())
+            if next_update.timestamp() < time.time():
+                log.warning("CRL %s of %s is past its next update (%s)", path, crl.issuer.rfc4514_string(), next_update)
+    revocations = Revocations(by_issuer, earliest, (path,))
     _crl_cache[str(path)] = (stat.st_mtime, stat.st_size, revocations)
     return revocations
 
 
 def _revocations(settings: MtlsSettings, config: "Config") -> Revocations | None:
-    found: Revocations | None = None
-    for path in (config.http_server_options.crl_file, settings.crl_file):
-        if path:
-            loaded = load_crl_file(config.resolve(path))
-            found = loaded if found is None else found.merged(loaded)
-    return found
+    paths = [config.resolve(p) for p in (config.http_server_options.crl_file, settings.crl_file) if p]
+    if not paths:
+        return None
+    found = _load_all(paths)
+    assert found is not None
+    # A private copy: the cached lists are shared, and this one may be refreshed in place.
+    return Revocations(found.by_issuer, found.next_update, found.sources,
+                       not config.http_server_options.allow_expired_crl)
 
 
 # ---- helpers --------------------------------------------------------------------------------

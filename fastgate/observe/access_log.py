@@ -2,11 +2,15 @@
 
 Off by default (nothing is formatted per request unless it is switched on). Credentials never
 appear: only method, path (without the query string, which may carry an API key), status,
-API id, client address and duration.
+API id, client address and duration. Gateway API paths that carry a key or an OAuth client or
+token (``/tyk/keys/<key>``, ``/tyk/keys/policy/<key>``, ``/tyk/oauth/...``) are written with each
+such segment replaced by ``sha256:`` and the first 16 hex digits of its SHA-256 (``redact_path``),
+enough to match two lines about one key, never the key itself.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 from typing import IO, TYPE_CHECKING
@@ -18,7 +22,24 @@ if TYPE_CHECKING:
     from fastgate.config import AccessLogConfig
     from fastgate.server.exchange import Exchange
 
-__all__ = ["AccessLog"]
+__all__ = ["AccessLog", "redact_path"]
+
+# Literal words of the Gateway API's key and OAuth paths; every other segment there is a secret.
+_LITERAL_SEGMENTS = frozenset({
+    "tyk", "keys", "create", "preview", "policy", "oauth", "clients", "tokens", "refresh",
+    "revoke", "revoke_all", "authorize-client", "apis",
+})
+_SECRET_PREFIXES = ("/tyk/keys/", "/tyk/oauth/")
+
+
+def redact_path(path: str) -> str:
+    """``path`` with every key or OAuth id segment of a Gateway API path hashed (others as is)."""
+    if not path.startswith(_SECRET_PREFIXES):
+        return path
+    return "/".join(
+        s if not s or s in _LITERAL_SEGMENTS else "sha256:" + hashlib.sha256(s.encode()).hexdigest()[:16]
+        for s in path.split("/")
+    )
 
 
 class AccessLog:
@@ -46,7 +67,7 @@ class AccessLog:
             "time": time.time(),
             "client": req.client_ip,
             "method": req.method,
-            "path": req.path,
+            "path": redact_path(req.path),
             "status": exchange.status,
             "api_id": exchange.api.spec.api_id if exchange.api is not None else None,
             "duration_ms": round((time.monotonic() - exchange.started) * 1000, 1),

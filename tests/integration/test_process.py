@@ -369,7 +369,7 @@ def test_tyk_reload_needs_the_secret(make_gateway, upstream):
     for secret in (None, "wrong", SECRET + "x", SECRET[:-1], ""):
         with RawClient(gw.port) as c:
             header = "" if secret is None else f"X-Tyk-Authorization: {secret}\r\n"
-            resp = c.request("GET", "/tyk/reload", headers=header)
+            resp = c.request("GET", "/tyk/reload", host="localhost", headers=header)
         assert resp.status == 403, secret
         assert resp.header("content-type") == "application/json"
         assert json.loads(resp.body) == FORBIDDEN
@@ -382,7 +382,7 @@ def test_tyk_reload_picks_up_a_new_definition_while_a_connection_stays_open(make
         assert c.request("GET", "/k/echo").status == 200
         (gw.dir / "apps" / "added.json").write_text(json.dumps(classic_api("added", "/added/", upstream.url)))
         (gw.dir / "apps" / "broken.json").write_text("{")
-        resp = c.request("GET", "/tyk/reload", headers=f"X-Tyk-Authorization: {SECRET}\r\n")
+        resp = c.request("GET", "/tyk/reload", host="localhost", headers=f"X-Tyk-Authorization: {SECRET}\r\n")
         assert resp.status == 200
         assert json.loads(resp.body)["status"] == "ok"
         # One request, one reload (a body-less Gateway API request must be dispatched once).

@@ -28,7 +28,7 @@ def test_issue_keys_all_exist_with_tyk_names():
         {
             "listen_address": "0.0.0.0",
             "listen_port": 9000,
-            "secret": "s",
+            "secret": "s-0123456789abcdef",
             "app_path": "/defs",
             "policies": {"policy_path": "/pols"},
             "storage": {"url": "redis://127.0.0.1:6379/0"},
@@ -72,7 +72,7 @@ def test_environment_overrides_top_level_and_section_keys():
         {"listen_port": 8080, "http_server_options": {"idle_timeout": 30.0}},
         environ={
             "FASTGATE_LISTEN_PORT": "9100",
-            "FASTGATE_SECRET": "from-env",
+            "FASTGATE_SECRET": "from-env-0123456789",
             "FASTGATE_HASH_KEYS": "false",
             "FASTGATE_HTTP_SERVER_OPTIONS_IDLE_TIMEOUT": "2.5",
             "FASTGATE_HTTP_SERVER_OPTIONS_MAX_HEADER_BYTES": "4096",
@@ -82,7 +82,7 @@ def test_environment_overrides_top_level_and_section_keys():
         },
     )
     assert config.listen_port == 9100
-    assert config.secret == "from-env"
+    assert config.secret == "from-env-0123456789"
     assert config.hash_keys is False
     assert config.http_server_options.idle_timeout == 2.5
     assert config.http_server_options.max_header_bytes == 4096
