@@ -14,7 +14,7 @@ __all__ = ["extra_checks", "CHECKS"]
 
 def check_policies(config: Config, apis: list[ApiSpec]) -> list[str]:
     """Every policy file under ``policy_path`` decodes into valid policies."""
-    from fastgate.policy import load_policy_dir
+    from fastgate.sessions.policies import load_policy_dir
 
     if not config.policies.policy_path:
         return []

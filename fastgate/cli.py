@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
         stream=sys.stderr,
     )
-    from fastgate.server.runner import run
+    from fastgate.runner import run
 
     return run(config)
 

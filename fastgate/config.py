@@ -74,7 +74,7 @@ class StorageConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
 
 class JwksConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """JSON Web Key Sets of identity providers (``fastgate.auth.jwks``), seconds."""
+    """JSON Web Key Sets of identity providers (``fastgate.auth.jwt.jwks``), seconds."""
 
     cache_timeout: float = 240.0  # Tyk's jwks.cache.timeout; refreshed in the background at 80 %
     refetch_cooldown: float = 10.0  # least time between two fetches of one URL (unknown kid, retries)

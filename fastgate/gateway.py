@@ -22,14 +22,15 @@ from fastgate.apidef.loader import load_api_dir
 from fastgate.apidef.spec import DefinitionError
 from fastgate.config import Config
 from fastgate.observe.access_log import AccessLog
-from fastgate.pipeline import CompiledApi, Denial, compile_api
-from fastgate.router import Router
+from fastgate.pipeline.compile import CompiledApi, compile_api
+from fastgate.pipeline.stage import Denial
+from fastgate.pipeline.router import Router
 from fastgate.server.exchange import CHECKING, LOCAL, Exchange
-from fastgate.server.http1 import HOP_BY_HOP
+from fastgate.http.h1 import HOP_BY_HOP
 from fastgate.server.protocol import HttpConnection
-from fastgate.server.request import Request
+from fastgate.http.request import Request
 from fastgate.server.tls import TlsTerminator
-from fastgate.upstream import PoolSet
+from fastgate.server.upstream import PoolSet
 
 __all__ = ["Gateway"]
 

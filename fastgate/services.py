@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Awaitable, Callable
 
-from fastgate.certs import start_certificates
-from fastgate.policy import load_policy_dir
-from fastgate.sessions import SessionManager
+from fastgate.certs.store import start_certificates
+from fastgate.sessions.policies import load_policy_dir
+from fastgate.sessions.manager import SessionManager
 from fastgate.store import (
     CLUSTER_CHANNEL,
     NOTICE_GROUP_RELOAD,
@@ -96,8 +96,8 @@ def _where(url: str) -> str:
 
 
 async def start_jwt(gateway: "Gateway") -> None:
-    """JWKS fetched before the listener opens, JWT revocations loaded (``fastgate.auth.jwt_services``)."""
-    from fastgate.auth.jwt_services import start_jwt as start
+    """JWKS fetched before the listener opens, JWT revocations loaded (``fastgate.auth.jwt.services``)."""
+    from fastgate.auth.jwt.services import start_jwt as start
 
     await start(gateway)
 

@@ -19,13 +19,13 @@ from urllib.parse import parse_qs
 import orjson
 
 from fastgate import __version__
-from fastgate.server.http1 import simple_response
+from fastgate.http.h1 import simple_response
 from fastgate.validation import split_error
 
 if TYPE_CHECKING:
     from fastgate.gateway import Gateway
     from fastgate.server.exchange import Exchange
-    from fastgate.server.request import Request
+    from fastgate.http.request import Request
 
 __all__ = ["AdminApi", "ApiError", "Handler"]
 

@@ -47,7 +47,7 @@ from fastgate.apidef.spec import ApiSpec, DefinitionError
 if TYPE_CHECKING:
     from fastgate.admin.api import AdminApi
     from fastgate.gateway import Gateway
-    from fastgate.server.request import Request
+    from fastgate.http.request import Request
 
 __all__ = ["register"]
 

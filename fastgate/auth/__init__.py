@@ -13,8 +13,8 @@ from typing import Any, Callable
 from fastgate.apidef.spec import ApiSpec, AuthSource
 from fastgate.auth.body import CREDENTIALS_BODY_LIMIT, BodyTap
 from fastgate.auth.sources import strip_credentials
-from fastgate.pipeline import Stage
-from fastgate.server.request import Request
+from fastgate.pipeline.stage import Stage
+from fastgate.http.request import Request
 
 __all__ = ["compile_auth", "compile_body_tap", "compile_strip_auth", "METHOD_COMPILERS"]
 
@@ -24,7 +24,7 @@ MethodCompiler = Callable[[ApiSpec, Any], tuple[Stage, ...]]
 def _method_compilers() -> list[MethodCompiler]:
     from fastgate.auth.basic import compile_basic_auth
     from fastgate.auth.hmac import compile_hmac_auth
-    from fastgate.auth.jwt import compile_jwt_auth
+    from fastgate.auth.jwt.stage import compile_jwt_auth
     from fastgate.auth.token import compile_token_auth
 
     return [compile_basic_auth, compile_hmac_auth, compile_jwt_auth, compile_token_auth]

@@ -13,7 +13,7 @@ from typing import Callable
 from urllib.parse import unquote_plus
 
 from fastgate.apidef.spec import AuthSource
-from fastgate.server.request import Request
+from fastgate.http.request import Request
 
 __all__ = ["Extractor", "compile_extractor", "query_value", "cookie_value", "strip_credentials"]
 

@@ -12,26 +12,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Union
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from fastgate.apidef.spec import ApiSpec
-from fastgate.server.request import Request
+from fastgate.http.request import Request
+from fastgate.pipeline.stage import Stage, deny
 
-__all__ = ["Denial", "Stage", "StageResult", "CompiledApi", "UpstreamTarget", "compile_api", "deny"]
-
-
-@dataclass(frozen=True, slots=True)
-class Denial:
-    """A decision to answer the client instead of proxying: status, message, extra headers."""
-
-    status: int
-    message: str
-    headers: tuple[tuple[bytes, bytes], ...] = ()
-
-
-StageResult = Union[None, Denial, Awaitable[Union[None, Denial]]]
-Stage = Callable[[Request], StageResult]
+__all__ = ["CompiledApi", "UpstreamTarget", "compile_api"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,16 +75,6 @@ class CompiledApi:
         return path + "?" + req.query if req.query else path
 
 
-def deny(status: int, message: str) -> Stage:
-    """A stage that always answers ``status`` with ``message``."""
-    denial = Denial(status, message)
-
-    def stage(req: Request) -> Denial:
-        return denial
-
-    return stage
-
-
 def compile_api(spec: ApiSpec, gateway: Any, default_max_body: int) -> CompiledApi:
     """Build the stage tuple for ``spec``; raises ``DefinitionError`` for config that cannot work.
 
@@ -106,7 +84,7 @@ def compile_api(spec: ApiSpec, gateway: Any, default_max_body: int) -> CompiledA
     """
     from fastgate.auth import compile_auth, compile_body_tap, compile_strip_auth
     from fastgate.auth.mtls import compile_static_mtls
-    from fastgate.authorize import compile_post_auth
+    from fastgate.pipeline.post_auth import compile_post_auth
 
     stages: list[Stage] = list(compile_static_mtls(spec, gateway))
     if not spec.use_keyless:

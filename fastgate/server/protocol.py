@@ -19,8 +19,8 @@ import httptools
 
 from fastgate import clock
 from fastgate.server.exchange import Exchange
-from fastgate.server.http1 import ProtocolError, error_response, normalize_target
-from fastgate.server.request import Request
+from fastgate.http.h1 import ProtocolError, error_response, normalize_target
+from fastgate.http.request import Request
 from fastgate.server.tls import peer_certificate
 
 if TYPE_CHECKING:

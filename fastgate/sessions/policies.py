@@ -29,7 +29,7 @@ from typing import Any, Final, Literal, Mapping, Sequence
 import msgspec
 import orjson
 
-from fastgate.session import (
+from fastgate.sessions.session import (
     AccessControlRules, AccessDefinition, AccessSpec, APILimit, Endpoint, EndpointMethod,
     GraphqlType, JSONRPCMethodLimit, MCPPrimitiveLimit, Number, RateLimit, RateLimitSmoothing,
     SessionState, _drop_nulls, clone_session, to_wire,

@@ -27,8 +27,8 @@ from typing import Final
 
 import msgspec
 
-from fastgate.keys import hash_bytes
-from fastgate.session import SessionState
+from fastgate.sessions.key_ids import hash_bytes
+from fastgate.sessions.session import SessionState
 
 __all__ = [
     "QuotaDecision", "RateDecision", "RateParams", "endpoint_key_suffix", "gcra_step",

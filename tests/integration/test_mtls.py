@@ -14,7 +14,7 @@ import pytest
 import redis
 import requests
 
-from fastgate.keys import generate_token
+from fastgate.sessions.key_ids import generate_token
 from tests.conftest import REDIS_TEST_URL
 from tests.support.procs import SECRET, classic_api
 from tests.support.tls import Pki, client_context, curl, https_get

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from fastgate.keys import hash_bytes
-from fastgate.limits import (
+from fastgate.sessions.key_ids import hash_bytes
+from fastgate.store.limits import (
     QuotaDecision, RateParams, endpoint_key_suffix, gcra_step, limit_names, quota_decision,
     quota_key, quota_step, rate_decision, rate_limit_key, rate_params, rate_state_ttl_ms,
 )
-from fastgate.session import (
+from fastgate.sessions.session import (
     AccessDefinition, Endpoint, EndpointMethod, RateLimit, SessionState,
 )
 

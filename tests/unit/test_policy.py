@@ -9,12 +9,12 @@ import msgspec
 import orjson
 import pytest
 
-from fastgate.policy import (
+from fastgate.sessions.policies import (
     MIXED_PER_API, Policy, PolicyApplier, PolicyError, PolicyPartitions, apply_policies, decode_policy,
     decode_policy_file, encode_policy, expiry_for_new_key, load_policy_dir, merge_allowed_urls,
     merge_endpoint_limits,
 )
-from fastgate.session import (
+from fastgate.sessions.session import (
     AccessDefinition, AccessSpec, APILimit, Endpoint, EndpointMethod, FieldAccessDefinition,
     FieldLimits, GraphqlType, RateLimit, SessionState, encode_session,
 )
