@@ -23,7 +23,8 @@ from fastgate.certs.store import (
 )
 from fastgate.config import config_from_mapping
 from fastgate.pipeline.stage import Denial
-from fastgate.server.tls import PeerCertificate, TlsError, openssl_ciphers, tls_version
+from fastgate.certs.peer import PeerCertificate
+from fastgate.server.tls import TlsError, openssl_ciphers, tls_version
 from fastgate.store.memory import MemoryStore
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
