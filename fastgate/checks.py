@@ -8,14 +8,15 @@ from __future__ import annotations
 from typing import Callable
 
 from fastgate.apidef.spec import ApiSpec
+from fastgate.auth.mtls import check_mtls_definitions
 from fastgate.config import Config
+from fastgate.sessions.policies import load_policy_dir
+from fastgate.store import open_store
 
 __all__ = ["extra_checks", "CHECKS"]
 
 def check_policies(config: Config, apis: list[ApiSpec]) -> list[str]:
     """Every policy file under ``policy_path`` decodes into valid policies."""
-    from fastgate.sessions.policies import load_policy_dir
-
     if not config.policies.policy_path:
         return []
     _policies, problems = load_policy_dir(config.resolve(config.policies.policy_path))
@@ -24,8 +25,6 @@ def check_policies(config: Config, apis: list[ApiSpec]) -> list[str]:
 
 def check_storage(config: Config, apis: list[ApiSpec]) -> list[str]:
     """The storage URL can be opened (no connection is made)."""
-    from fastgate.store import open_store
-
     try:
         open_store(config.storage.url)
     except ValueError as exc:
@@ -35,8 +34,6 @@ def check_storage(config: Config, apis: list[ApiSpec]) -> list[str]:
 
 def check_client_certificates(config: Config, apis: list[ApiSpec]) -> list[str]:
     """mTLS settings of the APIs: identity kinds, CRL files (``fastgate.auth.mtls``)."""
-    from fastgate.auth.mtls import check_mtls_definitions
-
     return check_mtls_definitions(config, apis)
 
 

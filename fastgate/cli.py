@@ -7,7 +7,10 @@ import logging
 import sys
 
 from fastgate import __version__
+from fastgate.apidef.loader import load_api_dir
+from fastgate.checks import extra_checks
 from fastgate.config import Config, ConfigError, load_config
+from fastgate.runner import run
 
 __all__ = ["main"]
 
@@ -40,16 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
         stream=sys.stderr,
     )
-    from fastgate.runner import run
-
     return run(config)
 
 
 def check(config: Config) -> int:
     """Print every problem in the config's API definitions and policies; 1 if there is any."""
-    from fastgate.apidef.loader import load_api_dir
-    from fastgate.checks import extra_checks
-
     problems: list[str] = []
     result = load_api_dir(config.resolve(config.app_path))
     problems.extend(result.problems)

@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fastgate.admin.api import ApiError, query_params
+from fastgate.auth.mtls import IDENTITIES
 from fastgate.certs.store import CertificateError, CertificateStore
+from fastgate.sessions.key_ids import generate_token, storage_key_id
 
 if TYPE_CHECKING:
     from fastgate.admin.api import AdminApi
@@ -90,8 +92,6 @@ class CertificateEndpoints:
 async def certificate_key_id(gateway: Any, session: "SessionState") -> str:
     """The id of a key created with ``certificate`` (dynamic mTLS): the certificate's id, so the
     key is ``generate_token(org, certificate)`` as in Tyk; one key per certificate."""
-    from fastgate.sessions.key_ids import generate_token, storage_key_id
-
     config = gateway.config
     token = generate_token(session.org_id, session.certificate, config.hash_key_function)
     if await gateway.state["store"].get_session(storage_key_id(token, config.hash_keys)) is not None:
@@ -121,7 +121,5 @@ async def check_key_certificates(gateway: Any, session: "SessionState", stored: 
 
 
 def _is_identity(certificate: str) -> bool:
-    from fastgate.auth.mtls import IDENTITIES
-
     kind, sep, _ = certificate.partition(":")
     return bool(sep) and kind in IDENTITIES

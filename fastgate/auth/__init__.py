@@ -11,8 +11,12 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from fastgate.apidef.spec import ApiSpec, AuthSource
+from fastgate.auth.basic import compile_basic_auth, needs_body
 from fastgate.auth.body import CREDENTIALS_BODY_LIMIT, BodyTap
+from fastgate.auth.hmac import compile_hmac_auth, digest_of, hmac_config
+from fastgate.auth.jwt.stage import compile_jwt_auth
 from fastgate.auth.sources import strip_credentials
+from fastgate.auth.token import compile_token_auth
 from fastgate.pipeline.stage import Stage
 from fastgate.http.request import Request
 
@@ -22,11 +26,6 @@ MethodCompiler = Callable[[ApiSpec, Any], tuple[Stage, ...]]
 
 
 def _method_compilers() -> list[MethodCompiler]:
-    from fastgate.auth.basic import compile_basic_auth
-    from fastgate.auth.hmac import compile_hmac_auth
-    from fastgate.auth.jwt.stage import compile_jwt_auth
-    from fastgate.auth.token import compile_token_auth
-
     return [compile_basic_auth, compile_hmac_auth, compile_jwt_auth, compile_token_auth]
 
 
@@ -58,9 +57,6 @@ def compile_strip_auth(spec: ApiSpec) -> tuple[Stage, ...]:
 def compile_body_tap(spec: ApiSpec) -> Callable[[Request], BodyTap | None] | None:
     """What watches a request's body for ``spec`` (``CompiledApi.body_tap``; see
     ``fastgate.auth.body``), or None when no auth method of the API needs the body."""
-    from fastgate.auth.basic import needs_body
-    from fastgate.auth.hmac import digest_of, hmac_config
-
     keep_body = needs_body(spec)
     hmac = hmac_config(spec)
     check_digest = hmac is not None and hmac.validate_digest

@@ -16,7 +16,10 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from fastgate.apidef.spec import ApiSpec
+from fastgate.auth import compile_auth, compile_body_tap, compile_strip_auth
+from fastgate.auth.mtls import compile_static_mtls
 from fastgate.http.request import Request
+from fastgate.pipeline.post_auth import compile_post_auth
 from fastgate.pipeline.stage import Stage, deny
 
 __all__ = ["CompiledApi", "UpstreamTarget", "compile_api"]
@@ -82,10 +85,6 @@ def compile_api(spec: ApiSpec, gateway: Any, default_max_body: int) -> CompiledA
     checks (expiry, access rights, granular access, rate limit, quota), then stripping
     credentials before the proxy.
     """
-    from fastgate.auth import compile_auth, compile_body_tap, compile_strip_auth
-    from fastgate.auth.mtls import compile_static_mtls
-    from fastgate.pipeline.post_auth import compile_post_auth
-
     stages: list[Stage] = list(compile_static_mtls(spec, gateway))
     if not spec.use_keyless:
         auth_stages = compile_auth(spec, gateway)
