@@ -4,7 +4,7 @@ Statuses and messages are Tyk's: no token → 400 "Authorization field missing";
 signature, unknown key → 403 "Key not authorized"; an ``alg`` outside the API's signing method →
 403 "Key not authorized: Unexpected signing method"; ``exp``/``iat``/``nbf`` and the OAS claim
 checks → 401 "Key not authorized: <reason>"; policy problems of centralised mode → 403 with Tyk's
-texts (``jwt_session``). Beyond Tyk: no JWKS ever fetched → 503, a revoked token → 401
+texts (``fastgate.auth.jwt.session``). Beyond Tyk: no JWKS ever fetched → 503, a revoked token → 401
 "Key not authorized: token has been revoked".
 
 Two modes, as in Tyk. With ``jwt_source`` / JWKS ("centralised") the token is verified with the
