@@ -19,7 +19,7 @@ from fastgate.sessions.session import (
     FieldLimits, GraphqlType, RateLimit, SessionState, encode_session,
 )
 
-SAMPLES = Path("/work/shared/tyk-samples/policies")
+SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "tyk" / "policies"  # Tyk's own, see its README
 # Decoded the way Tyk's test decodes it: map keys are lookup ids, `id` fields stay as written.
 POLICIES = msgspec.json.decode((SAMPLES / "internal_policy_testdata_policies.json").read_bytes(),
                                type=dict[str, Policy])
