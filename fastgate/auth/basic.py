@@ -32,7 +32,7 @@ from typing import Any, Awaitable, Callable
 import msgspec
 
 from fastgate.apidef.spec import ApiSpec, AuthSource, DefinitionError
-from fastgate.auth.body import BodyTap, CREDENTIALS_BODY_LIMIT
+from fastgate.auth.body import BodyTap
 from fastgate.auth.identity import base_identity, offer_session
 from fastgate.auth.passwords import PasswordChecker, check_fast
 from fastgate.auth.sources import compile_extractor

@@ -7,7 +7,6 @@ the gateway's coarse clock (a deadline fires up to two 250 ms ticks late, never 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from typing import Iterator

@@ -231,7 +231,7 @@ def test_certificate_derived_keys(make_gateway, upstream, pki, store_url):
         ],
         {"http_server_options": pki.server_settings(), "storage": {"url": store_url}},
     )
-    cert1_id, cert2_id = upload(gw, cert1.pem), upload(gw, cert2.pem)
+    cert1_id, _cert2_id = upload(gw, cert1.pem), upload(gw, cert2.pem)
 
     none = get(gw, pki, "/dyn/get")
     assert none.status_code == 401 and error_of(none) == "Client certificate required"

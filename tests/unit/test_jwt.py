@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import jwt as pyjwt
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
