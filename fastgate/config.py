@@ -256,7 +256,7 @@ def _check(config: Config, source: str) -> None:
     if config.jwks.cache_timeout <= 0 or config.jwks.fetch_timeout <= 0 or config.jwks.refetch_cooldown < 0:
         problems.append("jwks: cache_timeout and fetch_timeout must be greater than 0, refetch_cooldown 0 or more")
     if opts.use_ssl or opts.crl_file:
-        from fastgate.server.tls import tls_problems  # reads the certificate files
+        from fastgate.server.tls import tls_problems  # reads the certificate files; late: server is above config
 
         problems.extend(tls_problems(config))
     if problems:

@@ -56,7 +56,7 @@ class AdminApi:
         self.add("GET", "/tyk/reload", self.reload)
         self.add("GET", "/tyk/reload/group", self.reload_group)
         self.add("GET", "/tyk/health", self.health)
-        from fastgate.admin import apis, keys, policies
+        from fastgate.admin import apis, keys, policies  # late: they import ApiError from here (loop)
 
         keys.register(self)
         policies.register(self)
