@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench check clean
+.PHONY: install run lint test bench check clean
 
 install: $(STAMP)
 
@@ -25,7 +25,12 @@ run: install
 check: install
 	$(BIN)/fastgate check --config conf/fastgate.toml
 
-test: install
+# The import rules of docs/ARCHITECTURE.md (pyproject.toml [tool.importlinter]) and ruff.
+lint: install
+	$(BIN)/ruff check fastgate tests bench tools
+	$(BIN)/lint-imports
+
+test: lint
 	$(BIN)/python -m pytest -q tests
 
 bench: install

@@ -82,7 +82,7 @@ def httptools_parse() -> Callable[[], object]:
 
 
 def normalize_target_plain() -> Callable[[], object]:
-    from fastgate.server.http1 import normalize_target
+    from fastgate.http.h1 import normalize_target
 
     target = b"/keyless/get?page=2&limit=50"
     assert normalize_target(target)[1] == "/keyless/get"
@@ -90,7 +90,7 @@ def normalize_target_plain() -> Callable[[], object]:
 
 
 def normalize_target_dots() -> Callable[[], object]:
-    from fastgate.server.http1 import normalize_target
+    from fastgate.http.h1 import normalize_target
 
     target = b"/keyless/a/./b/../get?page=2"
     assert normalize_target(target)[1] == "/keyless/a/get"
@@ -98,7 +98,7 @@ def normalize_target_dots() -> Callable[[], object]:
 
 
 def _router_100() -> object:
-    from fastgate.router import Router
+    from fastgate.pipeline.router import Router
 
     routes = [("", f"/api{i}/", f"api{i}") for i in range(90)]
     routes += [(f"tenant{i}.example.com", "/v1/", f"tenant{i}") for i in range(10)]
@@ -127,7 +127,7 @@ def router_miss() -> Callable[[], object]:
 
 
 def error_response_cached() -> Callable[[], object]:
-    from fastgate.server.http1 import error_response
+    from fastgate.http.h1 import error_response
 
     message = "Access to this API has been disallowed"
     error_response(403, message, keep_alive=True)  # fill the cache
@@ -140,10 +140,10 @@ def auth_token_stages() -> Callable[[], object]:
     from micro_signatures import _gateway, _run
 
     from fastgate.auth.token import compile_token_auth
-    from fastgate.authorize import compile_post_auth
-    from fastgate.keys import generate_token
-    from fastgate.server.request import Request
-    from fastgate.session import SessionState
+    from fastgate.pipeline.post_auth import compile_post_auth
+    from fastgate.sessions.key_ids import generate_token
+    from fastgate.http.request import Request
+    from fastgate.sessions.session import SessionState
 
     spec, gateway, loop = _gateway({"use_standard_auth": True}, "benchkey", SessionState())
     token = generate_token("default", "benchkey", gateway.config.hash_key_function)

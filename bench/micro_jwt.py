@@ -38,7 +38,7 @@ def _claims() -> dict[str, Any]:
 
 
 def _verify(token: str, family: str, material: bytes) -> Callable[[], object]:
-    from fastgate.auth import jose
+    from fastgate.auth.jwt import jose
 
     key = jose.key_from_material(family, material)
 
@@ -81,13 +81,13 @@ def pyjwt_rs256() -> Callable[[], object]:
 def _stages(alg: str) -> tuple[Any, Any, Any, str]:
     """(JwtAuth, post-auth stages, request, token) for a centralised API with a warm session."""
     from fastgate.apidef.classic import decode_classic
-    from fastgate.auth.jwt import JwtAuth
-    from fastgate.auth.jwt_config import jwt_config
-    from fastgate.authorize import compile_post_auth
+    from fastgate.auth.jwt.stage import JwtAuth
+    from fastgate.auth.jwt.config import jwt_config
+    from fastgate.pipeline.post_auth import compile_post_auth
     from fastgate.config import config_from_mapping
-    from fastgate.policy import decode_policy
-    from fastgate.server.request import Request
-    from fastgate.sessions import SessionManager
+    from fastgate.sessions.policies import decode_policy
+    from fastgate.http.request import Request
+    from fastgate.sessions.manager import SessionManager
     from fastgate.store.memory import MemoryStore
 
     if alg == "HS256":

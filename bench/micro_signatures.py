@@ -21,12 +21,12 @@ import bcrypt
 
 from fastgate.apidef.classic import decode_classic
 from fastgate.auth.passwords import hash_password
-from fastgate.authorize import compile_post_auth
+from fastgate.pipeline.post_auth import compile_post_auth
 from fastgate.config import config_from_mapping
-from fastgate.keys import generate_token, storage_key_id
-from fastgate.server.request import Request
-from fastgate.session import AccessDefinition, SessionState, encode_session
-from fastgate.sessions import SessionManager
+from fastgate.sessions.key_ids import generate_token, storage_key_id
+from fastgate.http.request import Request
+from fastgate.sessions.session import AccessDefinition, SessionState, encode_session
+from fastgate.sessions.manager import SessionManager
 from fastgate.store.memory import MemoryStore
 
 PASSWORD = "bench-password-0123456789"

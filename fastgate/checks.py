@@ -8,15 +8,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastgate.apidef.spec import ApiSpec
+from fastgate.auth.mtls import check_mtls_definitions
 from fastgate.config import Config
+from fastgate.sessions.policies import load_policy_dir
+from fastgate.store import open_store
 
 __all__ = ["CHECKS", "WARNINGS", "extra_checks", "extra_warnings"]
 
 
 def check_policies(config: Config, apis: list[ApiSpec]) -> list[str]:
     """Every policy file under ``policy_path`` decodes into valid policies."""
-    from fastgate.policy import load_policy_dir
-
     if not config.policies.policy_path:
         return []
     _policies, problems = load_policy_dir(config.resolve(config.policies.policy_path))
@@ -25,8 +26,6 @@ def check_policies(config: Config, apis: list[ApiSpec]) -> list[str]:
 
 def check_storage(config: Config, apis: list[ApiSpec]) -> list[str]:
     """The storage URL can be opened (no connection is made)."""
-    from fastgate.store import open_store
-
     try:
         open_store(config.storage.url)
     except ValueError as exc:
@@ -36,8 +35,6 @@ def check_storage(config: Config, apis: list[ApiSpec]) -> list[str]:
 
 def check_client_certificates(config: Config, apis: list[ApiSpec]) -> list[str]:
     """mTLS settings of the APIs: identity kinds, CRL files (``fastgate.auth.mtls``)."""
-    from fastgate.auth.mtls import check_mtls_definitions
-
     return check_mtls_definitions(config, apis)
 
 

@@ -10,7 +10,10 @@ import sys
 from pathlib import Path
 
 from fastgate import __version__
+from fastgate.apidef.loader import load_api_dir
+from fastgate.checks import extra_checks, extra_warnings
 from fastgate.config import Config, ConfigError, load_config, secret_problem
+from fastgate.runner import run
 
 __all__ = ["main"]
 
@@ -87,16 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
         stream=sys.stderr,
     )
-    from fastgate.server.runner import run
-
     return run(config)
 
 
 def check(config: Config) -> int:
     """Print every problem in the config's API definitions and policies; 1 if there is any."""
-    from fastgate.apidef.loader import load_api_dir
-    from fastgate.checks import extra_checks, extra_warnings
-
     problems: list[str] = []
     result = load_api_dir(config.resolve(config.app_path), allow_link_local=config.security.allow_link_local_upstreams)
     problems.extend(result.problems)

@@ -87,7 +87,7 @@ class StorageConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
 
 class JwksConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """JSON Web Key Sets of identity providers (``fastgate.auth.jwks``), seconds."""
+    """JSON Web Key Sets of identity providers (``fastgate.auth.jwt.jwks``), seconds."""
 
     cache_timeout: float = 240.0  # Tyk's jwks.cache.timeout; refreshed in the background at 80 %
     refetch_cooldown: float = 10.0  # least time between two fetches of one URL (unknown kid, retries)
@@ -325,7 +325,7 @@ def _check(config: Config, source: str) -> None:
     if header and (not header.isascii() or any(c in header for c in " \t:()<>@,;\\\"/[]?={}") or not header.isprintable()):
         problems.append(f"security.client_ip_header: {header!r} is not an HTTP header name")
     if opts.use_ssl or opts.crl_file:
-        from fastgate.server.tls import tls_problems  # reads the certificate files
+        from fastgate.server.tls import tls_problems  # reads the certificate files; late: server is above config
 
         problems.extend(tls_problems(config))
     if problems:

@@ -17,26 +17,28 @@ import time
 from typing import Any
 
 from fastgate import clock
-from fastgate.access import METHOD_OVERRIDE_HEADERS
+from fastgate.pipeline.access import METHOD_OVERRIDE_HEADERS
 from fastgate.admin.api import AdminApi
 from fastgate.admin.guard import ControlHosts
 from fastgate.apidef.loader import load_api_dir
 from fastgate.apidef.spec import DefinitionError
 from fastgate.config import Config
 from fastgate.observe.access_log import AccessLog
-from fastgate.pipeline import CompiledApi, Denial, compile_api
-from fastgate.router import Router
+from fastgate.pipeline.compile import CompiledApi, compile_api
+from fastgate.pipeline.stage import Denial
+from fastgate.pipeline.router import Router
 from fastgate.server.exchange import CHECKING, LOCAL, Exchange
-from fastgate.server.http1 import (
+from fastgate.certs.peer import forwarded_client_cert
+from fastgate.http.h1 import (
     HOP_BY_HOP,
     forwarded_element,
     path_parameters_refusal,
     without_path_parameters,
 )
+from fastgate.http.request import Request
 from fastgate.server.protocol import HttpConnection
-from fastgate.server.request import Request
-from fastgate.server.tls import TlsTerminator, forwarded_client_cert
-from fastgate.upstream import PoolSet
+from fastgate.server.tls import TlsTerminator
+from fastgate.server.upstream import PoolSet
 
 __all__ = ["Gateway"]
 
@@ -61,7 +63,7 @@ _DROP_FROM_CLIENT = HOP_BY_HOP | {
     b"x-rewrite-url",
 }
 # Method override headers make many frameworks run another method than the one checked here: they
-# reach the upstream only from APIs that allow them (``allow_method_override``, fastgate.access).
+# reach the upstream only from APIs that allow them (``allow_method_override``, fastgate.pipeline.access).
 _DROP_WITH_OVERRIDES = _DROP_FROM_CLIENT | METHOD_OVERRIDE_HEADERS
 _SSL_CLIENT_PREFIX = b"x-ssl-client-"  # nginx/Apache's X-SSL-Client-Verify, -S-DN, -Cert, ...
 
@@ -187,7 +189,7 @@ class Gateway:
             if match is None:
                 return False
             api, req.listen_base = match
-            # Endpoint lists and method overrides pick the stage set (fastgate.access).
+            # Endpoint lists and method overrides pick the stage set (fastgate.pipeline.access).
             req.api = api if api.select is None else api.select(req)
             return True
         # Routing matches the path an upstream that drops ";" parameters would read; the API

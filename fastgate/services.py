@@ -3,7 +3,7 @@
 ``start_services`` opens the configured store, loads the policies, creates the session manager
 and subscribes to the cluster channel (key invalidations, group reloads, policy changes), and
 registers their shutdown. Later features (JWKS fetchers, certificate store, ...) add starters to
-``STARTERS``; ``runner`` and the tests start a complete gateway the same way.
+``STARTERS``; ``fastgate.runner`` and the tests start a complete gateway the same way.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Awaitable, Callable
 
-from fastgate.certs import start_certificates
-from fastgate.policy import load_policy_dir
-from fastgate.sessions import SessionManager
+from fastgate.auth.jwt.services import start_jwt as start_jwt_services
+from fastgate.certs.store import start_certificates
+from fastgate.sessions.policies import load_policy_dir
+from fastgate.sessions.manager import SessionManager
 from fastgate.store import (
     CLUSTER_CHANNEL,
     NOTICE_GROUP_RELOAD,
@@ -96,10 +97,8 @@ def _where(url: str) -> str:
 
 
 async def start_jwt(gateway: "Gateway") -> None:
-    """JWKS fetched before the listener opens, JWT revocations loaded (``fastgate.auth.jwt_services``)."""
-    from fastgate.auth.jwt_services import start_jwt as start
-
-    await start(gateway)
+    """JWKS fetched before the listener opens, JWT revocations loaded (``fastgate.auth.jwt.services``)."""
+    await start_jwt_services(gateway)
 
 
 STARTERS: list[Callable[["Gateway"], Awaitable[None]]] = [start_store, start_certificates, start_jwt]

@@ -21,14 +21,14 @@ import orjson
 
 from fastgate import __version__
 from fastgate.admin.guard import SecretThrottle
+from fastgate.http.h1 import simple_response
 from fastgate.observe.access_log import redact_path
-from fastgate.server.http1 import simple_response
 from fastgate.validation import split_error
 
 if TYPE_CHECKING:
     from fastgate.gateway import Gateway
     from fastgate.server.exchange import Exchange
-    from fastgate.server.request import Request
+    from fastgate.http.request import Request
 
 __all__ = ["AdminApi", "ApiError", "Handler"]
 
@@ -61,7 +61,7 @@ class AdminApi:
         self.add("GET", "/tyk/reload", self.reload)
         self.add("GET", "/tyk/reload/group", self.reload_group)
         self.add("GET", "/tyk/health", self.health)
-        from fastgate.admin import apis, keys, policies
+        from fastgate.admin import apis, keys, policies  # late: they import ApiError from here (loop)
 
         keys.register(self)
         policies.register(self)

@@ -49,7 +49,7 @@ from fastgate.auth import check_auth_settings
 if TYPE_CHECKING:
     from fastgate.admin.api import AdminApi
     from fastgate.gateway import Gateway
-    from fastgate.server.request import Request
+    from fastgate.http.request import Request
 
 __all__ = ["register"]
 

@@ -3,7 +3,7 @@
 Shapes, statuses and messages are Tyk's (``gateway/cert.go``): an upload Tyk refuses is a 403
 with the certificate manager's message, a single unknown id a 404, a comma list an array with
 ``null`` for the unknown ones, an empty list ``{"certs": null}``. Deleting is idempotent. Every
-write reaches all nodes through ``fastgate.certs`` (a deleted certificate stops opening its
+write reaches all nodes through ``fastgate.certs.store`` (a deleted certificate stops opening its
 certificate-derived key at once, everywhere).
 """
 
@@ -12,12 +12,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fastgate.admin.api import ApiError, query_params
-from fastgate.certs import CertificateError, CertificateStore
+from fastgate.auth.mtls import IDENTITIES
+from fastgate.certs.store import CertificateError, CertificateStore
+from fastgate.sessions.key_ids import generate_token, storage_key_id
 
 if TYPE_CHECKING:
     from fastgate.admin.api import AdminApi
-    from fastgate.server.request import Request
-    from fastgate.session import SessionState
+    from fastgate.http.request import Request
+    from fastgate.sessions.session import SessionState
 
 __all__ = ["certificate_key_id", "check_key_certificates", "register"]
 
@@ -90,8 +92,6 @@ class CertificateEndpoints:
 async def certificate_key_id(gateway: Any, session: "SessionState") -> str:
     """The id of a key created with ``certificate`` (dynamic mTLS): the certificate's id, so the
     key is ``generate_token(org, certificate)`` as in Tyk; one key per certificate."""
-    from fastgate.keys import generate_token, storage_key_id
-
     config = gateway.config
     token = generate_token(session.org_id, session.certificate, config.hash_key_function)
     if await gateway.state["store"].get_session(storage_key_id(token, config.hash_keys)) is not None:
@@ -121,7 +121,5 @@ async def check_key_certificates(gateway: Any, session: "SessionState", stored: 
 
 
 def _is_identity(certificate: str) -> bool:
-    from fastgate.auth.mtls import IDENTITIES
-
     kind, sep, _ = certificate.partition(":")
     return bool(sep) and kind in IDENTITIES

@@ -19,12 +19,12 @@ from urllib.parse import unquote
 import orjson
 
 from fastgate.admin.api import ApiError
-from fastgate.auth.jwt_revocation import DEFAULT_KEEP
-from fastgate.auth.jwt_services import announce_jwks_flush, jwks_of, revocations_of
+from fastgate.auth.jwt.revocation import DEFAULT_KEEP
+from fastgate.auth.jwt.services import announce_jwks_flush, jwks_of, revocations_of
 
 if TYPE_CHECKING:
     from fastgate.admin.api import AdminApi
-    from fastgate.server.request import Request
+    from fastgate.http.request import Request
 
 __all__ = ["register"]
 

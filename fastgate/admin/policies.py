@@ -34,14 +34,14 @@ import msgspec
 import orjson
 
 from fastgate.admin.api import ApiError, json_object, malformed
-from fastgate.policy import Policy, decode_policy, decode_policy_file, encode_policy, policy_problems
+from fastgate.sessions.policies import Policy, decode_policy, decode_policy_file, encode_policy, policy_problems
 from fastgate.services import reload_policies
 from fastgate.store import CLUSTER_CHANNEL, NOTICE_POLICY_CHANGED, StoreError, encode_event
 
 if TYPE_CHECKING:
     from fastgate.admin.api import AdminApi
     from fastgate.gateway import Gateway
-    from fastgate.server.request import Request
+    from fastgate.http.request import Request
 
 __all__ = ["register", "write_atomically"]
 

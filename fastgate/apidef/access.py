@@ -1,7 +1,7 @@
 """Who may reach an API and which of its endpoints: Tyk's access restrictions, read from either
 format into one typed ``AccessRules``, and the rule that refuses what the gateway cannot enforce.
 
-Read here (and enforced by ``fastgate.access``):
+Read here (and enforced by ``fastgate.pipeline.access``):
 
 - IP lists: Classic ``enable_ip_whitelisting`` + ``allowed_ips``, ``enable_ip_blacklisting`` +
   ``blacklisted_ips`` (``ip_access_control_disabled`` switches both off, as in Tyk); OAS

@@ -7,7 +7,7 @@ import socket
 from urllib.parse import urlsplit
 
 from fastgate.apidef.spec import ApiSpec, DefinitionError
-from fastgate.server.http1 import ProtocolError, canonical_path
+from fastgate.http.h1 import ProtocolError, canonical_path
 
 __all__ = ["MAX_ID_LENGTH", "check_api_id", "check_listen_path", "check_target_url", "check_upstream_host"]
 

@@ -127,7 +127,7 @@ def _size_limit(ext: _Extension) -> int:
 
 
 def _domain(custom: str | _Domain | None) -> str:
-    # Requests' hosts lose a trailing dot (fastgate.server.http1.canonical_host): so do domains.
+    # Requests' hosts lose a trailing dot (fastgate.http.h1.canonical_host): so do domains.
     if isinstance(custom, str):
         return custom.lower().rstrip(".")
     if custom is not None and custom.enabled is not False and custom.name:

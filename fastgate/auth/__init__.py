@@ -12,10 +12,14 @@ from collections.abc import Callable
 from typing import Any
 
 from fastgate.apidef.spec import ApiSpec, AuthSource
+from fastgate.auth.basic import compile_basic_auth, needs_body
 from fastgate.auth.body import CREDENTIALS_BODY_LIMIT, BodyTap
+from fastgate.auth.hmac import compile_hmac_auth, digest_of, hmac_config
+from fastgate.auth.jwt.stage import compile_jwt_auth
 from fastgate.auth.sources import compile_credential_check, strip_credentials
-from fastgate.pipeline import Stage
-from fastgate.server.request import Request
+from fastgate.auth.token import compile_token_auth
+from fastgate.pipeline.stage import Stage
+from fastgate.http.request import Request
 
 __all__ = ["METHOD_COMPILERS", "auth_warnings", "check_auth_settings", "compile_auth", "compile_body_tap", "compile_strip_auth", "credential_sources"]
 
@@ -23,11 +27,6 @@ MethodCompiler = Callable[[ApiSpec, Any], tuple[Stage, ...]]
 
 
 def _method_compilers() -> list[MethodCompiler]:
-    from fastgate.auth.basic import compile_basic_auth
-    from fastgate.auth.hmac import compile_hmac_auth
-    from fastgate.auth.jwt import compile_jwt_auth
-    from fastgate.auth.token import compile_token_auth
-
     return [compile_basic_auth, compile_hmac_auth, compile_jwt_auth, compile_token_auth]
 
 
@@ -62,7 +61,7 @@ def credential_sources(spec: ApiSpec) -> list[tuple[AuthSource, bool]]:
     """Where each auth method of ``spec`` reads its credential, and whether it strips ``Bearer ``."""
     from fastgate.auth.basic import basic_config
     from fastgate.auth.hmac import hmac_config
-    from fastgate.auth.jwt_config import jwt_config
+    from fastgate.auth.jwt.config import jwt_config
     from fastgate.auth.token import uses_token_auth
 
     found: list[tuple[AuthSource, bool]] = []
@@ -95,9 +94,6 @@ def compile_strip_auth(spec: ApiSpec) -> tuple[Stage, ...]:
 def compile_body_tap(spec: ApiSpec) -> Callable[[Request], BodyTap | None] | None:
     """What watches a request's body for ``spec`` (``CompiledApi.body_tap``; see
     ``fastgate.auth.body``), or None when no auth method of the API needs the body."""
-    from fastgate.auth.basic import needs_body
-    from fastgate.auth.hmac import digest_of, hmac_config
-
     keep_body = needs_body(spec)
     hmac = hmac_config(spec)
     check_digest = hmac is not None and hmac.validate_digest

@@ -38,15 +38,15 @@ from typing import Any, Awaitable, Callable
 import msgspec
 
 from fastgate.apidef.spec import ApiSpec, AuthSource, DefinitionError
-from fastgate.auth.body import BodyTap, CREDENTIALS_BODY_LIMIT
+from fastgate.auth.body import BodyTap
 from fastgate.auth.identity import base_identity, offer_session
 from fastgate.auth.passwords import PasswordChecker, check_fast
 from fastgate.auth.throttle import FailureCounter
 from fastgate.auth.sources import compile_extractor
-from fastgate.keys import generate_token
-from fastgate.pipeline import Denial, Stage
-from fastgate.server.request import Request
-from fastgate.session import SessionState
+from fastgate.sessions.key_ids import generate_token
+from fastgate.pipeline.stage import Denial, Stage
+from fastgate.http.request import Request
+from fastgate.sessions.session import SessionState
 
 __all__ = ["BasicConfig", "basic_config", "compile_basic_auth", "parse_basic_credentials",
            "credentials_from_body", "needs_body", "oas_source", "password_checker"]

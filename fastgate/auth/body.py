@@ -29,7 +29,7 @@ import asyncio
 import hmac
 from typing import Any
 
-from fastgate.pipeline import Denial
+from fastgate.pipeline.stage import Denial
 
 __all__ = ["BodyTap", "DIGEST_MISMATCH", "CREDENTIALS_BODY_LIMIT"]
 

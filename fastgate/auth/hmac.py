@@ -50,9 +50,9 @@ from fastgate.auth.signature import (
     parse_signature_header, request_date, signing_strings,
 )
 from fastgate.auth.sources import compile_extractor
-from fastgate.pipeline import Denial, Stage
-from fastgate.server.request import Request
-from fastgate.session import SessionState
+from fastgate.pipeline.stage import Denial, Stage
+from fastgate.http.request import Request
+from fastgate.sessions.session import SessionState
 
 __all__ = ["HmacConfig", "hmac_config", "compile_hmac_auth", "digest_of", "rsa_public_key", "INVALID"]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Literal
 
 from fastgate.apidef.spec import ApiSpec
-from fastgate.server.request import Request
-from fastgate.session import SessionState
+from fastgate.http.request import Request
+from fastgate.sessions.session import SessionState
 
 __all__ = ["IdentityType", "offer_session", "base_identity"]
 

@@ -53,14 +53,15 @@ from cryptography.x509.oid import NameOID
 
 from fastgate.apidef.spec import ApiSpec, DefinitionError
 from fastgate.auth.identity import offer_session
-from fastgate.pipeline import Denial, Stage
-from fastgate.server.request import Request
+from fastgate.pipeline.stage import Denial, Stage
+from fastgate.sessions.session import decode_session, encode_session
+from fastgate.http.request import Request
 
 if TYPE_CHECKING:
-    from fastgate.certs import CertificateStore
+    from fastgate.certs.store import CertificateStore
     from fastgate.config import Config
-    from fastgate.server.tls import PeerCertificate
-    from fastgate.session import SessionState
+    from fastgate.certs.peer import PeerCertificate
+    from fastgate.sessions.session import SessionState
 
 __all__ = [
     "CERT_EXPIRED", "CERT_MISMATCH", "CERT_REVOKED", "CLIENT_CERT_REQUIRED", "CrlError", "IDENTITIES",
@@ -433,8 +434,6 @@ def compile_certificate_auth(spec: ApiSpec, gateway: Any, extract: Callable[[Req
 
 
 async def _remember_certificate(gateway: Any, storage_id: str, credential: str) -> None:
-    from fastgate.session import decode_session, encode_session
-
     store = gateway.state["store"]
     raw = await store.get_session(storage_id)
     if raw is None:

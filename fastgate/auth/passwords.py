@@ -40,8 +40,8 @@ from typing import Final
 
 import bcrypt
 
-from fastgate.keys import HASH_ALGORITHMS, hash_bytes
-from fastgate.session import BasicAuthData
+from fastgate.sessions.key_ids import HASH_ALGORITHMS, hash_bytes
+from fastgate.sessions.session import BasicAuthData
 
 __all__ = ["HASH_FUNCTIONS", "PasswordChecker", "PasswordTooLong", "hash_password", "BCRYPT_MAX_BYTES"]
 

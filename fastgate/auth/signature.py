@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import unquote, unquote_to_bytes
 
-from fastgate.server.request import Request
+from fastgate.http.request import Request
 
 __all__ = [
     "SignatureParams", "HMAC_HASHES", "DIGEST_HASHES", "parse_signature_header", "signing_strings",

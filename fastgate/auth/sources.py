@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
 from fastgate.apidef.spec import AuthSource
-from fastgate.pipeline import Denial
-from fastgate.server.request import Request
+from fastgate.http.request import Request
+from fastgate.pipeline.stage import Denial
 
 __all__ = [
     "MULTIPLE_CREDENTIALS",

@@ -19,8 +19,8 @@ from fastgate.auth.mtls import (
     KeyCertificateCheck, compile_certificate_auth, compile_token_certificate_checks, uses_certificate_auth,
 )
 from fastgate.auth.sources import compile_extractor
-from fastgate.pipeline import Denial, Stage
-from fastgate.server.request import Request
+from fastgate.pipeline.stage import Denial, Stage
+from fastgate.http.request import Request
 
 __all__ = ["compile_token_auth", "uses_token_auth", "MISSING", "DISALLOWED"]
 

@@ -19,14 +19,14 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from fastgate import clock
-from fastgate.pipeline import Denial
-from fastgate.server.http1 import HOP_BY_HOP, LAST_CHUNK, CONTINUE_100, chunk, error_response, http_date, status_line
-from fastgate.server.request import Request
+from fastgate.pipeline.stage import Denial
+from fastgate.http.h1 import HOP_BY_HOP, LAST_CHUNK, CONTINUE_100, chunk, error_response, http_date, status_line
+from fastgate.http.request import Request
 
 if TYPE_CHECKING:
-    from fastgate.pipeline import CompiledApi
+    from fastgate.pipeline.compile import CompiledApi
     from fastgate.server.protocol import HttpConnection
-    from fastgate.upstream import UpstreamConnection, UpstreamPool
+    from fastgate.server.upstream import UpstreamConnection, UpstreamPool
 
 __all__ = ["Exchange", "BODY_HIGH_WATER"]
 

@@ -1,7 +1,7 @@
 """The client side of the listener: one asyncio Protocol per connection, fed by httptools.
 
 This shell owns bytes, keep-alive, pipelining order, flow control and the connection's
-timeouts; what a request means is decided in ``http1`` (rules) and ``Exchange`` (stages, proxy).
+timeouts; what a request means is decided in ``fastgate.http.h1`` (rules) and ``Exchange`` (stages, proxy).
 
 Reading is paused for any of four reasons, kept as bits in ``blocked`` so that one reason
 clearing never resumes reading while another still holds: too many pipelined requests queued,
@@ -19,7 +19,8 @@ import httptools
 
 from fastgate import clock
 from fastgate.server.exchange import Exchange
-from fastgate.server.http1 import (
+from fastgate.certs.peer import peer_certificate
+from fastgate.http.h1 import (
     MAX_CHUNK_EXCESS,
     ProtocolError,
     canonical_host,
@@ -27,8 +28,7 @@ from fastgate.server.http1 import (
     error_response,
     normalize_target,
 )
-from fastgate.server.request import Request
-from fastgate.server.tls import peer_certificate
+from fastgate.http.request import Request
 
 if TYPE_CHECKING:
     from fastgate.gateway import Gateway

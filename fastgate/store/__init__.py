@@ -18,6 +18,8 @@ from fastgate.store.base import (
     NOTICE_POLICY_CHANGED, QUOTA_PREFIX, RATE_LIMIT_PREFIX, ClusterEvent, Store, StoreError,
     StoreUnavailable, Subscription, decode_event, encode_event,
 )
+from fastgate.store.memory import MemoryStore
+from fastgate.store.redis import RedisStore
 
 __all__ = [
     "CLUSTER_CHANNEL", "ClusterEvent", "KEY_PREFIX", "NOTICE_API_UPDATED", "NOTICE_GROUP_RELOAD",
@@ -37,7 +39,6 @@ def open_store(url: str, **options: Any) -> Store:
     """
     parts = urlsplit(url)
     if parts.scheme == "memory":
-        from fastgate.store.memory import MemoryStore
         return MemoryStore()
     if parts.scheme not in ("redis", "rediss"):
         raise ValueError(f"storage url {url!r}: use memory:// or redis://host:port/db")
@@ -54,5 +55,4 @@ def open_store(url: str, **options: Any) -> Store:
         else:
             passed.append((name, value))
     ours.update(options)
-    from fastgate.store.redis import RedisStore
     return RedisStore(urlunsplit(parts._replace(query=urlencode(passed))), **ours)

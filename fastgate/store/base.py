@@ -6,15 +6,15 @@ Tyk's prefixes (plus its configurable extra prefix), so in Redis the data sits w
 | group | methods | Redis key |
 |---|---|---|
 | sessions | `get_session`, `get_sessions`, `set_session`, `delete_session`, `list_sessions` | `apikey-<id>` |
-| rate limits | `rate_hit` (atomic GCRA step, see `fastgate.limits`) | `rate-limit-<name>` |
+| rate limits | `rate_hit` (atomic GCRA step, see `fastgate.store.limits`) | `rate-limit-<name>` |
 | quotas | `quota_hit` (atomic), `quota_status`, `reset_limits` | `quota-<name>` |
 | both | `limits_hit`: rate then quota, one atomic step (what a request calls) | |
 | key/value | `kv_get`, `kv_set`, `kv_delete`, `kv_set_if_absent`, `kv_keys` (OAuth tokens, certificates, JWT revocations, HMAC replay cache) | `<key>` |
 | events | `publish`, `subscribe` (callbacks, survive reconnection) | channel names |
 
-plus `ping()` and `close()`. Session ids are storage ids (`fastgate.keys.storage_key_id`: the
-token or its hash); rate and quota names come from `fastgate.limits.rate_limit_key` /
-`quota_key`. Values are bytes; sessions are encoded by `fastgate.session`.
+plus `ping()` and `close()`. Session ids are storage ids (`fastgate.sessions.key_ids.storage_key_id`: the
+token or its hash); rate and quota names come from `fastgate.store.limits.rate_limit_key` /
+`quota_key`. Values are bytes; sessions are encoded by `fastgate.sessions.session`.
 
 Errors: every method raises `StoreUnavailable` when the backend cannot be reached in time (the
 HTTP layer answers 503) and never a backend's own exception type; the next call after the
@@ -31,7 +31,7 @@ from typing import Awaitable, Callable, Final, Protocol, Sequence
 
 import msgspec
 
-from fastgate.limits import QuotaDecision, RateDecision, RateParams
+from fastgate.store.limits import QuotaDecision, RateDecision, RateParams
 
 __all__ = [
     "CLUSTER_CHANNEL", "ClusterEvent", "EventCallback", "GapCallback", "KEY_PREFIX",

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Final, Sequence
 
-from fastgate.limits import (
+from fastgate.store.limits import (
     QuotaDecision, RateDecision, RateParams, gcra_step, quota_decision, quota_step, rate_decision,
     rate_state_ttl_ms,
 )

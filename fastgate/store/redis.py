@@ -11,7 +11,7 @@
 * Rate limits and quotas are one Lua script (EVALSHA, loaded on first use): one atomic step on
   the server whatever the number of nodes, and one round trip per request for both checks. It
   takes the time from Redis itself (`TIME`) so that nodes with skewed clocks share one timeline.
-  The arithmetic is `fastgate.limits`, which the memory store runs directly; the script mirrors
+  The arithmetic is `fastgate.store.limits`, which the memory store runs directly; the script mirrors
   it line for line.
 * Events use one dedicated Pub/Sub connection per store, read by a background task that
   re-subscribes after any disconnection and then calls every subscriber's `on_gap`.
@@ -33,7 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from fastgate.limits import (
+from fastgate.store.limits import (
     QuotaDecision, RateDecision, RateParams, quota_decision, rate_decision,
 )
 from fastgate.store.base import (
@@ -48,7 +48,7 @@ _LIMIT_PIPELINES: Final = 2
 _UNREACHABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
 
 # One request against a limiter and a quota, in the order Tyk checks them: the GCRA step of
-# fastgate.limits.gcra_step, then (only when the rate allows) fastgate.limits.quota_step.
+# fastgate.store.limits.gcra_step, then (only when the rate allows) fastgate.store.limits.quota_step.
 # KEYS: limiter, counter. ARGV: use_rate, interval_us, tolerance_us, use_quota, quota_max,
 # renewal_ms. Returns {rate_allowed, tat_us, now_us, quota_allowed, used, ttl_ms}.
 _LIMITS_LUA: Final = """

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from fastgate.auth.jwt_session import virtual_session_token
+from fastgate.auth.jwt.session import virtual_session_token
 from tests.conftest import REDIS_TEST_URL, _flush_redis_db
 from tests.support.jwks import EcKey, EdKey, JwksServer, RsaKey, b64, hs256
 from tests.support.procs import SECRET, Gateway, classic_api

@@ -7,7 +7,6 @@ the gateway's coarse clock (a deadline fires up to two 250 ms ticks late, never 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from typing import Iterator
@@ -590,7 +589,7 @@ def test_a_retry_happens_only_once(make_gateway):
 
 @pytest.mark.parametrize("shape", ["many-headers", "one-endless-header"])
 def test_upstream_response_head_over_the_bound_is_a_502(make_gateway, shape):
-    from fastgate.upstream import MAX_RESPONSE_HEAD
+    from fastgate.server.upstream import MAX_RESPONSE_HEAD
 
     def script(conn, n):
         if conn.read_request() is None:

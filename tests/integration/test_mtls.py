@@ -14,7 +14,7 @@ import pytest
 import redis
 import requests
 
-from fastgate.keys import generate_token
+from fastgate.sessions.key_ids import generate_token
 from tests.conftest import REDIS_TEST_URL
 from tests.support.procs import SECRET, classic_api
 from tests.support.tls import Pki, client_context, curl, https_get
@@ -231,7 +231,7 @@ def test_certificate_derived_keys(make_gateway, upstream, pki, store_url):
         ],
         {"http_server_options": pki.server_settings(), "storage": {"url": store_url}},
     )
-    cert1_id, cert2_id = upload(gw, cert1.pem), upload(gw, cert2.pem)
+    cert1_id, _cert2_id = upload(gw, cert1.pem), upload(gw, cert2.pem)
 
     none = get(gw, pki, "/dyn/get")
     assert none.status_code == 401 and error_of(none) == "Client certificate required"

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from fastgate.auth import jose
+from fastgate.auth.jwt import jose
 from tests.support.jwks import EcKey, JwksServer, RsaKey, b64, b64u, hs256, signed
 from tests.support.procs import SECRET, Gateway, classic_api
 

@@ -9,9 +9,9 @@ from typing import Sequence
 import pytest
 import redis
 
-from fastgate.limits import rate_params
-from fastgate.session import AccessDefinition, SessionState, encode_session
-from fastgate.session_cache import MISS, SessionCache
+from fastgate.store.limits import rate_params
+from fastgate.sessions.session import AccessDefinition, SessionState, encode_session
+from fastgate.sessions.cache import MISS, SessionCache
 from fastgate.store import (
     CLUSTER_CHANNEL, NOTICE_KEY_UPDATED, StoreError, StoreUnavailable, decode_event,
     encode_event, open_store,

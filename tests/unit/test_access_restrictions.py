@@ -1,5 +1,5 @@
 """Sans-IO pieces of the access restrictions: decoding (``fastgate.apidef.access``), matching and
-client addresses (``fastgate.access``), safe ids and upstream hosts (``fastgate.apidef.common``)."""
+client addresses (``fastgate.pipeline.access``), safe ids and upstream hosts (``fastgate.apidef.common``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import ipaddress
 
 import pytest
 
-from fastgate.access import (
+from fastgate.pipeline.access import (
     PathMatcher,
     client_address,
     effective_method,
@@ -21,7 +21,7 @@ from fastgate.apidef.access import (
 )
 from fastgate.apidef.common import _link_local, check_api_id
 from fastgate.apidef.spec import DefinitionError, PathRule
-from fastgate.server.request import Request
+from fastgate.http.request import Request
 
 
 def _req(method: str, path: str, base: str = "/api", headers=(), client_ip: str = "127.0.0.1") -> Request:

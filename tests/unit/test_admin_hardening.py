@@ -11,11 +11,11 @@ import pytest
 from fastgate.admin.guard import ControlHosts, SecretThrottle, host_name
 from fastgate.cli import local_secret
 from fastgate.config import ConfigError, config_from_mapping, secret_problem
-from fastgate.keys import unsafe_id
-from fastgate.limits import MAX_PER_SECONDS, MAX_RENEWAL_SECONDS, limit_problems
+from fastgate.sessions.key_ids import unsafe_id
+from fastgate.store.limits import MAX_PER_SECONDS, MAX_RENEWAL_SECONDS, limit_problems
 from fastgate.observe.access_log import redact_path
-from fastgate.policy import decode_policy_file
-from fastgate.session import SessionState
+from fastgate.sessions.policies import decode_policy_file
+from fastgate.sessions.session import SessionState
 
 
 @pytest.mark.parametrize("host,name", [("LocalHost:8080", "localhost"), ("[::1]:80", "::1"), ("[::1]", "::1"),

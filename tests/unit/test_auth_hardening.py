@@ -14,11 +14,11 @@ from fastgate.apidef.spec import AuthSource, DefinitionError
 from fastgate.auth import check_auth_settings, credential_sources
 from fastgate.auth.basic import MALFORMED_VALUES, parse_basic_credentials
 from fastgate.auth.hmac import DEFAULT_CLOCK_SKEW_MS, hmac_config, hmac_warnings
-from fastgate.auth.jwt_claims import TIME_OUT_OF_RANGE, check_times, times_in_range
-from fastgate.auth.jwt_config import jwt_config
+from fastgate.auth.jwt.claims import TIME_OUT_OF_RANGE, check_times, times_in_range
+from fastgate.auth.jwt.config import jwt_config
 from fastgate.auth.sources import MULTIPLE_CREDENTIALS, compile_credential_check
 from fastgate.auth.throttle import FailureCounter
-from fastgate.server.request import Request
+from fastgate.http.request import Request
 
 
 def request(target: str = "/", headers: list[tuple[bytes, bytes]] | None = None) -> Request:

@@ -21,8 +21,8 @@ from fastgate.auth.basic import (
 )
 from fastgate.auth.body import CREDENTIALS_BODY_LIMIT, BodyTap
 from fastgate.auth.passwords import PasswordChecker, PasswordTooLong, check_fast, hash_password
-from fastgate.keys import hash_bytes
-from fastgate.session import BasicAuthData
+from fastgate.sessions.key_ids import hash_bytes
+from fastgate.sessions.session import BasicAuthData
 
 
 def b64(text: bytes) -> str:
@@ -308,7 +308,7 @@ def test_tap_digest_verdict_comes_with_the_last_bytes():
 
 
 def test_needs_body_only_when_the_header_fails():
-    from fastgate.server.request import Request
+    from fastgate.http.request import Request
 
     predicate = basic_mod.needs_body(classic(use_basic_auth=True, basic_auth={
         "extract_from_body": True, "body_user_regexp": "u=(.*)", "body_password_regexp": "p=(.*)"}))
@@ -326,7 +326,7 @@ def test_realm_is_a_safe_header_value():
     from types import SimpleNamespace
 
     from fastgate.config import config_from_mapping
-    from fastgate.server.request import Request
+    from fastgate.http.request import Request
 
     spec = ApiSpec(api_id="a", name='Evil\r\nSet-Cookie: x="1"', listen_path="/a/", target_url="http://x",
                    use_keyless=False, raw={"use_basic_auth": True})

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from fastgate.server.http1 import (
+from fastgate.http.h1 import (
     MAX_CHUNK_EXCESS,
     PATH_PARAMETERS_REFUSED,
     ProtocolError,

@@ -17,13 +17,14 @@ from fastgate.apidef.classic import decode_classic
 from fastgate.apidef.oas import decode_oas
 from fastgate.apidef.spec import DefinitionError
 from fastgate.auth import mtls
-from fastgate.certs import (
+from fastgate.certs.store import (
     CertificateError, CertificateStore, decode_stored, encode_stored, open_private_key, parse_bundle,
     seal_private_key,
 )
 from fastgate.config import config_from_mapping
-from fastgate.pipeline import Denial
-from fastgate.server.tls import PeerCertificate, TlsError, openssl_ciphers, tls_version
+from fastgate.pipeline.stage import Denial
+from fastgate.certs.peer import PeerCertificate
+from fastgate.server.tls import TlsError, openssl_ciphers, tls_version
 from fastgate.store.memory import MemoryStore
 
 NOW = datetime.datetime.now(datetime.timezone.utc)

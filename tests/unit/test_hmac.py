@@ -24,9 +24,9 @@ from fastgate.auth.hmac import CERT_NOT_FOUND, INVALID, NOT_RSA, REPLAYED, compi
 from fastgate.auth.signature import (
     decode_signature, parse_digest, parse_http_date, parse_signature_header, signing_strings,
 )
-from fastgate.pipeline import Denial
-from fastgate.server.request import Request
-from fastgate.session import SessionState
+from fastgate.pipeline.stage import Denial
+from fastgate.http.request import Request
+from fastgate.sessions.session import SessionState
 from fastgate.store.memory import MemoryStore
 
 DATE = "Tue, 07 Jun 2014 20:51:35 GMT"

@@ -8,7 +8,7 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 
-from fastgate.server.http1 import (
+from fastgate.http.h1 import (
     LAST_CHUNK,
     ProtocolError,
     chunk,
@@ -125,7 +125,7 @@ def test_error_response_extra_headers():
 
 def test_cached_error_response_carries_a_current_date(monkeypatch):
     first = parse(error_response(403, "cached", keep_alive=True))[1]["date"]
-    import fastgate.server.http1 as http1
+    import fastgate.http.h1 as http1
 
     monkeypatch.setattr(http1.time, "time", lambda: 4102444800.0)  # 2100-01-01
     second = parse(error_response(403, "cached", keep_alive=True))[1]["date"]

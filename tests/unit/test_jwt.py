@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import jwt as pyjwt
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
@@ -24,20 +23,20 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from fastgate.apidef.classic import decode_classic
 from fastgate.apidef.oas import decode_oas
 from fastgate.apidef.spec import DefinitionError
-from fastgate.auth import jose
-from fastgate.auth.jwks import JwksManager, parse_jwks
-from fastgate.auth.jwt import JwtAuth, compile_jwt_auth
-from fastgate.auth.jwt_claims import check_extra_claims, check_times, identity_of, scopes_in, subject_of
-from fastgate.auth.jwt_config import JwtConfig, jwt_config, parse_duration
-from fastgate.auth.jwt_revocation import Revocations
-from fastgate.auth.jwt_session import Decision, decide, virtual_session_token
+from fastgate.auth.jwt import jose
+from fastgate.auth.jwt.jwks import JwksManager, parse_jwks
+from fastgate.auth.jwt.stage import JwtAuth, compile_jwt_auth
+from fastgate.auth.jwt.claims import check_extra_claims, check_times, identity_of, scopes_in, subject_of
+from fastgate.auth.jwt.config import JwtConfig, jwt_config, parse_duration
+from fastgate.auth.jwt.revocation import Revocations
+from fastgate.auth.jwt.session import Decision, decide, virtual_session_token
 from fastgate.config import Config
-from fastgate.keys import storage_key_id
-from fastgate.pipeline import Denial
-from fastgate.policy import decode_policy
-from fastgate.server.request import Request
-from fastgate.session import JWTData, SessionState, encode_session
-from fastgate.sessions import SessionManager
+from fastgate.sessions.key_ids import storage_key_id
+from fastgate.pipeline.stage import Denial
+from fastgate.sessions.policies import decode_policy
+from fastgate.http.request import Request
+from fastgate.sessions.session import JWTData, SessionState, encode_session
+from fastgate.sessions.manager import SessionManager
 from fastgate.store.memory import MemoryStore
 from tests.support.jwks import EcKey, EdKey, RsaKey, b64, hs256
 
@@ -667,7 +666,7 @@ def test_stage_caches_verified_tokens_by_exact_text(monkeypatch: pytest.MonkeyPa
         calls.append(1)
         return real(jws, key)
 
-    monkeypatch.setattr("fastgate.auth.jwt.verify", counting)
+    monkeypatch.setattr("fastgate.auth.jwt.stage.verify", counting)
     good = hs256({"sub": "u", "exp": int(time.time()) + 60, "pol": "base"}, SECRET)
     for _ in range(3):
         assert run_stage(stage, request(good)) is None

@@ -8,7 +8,7 @@ import hashlib
 import orjson
 import pytest
 
-from fastgate.keys import (
+from fastgate.sessions.key_ids import (
     DEFAULT_MIN_TOKEN_LENGTH, UnknownHashAlgorithm, generate_token, hash_bytes, hash_token,
     lookup_candidates, min_token_length, murmur3_32, murmur3_x64_128, storage_key_id,
     token_hash_algo, token_id, token_org, too_short,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from fastgate.keys import hash_bytes
-from fastgate.limits import (
-    QuotaDecision, RateParams, endpoint_key_suffix, gcra_step, limit_names, quota_decision,
-    quota_key, quota_step, rate_decision, rate_limit_key, rate_params, rate_state_ttl_ms,
-)
-from fastgate.session import (
+from fastgate.sessions.key_ids import endpoint_key_suffix, hash_bytes, limit_names
+from fastgate.sessions.session import (
     AccessDefinition, Endpoint, EndpointMethod, RateLimit, SessionState,
+)
+from fastgate.store.limits import (
+    QuotaDecision, RateParams, gcra_step, quota_decision,
+    quota_key, quota_step, rate_decision, rate_limit_key, rate_params, rate_state_ttl_ms,
 )
 
 S = 1_000_000  # one second in µs

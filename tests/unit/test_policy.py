@@ -9,17 +9,17 @@ import msgspec
 import orjson
 import pytest
 
-from fastgate.policy import (
+from fastgate.sessions.policies import (
     MIXED_PER_API, Policy, PolicyApplier, PolicyError, PolicyPartitions, apply_policies, decode_policy,
     decode_policy_file, encode_policy, expiry_for_new_key, load_policy_dir, merge_allowed_urls,
     merge_endpoint_limits,
 )
-from fastgate.session import (
+from fastgate.sessions.session import (
     AccessDefinition, AccessSpec, APILimit, Endpoint, EndpointMethod, FieldAccessDefinition,
     FieldLimits, GraphqlType, RateLimit, SessionState, encode_session,
 )
 
-SAMPLES = Path("/work/shared/tyk-samples/policies")
+SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "tyk" / "policies"  # Tyk's own, see its README
 # Decoded the way Tyk's test decodes it: map keys are lookup ids, `id` fields stay as written.
 POLICIES = msgspec.json.decode((SAMPLES / "internal_policy_testdata_policies.json").read_bytes(),
                                type=dict[str, Policy])

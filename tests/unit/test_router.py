@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fastgate.router import Router
+from fastgate.pipeline.router import Router
 
 ROUTES = [
     ("", "/", "root"),

@@ -6,7 +6,7 @@ import msgspec
 import orjson
 import pytest
 
-from fastgate.session import (
+from fastgate.sessions.session import (
     AccessDefinition, AccessSpec, APILimit, BasicAuthData, Endpoint, EndpointMethod, RateLimit,
     RateLimitSmoothing, SessionState, clone_session, decode_session, encode_session,
 )

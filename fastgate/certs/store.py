@@ -507,7 +507,7 @@ async def start_certificates(gateway: "Gateway") -> None:
     gateway.state.setdefault("closers", []).insert(0, certs.close)
     # The TLS listener trusts what the loaded APIs allow: recomputed after every API load and
     # every change to the store.
-    from fastgate.auth.mtls import refresh_client_auth
+    from fastgate.auth.mtls import refresh_client_auth  # late: auth is above certs; belongs in services
 
     gateway.state.setdefault("apis_loaded", []).append(lambda: refresh_client_auth(gateway))
     certs.on_change.append(lambda: refresh_client_auth(gateway))

@@ -26,11 +26,14 @@ from typing import Final, Iterable
 
 import orjson
 
+from fastgate.sessions.session import SessionState
+from fastgate.store.limits import quota_key, rate_limit_key
+
 __all__ = [
     "DEFAULT_MIN_TOKEN_LENGTH", "HASH_ALGORITHMS", "UnknownHashAlgorithm", "generate_token",
     "hash_bytes", "hash_token", "lookup_candidates", "min_token_length", "murmur3_32",
     "murmur3_x64_128", "storage_key_id", "token_hash_algo", "token_id", "token_org",
-    "too_short", "unsafe_id",
+    "too_short", "unsafe_id", "endpoint_key_suffix", "limit_names",
 ]
 
 HASH_ALGORITHMS: Final = ("murmur32", "murmur64", "murmur128", "sha256")
@@ -179,6 +182,30 @@ def _is_hex(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# ---- counter names a key uses (the arithmetic is fastgate.store.limits) ---------------------
+
+
+def endpoint_key_suffix(method: str, path: str) -> str:
+    """Suffix of an endpoint-level limiter: murmur32 hex of `METHOD:path`, as Tyk names it."""
+    return hash_bytes(f"{method}:{path}".encode(), "murmur32")
+
+
+def limit_names(key_id: str, session: SessionState) -> tuple[list[str], list[str]]:
+    """Every quota and limiter name a key can use: what `Store.reset_limits` takes on update.
+
+    The key's own counters plus one per allowance scope, and one limiter per endpoint limit.
+    """
+    scopes = dict.fromkeys(["", *(r.allowance_scope for r in session.access_rights.values())])
+    quotas = [quota_key(key_id, scope) for scope in scopes]
+    rates = [rate_limit_key(key_id, scope) for scope in scopes]
+    for right in session.access_rights.values():
+        for endpoint in right.endpoints:
+            for method in endpoint.methods:
+                suffix = endpoint_key_suffix(method.name, endpoint.path)
+                rates.append(rate_limit_key(key_id, right.allowance_scope, suffix))
+    return quotas, list(dict.fromkeys(rates))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Final, Sequence
 
-from fastgate.auth.jwt_config import ClaimRule, JwtConfig
+from fastgate.auth.jwt.config import ClaimRule, JwtConfig
 
 __all__ = [
     "NO_SUITABLE_ID", "TIME_OUT_OF_RANGE", "check_extra_claims", "check_times", "claim_string", "identity_of",

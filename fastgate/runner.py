@@ -20,6 +20,7 @@ import uvloop
 from fastgate import clock
 from fastgate.config import Config
 from fastgate.gateway import Gateway
+from fastgate.services import start_services
 
 __all__ = ["run"]
 
@@ -44,8 +45,6 @@ def _run_worker(config: Config, *, under_supervisor: bool) -> int:
 
 
 async def _serve(config: Config, under_supervisor: bool) -> int:
-    from fastgate.services import start_services  # late: optional parts register themselves
-
     loop = asyncio.get_running_loop()
     gateway = Gateway(config, under_supervisor=under_supervisor)
     await start_services(gateway)

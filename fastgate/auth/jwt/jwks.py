@@ -30,7 +30,7 @@ from typing import Any, Awaitable, Callable, Final, Iterable
 
 import orjson
 
-from fastgate.auth.jose import key_from_jwk
+from fastgate.auth.jwt.jose import key_from_jwk
 
 __all__ = ["JwkKey", "JwksManager", "KeySet", "MAX_JWKS_BYTES", "parse_jwks"]
 

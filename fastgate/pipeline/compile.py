@@ -12,26 +12,25 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
-from typing import Any, Awaitable, Callable, Union
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from fastgate.apidef.spec import ApiSpec
-from fastgate.server.request import Request
+from fastgate.auth import compile_auth, compile_body_tap, compile_strip_auth
+from fastgate.auth.mtls import compile_static_mtls
+from fastgate.http.request import Request
+from fastgate.pipeline.access import (
+    CONFLICTING_OVERRIDE,
+    ENDPOINT_FORBIDDEN,
+    compile_api_rate_limit,
+    compile_ip_check,
+    compile_path_matcher,
+    read_method_override,
+)
+from fastgate.pipeline.post_auth import compile_post_auth
+from fastgate.pipeline.stage import Stage, deny
 
-__all__ = ["Denial", "Stage", "StageResult", "CompiledApi", "UpstreamTarget", "compile_api", "deny"]
-
-
-@dataclass(frozen=True, slots=True)
-class Denial:
-    """A decision to answer the client instead of proxying: status, message, extra headers."""
-
-    status: int
-    message: str
-    headers: tuple[tuple[bytes, bytes], ...] = ()
-
-
-StageResult = Union[None, Denial, Awaitable[Union[None, Denial]]]
-Stage = Callable[[Request], StageResult]
+__all__ = ["CompiledApi", "UpstreamTarget", "compile_api"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +74,7 @@ class CompiledApi:
     # Made per request when its head is complete, for auth that needs the body (HMAC digests,
     # basic-auth credentials in the body): see fastgate.auth.body. None on most APIs.
     body_tap: Callable[[Request], Any] | None = None
-    # Picks the stage set for a request when it is routed (fastgate.access): endpoint lists,
+    # Picks the stage set for a request when it is routed (fastgate.pipeline.access): endpoint lists,
     # method overrides. None on APIs without either.
     select: Callable[[Request], "CompiledApi"] | None = None
 
@@ -90,37 +89,15 @@ class CompiledApi:
         return path + "?" + req.query if req.query else path
 
 
-def deny(status: int, message: str) -> Stage:
-    """A stage that always answers ``status`` with ``message``."""
-    denial = Denial(status, message)
-
-    def stage(req: Request) -> Denial:
-        return denial
-
-    return stage
-
-
 def compile_api(spec: ApiSpec, gateway: Any, default_max_body: int) -> CompiledApi:
     """Build the stage tuple for ``spec``; raises ``DefinitionError`` for config that cannot work.
 
-    Stages in Tyk's order: IP allow/block lists and endpoint lists (``fastgate.access``), the
+    Stages in Tyk's order: IP allow/block lists and endpoint lists (``fastgate.pipeline.access``), the
     static mTLS check (keyless APIs too), the API-wide rate limit, auth methods, post-auth checks
     (expiry, access rights, granular access, rate limit, quota), then stripping credentials
     before the proxy. An API with endpoint lists gets three stage sets, chosen when a request is
     routed: all of them, none of the auth stages (``ignored`` endpoints), or a refusal.
     """
-    from fastgate.access import (
-        CONFLICTING_OVERRIDE,
-        ENDPOINT_FORBIDDEN,
-        compile_api_rate_limit,
-        compile_ip_check,
-        compile_path_matcher,
-        read_method_override,
-    )
-    from fastgate.auth import compile_auth, compile_body_tap, compile_strip_auth
-    from fastgate.auth.mtls import compile_static_mtls
-    from fastgate.authorize import compile_post_auth
-
     ip_check = compile_ip_check(spec.access, gateway.config.security.client_ip_header)
     before: list[Stage] = [ip_check] if ip_check is not None else []
     open_stages: list[Stage] = before + list(compile_static_mtls(spec, gateway))

@@ -4,7 +4,7 @@ Statuses and messages are Tyk's: no token → 400 "Authorization field missing";
 signature, unknown key → 403 "Key not authorized"; an ``alg`` outside the API's signing method →
 403 "Key not authorized: Unexpected signing method"; ``exp``/``iat``/``nbf`` and the OAS claim
 checks → 401 "Key not authorized: <reason>"; policy problems of centralised mode → 403 with Tyk's
-texts (``jwt_session``). Beyond Tyk: no JWKS ever fetched → 503, a revoked token → 401
+texts (``fastgate.auth.jwt.session``). Beyond Tyk: no JWKS ever fetched → 503, a revoked token → 401
 "Key not authorized: token has been revoked".
 
 Two modes, as in Tyk. With ``jwt_source`` / JWKS ("centralised") the token is verified with the
@@ -29,19 +29,19 @@ from typing import Any, Awaitable, Final
 
 from fastgate.apidef.spec import ApiSpec
 from fastgate.auth.identity import base_identity, offer_session
-from fastgate.auth.jose import ALG_FAMILY, Jws, key_from_material, parse, verify
-from fastgate.auth.jwks import JwkKey
-from fastgate.auth.jwt_claims import (
+from fastgate.auth.jwt.jose import ALG_FAMILY, Jws, key_from_material, parse, verify
+from fastgate.auth.jwt.jwks import JwkKey
+from fastgate.auth.jwt.claims import (
     NOT_VALID_YET, TIME_OUT_OF_RANGE, TOKEN_EXPIRED, USED_BEFORE_ISSUED, check_extra_claims, check_times, claim_string,
     identity_of, scope_claim_name, scopes_in, subject_of, times_in_range,
 )
-from fastgate.auth.jwt_config import JwtConfig, jwt_config
-from fastgate.auth.jwt_services import jwks_of, revocations_of
-from fastgate.auth.jwt_session import Decision, decide, oauth_client_id, virtual_session_token
+from fastgate.auth.jwt.config import JwtConfig, jwt_config
+from fastgate.auth.jwt.services import jwks_of, revocations_of
+from fastgate.auth.jwt.session import Decision, decide, oauth_client_id, virtual_session_token
 from fastgate.auth.sources import compile_extractor
-from fastgate.keys import storage_key_id
-from fastgate.pipeline import Denial, Stage, StageResult
-from fastgate.server.request import Request
+from fastgate.sessions.key_ids import storage_key_id
+from fastgate.pipeline.stage import Denial, Stage, StageResult
+from fastgate.http.request import Request
 
 __all__ = ["JwtAuth", "compile_jwt_auth", "MISSING", "NOT_AUTHORIZED", "UNEXPECTED_METHOD", "JWKS_UNAVAILABLE", "REVOKED"]
 

@@ -29,9 +29,9 @@ from typing import Any, Final, Literal, Mapping, Sequence
 import msgspec
 import orjson
 
-from fastgate.keys import unsafe_id
-from fastgate.limits import limit_problems
-from fastgate.session import (
+from fastgate.sessions.key_ids import unsafe_id
+from fastgate.store.limits import limit_problems
+from fastgate.sessions.session import (
     AccessControlRules, AccessDefinition, AccessSpec, APILimit, Endpoint, EndpointMethod,
     GraphqlType, JSONRPCMethodLimit, MCPPrimitiveLimit, Number, RateLimit, RateLimitSmoothing,
     SessionState, _drop_nulls, clone_session, to_wire,

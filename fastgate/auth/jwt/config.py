@@ -27,7 +27,7 @@ from typing import Any, Final, Literal
 import msgspec
 
 from fastgate.apidef.spec import ApiSpec, AuthSource, DefinitionError
-from fastgate.auth.jose import FAMILIES, key_from_material
+from fastgate.auth.jwt.jose import FAMILIES, key_from_material
 from fastgate.validation import split_error
 
 __all__ = ["ClaimRule", "JwtConfig", "KeySource", "jwt_config", "parse_duration"]

@@ -33,7 +33,7 @@ from typing import Callable, Final, Literal, Sequence
 
 import msgspec
 
-from fastgate.session import SessionState, decode_session, encode_session
+from fastgate.sessions.session import SessionState, decode_session, encode_session
 from fastgate.store.base import (
     CLUSTER_CHANNEL, NOTICE_KEY_UPDATED, Store, Subscription, decode_event, encode_event,
 )

@@ -10,7 +10,8 @@ Pool rules (aiohttp's connector, httpcore's pool, without their list scans):
   whose request was fully sent; anything else closes it.
 
 The response bytes are parsed by httptools and handed to the ``Exchange`` that owns the
-connection (``fastgate.server.exchange``); this module knows nothing of clients.
+connection (``fastgate.server.exchange``). Of the client it only touches the connection's cork:
+everything one upstream read produces leaves in one write to the client.
 """
 
 from __future__ import annotations

@@ -15,8 +15,11 @@ import logging
 import uuid
 from typing import Any, Final
 
-from fastgate.auth.jwks import JwksManager
-from fastgate.auth.jwt_revocation import NOTICE_JWT_REVOKED, Revocations
+from fastgate.apidef.loader import load_api_dir
+from fastgate.apidef.spec import DefinitionError
+from fastgate.auth.jwt.config import jwt_config
+from fastgate.auth.jwt.jwks import JwksManager
+from fastgate.auth.jwt.revocation import NOTICE_JWT_REVOKED, Revocations
 from fastgate.store.base import CLUSTER_CHANNEL, StoreUnavailable, decode_event, encode_event
 
 __all__ = ["NOTICE_JWKS_FLUSHED", "announce_jwks_flush", "jwks_of", "revocations_of", "start_jwt"]
@@ -102,10 +105,6 @@ def _source_id(gateway: Any) -> str:
 
 def _jwks_urls(gateway: Any) -> set[str]:
     """Every JWKS URL of the API definitions about to be loaded."""
-    from fastgate.apidef.loader import load_api_dir
-    from fastgate.apidef.spec import DefinitionError
-    from fastgate.auth.jwt_config import jwt_config
-
     config = gateway.config
     urls: set[str] = set()
     for spec in load_api_dir(config.resolve(config.app_path)).apis:

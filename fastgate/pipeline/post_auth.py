@@ -25,12 +25,12 @@ import time
 from functools import lru_cache
 from typing import Any, Awaitable
 
-from fastgate.access import effective_method
+from fastgate.pipeline.access import effective_method
 from fastgate.apidef.spec import ApiSpec
-from fastgate.limits import QuotaDecision, RateDecision, RateParams, quota_key, rate_limit_key, rate_params
-from fastgate.pipeline import Denial, Stage
-from fastgate.server.request import Request
-from fastgate.session import SessionState
+from fastgate.store.limits import QuotaDecision, RateDecision, RateParams, quota_key, rate_limit_key, rate_params
+from fastgate.pipeline.stage import Denial, Stage
+from fastgate.http.request import Request
+from fastgate.sessions.session import SessionState
 
 __all__ = ["compile_post_auth", "INACTIVE", "EXPIRED", "API_DISALLOWED", "RESOURCE_DISALLOWED"]
 

@@ -1,7 +1,7 @@
 """HTTP/1.1 message rules, free of I/O: request-head checks, path normalisation, header filtering
 and response bytes.
 
-The asyncio shell (``protocol.py``) feeds httptools callbacks into a ``Request`` and asks this
+The asyncio shell (``fastgate.server.protocol``) feeds httptools callbacks into a ``Request`` and asks this
 module what the request means and what bytes to write. Everything here is a pure function of its
 arguments, so the smuggling and normalisation rules are tested with byte strings alone.
 

@@ -35,9 +35,9 @@ from urllib.parse import unquote
 
 from fastgate.apidef.access import parse_networks
 from fastgate.apidef.spec import AccessRules, PathRule
-from fastgate.limits import RateParams, rate_params
-from fastgate.pipeline import Denial, Stage
-from fastgate.server.request import Request
+from fastgate.store.limits import RateParams, rate_params
+from fastgate.pipeline.stage import Denial, Stage
+from fastgate.http.request import Request
 
 __all__ = [
     "API_RATE_EXCEEDED",

@@ -21,10 +21,10 @@ from typing import Mapping
 
 from fastgate.apidef.spec import ApiSpec
 from fastgate.config import Config
-from fastgate.keys import lookup_candidates, storage_key_id, too_short
-from fastgate.policy import Policy, PolicyApplier, PolicyError
-from fastgate.session import SessionState
-from fastgate.session_cache import MISS, SessionCache
+from fastgate.sessions.key_ids import lookup_candidates, storage_key_id, too_short
+from fastgate.sessions.policies import Policy, PolicyApplier, PolicyError
+from fastgate.sessions.session import SessionState
+from fastgate.sessions.cache import MISS, SessionCache
 from fastgate.store.base import Store, StoreUnavailable
 
 __all__ = ["SessionManager", "Found"]

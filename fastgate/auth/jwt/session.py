@@ -26,10 +26,10 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Final, Mapping
 
-from fastgate.auth.jwt_config import JwtConfig
-from fastgate.keys import generate_token
-from fastgate.policy import Policy, PolicyError, apply_policies
-from fastgate.session import SessionState, clone_session
+from fastgate.auth.jwt.config import JwtConfig
+from fastgate.sessions.key_ids import generate_token
+from fastgate.sessions.policies import Policy, PolicyError, apply_policies
+from fastgate.sessions.session import SessionState, clone_session
 
 __all__ = [
     "Decision", "NO_MATCHING_POLICY", "NO_POLICY_FOUND", "NO_SCOPE_OR_POLICY", "NO_SCOPE_POLICY",

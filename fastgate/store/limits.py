@@ -28,12 +28,10 @@ from typing import Any, Final
 
 import msgspec
 
-from fastgate.keys import hash_bytes
-from fastgate.session import SessionState
 
 __all__ = [
-    "QuotaDecision", "RateDecision", "RateParams", "endpoint_key_suffix", "gcra_step",
-    "limit_names", "limit_problems", "quota_decision", "quota_key", "quota_step", "rate_decision",
+    "QuotaDecision", "RateDecision", "RateParams", "gcra_step",
+    "limit_problems", "quota_decision", "quota_key", "quota_step", "rate_decision",
     "rate_limit_key", "rate_params", "rate_state_ttl_ms",
 ]
 
@@ -150,27 +148,6 @@ def quota_key(key_id: str, scope: str = "") -> str:
 def rate_limit_key(key_id: str, scope: str = "", endpoint_suffix: str = "") -> str:
     """Limiter name after `rate-limit-`, joined as Tyk's `rate.Prefix` (dashes trimmed)."""
     return "-".join(p for p in (s.strip("-") for s in (scope, key_id, endpoint_suffix)) if p)
-
-
-def endpoint_key_suffix(method: str, path: str) -> str:
-    """Suffix of an endpoint-level limiter: murmur32 hex of `METHOD:path`, as Tyk names it."""
-    return hash_bytes(f"{method}:{path}".encode(), "murmur32")
-
-
-def limit_names(key_id: str, session: SessionState) -> tuple[list[str], list[str]]:
-    """Every quota and limiter name a key can use: what `Store.reset_limits` takes on update.
-
-    The key's own counters plus one per allowance scope, and one limiter per endpoint limit.
-    """
-    scopes = dict.fromkeys(["", *(r.allowance_scope for r in session.access_rights.values())])
-    quotas = [quota_key(key_id, scope) for scope in scopes]
-    rates = [rate_limit_key(key_id, scope) for scope in scopes]
-    for right in session.access_rights.values():
-        for endpoint in right.endpoints:
-            for method in endpoint.methods:
-                suffix = endpoint_key_suffix(method.name, endpoint.path)
-                rates.append(rate_limit_key(key_id, right.allowance_scope, suffix))
-    return quotas, list(dict.fromkeys(rates))
 
 
 def limit_problems(holder: Any) -> list[str]:

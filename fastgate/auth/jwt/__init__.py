@@ -1,0 +1,1 @@
+"""JWT authentication: the stage, its config and claims, JWKS, JOSE, revocations, sessions."""

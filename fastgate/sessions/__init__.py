@@ -1,0 +1,1 @@
+"""Tyk's key record, key ids, the session lookup and write path, its cache, and policies."""
