@@ -22,6 +22,7 @@ from fastgate.admin.api import AdminApi
 from fastgate.admin.guard import ControlHosts
 from fastgate.apidef.loader import load_api_dir
 from fastgate.apidef.spec import DefinitionError
+from fastgate.auth.mtls import client_auth
 from fastgate.config import Config
 from fastgate.observe.access_log import AccessLog
 from fastgate.pipeline.compile import CompiledApi, compile_api
@@ -39,6 +40,7 @@ from fastgate.http.request import Request
 from fastgate.server.protocol import HttpConnection
 from fastgate.server.tls import TlsTerminator
 from fastgate.server.upstream import PoolSet
+from fastgate.services import Services, open_services
 
 __all__ = ["Gateway"]
 
@@ -90,6 +92,7 @@ class Gateway:
 
     def __init__(self, config: Config, *, under_supervisor: bool = False) -> None:
         self.config = config
+        self.services: Services = open_services(config)
         self.options = config.http_server_options
         self.loop = asyncio.get_event_loop()
         self.connections: set[HttpConnection] = set()
@@ -111,9 +114,12 @@ class Gateway:
         self.closing = False
         self.started_at = time.time()
         self.access_log = AccessLog.open(config.access_log) if config.access_log.enabled else None
-        self.state: dict[str, Any] = {}  # long-lived services later stages share (store, caches)
         self.tls: TlsTerminator | None = None  # the listeners' SSL contexts when use_ssl is on
         self.admin = AdminApi(self)
+        # The TLS listener trusts what the loaded APIs allow: recomputed after every API load and
+        # every change to the certificate store.
+        self.services.lifecycle.apis_loaded.append(self.refresh_client_auth)
+        self.services.certificates.on_change.append(self.refresh_client_auth)
         self._tick_handle: asyncio.TimerHandle | None = None
         self._ticks = 0
 
@@ -129,7 +135,7 @@ class Gateway:
         compiled: dict[str, CompiledApi] = {}
         for spec in result.apis:
             try:
-                compiled[spec.api_id] = compile_api(spec, self, self.options.max_request_body_bytes)
+                compiled[spec.api_id] = compile_api(spec, self.services, self.options.max_request_body_bytes)
             except DefinitionError as exc:
                 problems.append(f"{spec.source}: {exc}")
         # Internal APIs (Tyk's "internal") are never served from outside.
@@ -138,7 +144,7 @@ class Gateway:
         )
         self.apis = compiled
         self.load_problems = problems
-        for hook in self.state.get("apis_loaded", ()):  # e.g. which client certificates TLS asks for
+        for hook in self.services.lifecycle.apis_loaded:  # e.g. which client certificates TLS asks for
             hook()
         for api in compiled.values():
             log.info(
@@ -157,10 +163,18 @@ class Gateway:
 
     def reload(self) -> None:
         """Reload API definitions (and policies) in this process (SIGHUP, ``/tyk/reload``)."""
-        for reloader in self.state.get("reloaders", ()):
+        for reloader in self.services.lifecycle.reloaders:
             reloader()
         self.load_apis()
         log.info("reloaded: %d APIs, %d rejected", len(self.apis), len(self.load_problems))
+
+    def refresh_client_auth(self) -> None:
+        """Tell the TLS listener which client certificates to ask for and trust."""
+        if self.tls is not None:
+            mode, trusted = client_auth(
+                [api.spec for api in self.apis.values()], self.services.certificates, self.config, self.admin_on_main
+            )
+            self.tls.set_client_auth(mode, trusted)
 
     def reload_everywhere(self) -> None:
         """Reload here and, under the worker supervisor, in every sibling worker."""
@@ -266,8 +280,7 @@ class Gateway:
 
     def stage_failed(self, exchange: Exchange, exc: BaseException) -> Denial:
         """A stage raised: the store is down (503) or a bug (500); never an open door."""
-        unavailable = self.state.get("unavailable_errors", ())
-        if unavailable and isinstance(exc, unavailable):
+        if isinstance(exc, self.services.unavailable_errors):
             return Denial(503, "The gateway's store is unavailable; try again shortly")
         log.exception("stage failed for %s %s", exchange.req.method, exchange.req.path, exc_info=exc)
         return Denial(500, "There was a problem authorising the request")
@@ -339,7 +352,7 @@ class Gateway:
         self.pools.close_all()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
-        for closer in self.state.get("closers", []):
+        for closer in self.services.lifecycle.closers:
             await closer()
         log.info("stopped")
 

@@ -47,7 +47,7 @@ def _run_worker(config: Config, *, under_supervisor: bool) -> int:
 async def _serve(config: Config, under_supervisor: bool) -> int:
     loop = asyncio.get_running_loop()
     gateway = Gateway(config, under_supervisor=under_supervisor)
-    await start_services(gateway)
+    await start_services(gateway.services, gateway.reload)
     clock.reset()
     try:
         await gateway.start()

@@ -14,7 +14,7 @@ import hmac
 import logging
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Protocol
 from urllib.parse import parse_qs
 
 import orjson
@@ -26,11 +26,12 @@ from fastgate.observe.access_log import redact_path
 from fastgate.validation import split_error
 
 if TYPE_CHECKING:
-    from fastgate.gateway import Gateway
-    from fastgate.server.exchange import Exchange
     from fastgate.http.request import Request
+    from fastgate.pipeline.compile import CompiledApi
+    from fastgate.server.exchange import Exchange
+    from fastgate.services import Services
 
-__all__ = ["AdminApi", "ApiError", "Handler"]
+__all__ = ["AdminApi", "ApiError", "GatewayControl", "Handler"]
 
 log = logging.getLogger("fastgate.admin")
 
@@ -49,12 +50,26 @@ class ApiError(Exception):
         self.headers = headers
 
 
+class GatewayControl(Protocol):
+    """What the Gateway API needs of the gateway it runs in (``fastgate.gateway.Gateway``): its
+    services, what is loaded, and the reload switch. Handed down, never imported."""
+
+    services: "Services"
+    apis: "Mapping[str, CompiledApi]"
+    load_problems: list[str]
+    started_at: float
+
+    def reload_everywhere(self) -> None:
+        """Reload here and in every sibling worker."""
+
+
 class AdminApi:
     """Dispatches Gateway API requests for one gateway process."""
 
-    def __init__(self, gateway: "Gateway") -> None:
+    def __init__(self, gateway: GatewayControl) -> None:
         self.gateway = gateway
-        self.secret = gateway.config.secret.encode()
+        self.services = gateway.services
+        self.secret = gateway.services.config.secret.encode()
         self.throttle = SecretThrottle()
         # pattern segments -> {method: handler}
         self.routes: list[tuple[tuple[str, ...], dict[str, Handler]]] = []
@@ -93,7 +108,7 @@ class AdminApi:
         except ApiError as exc:
             status, payload = exc.status, {"status": "error", "message": exc.message}
             extra = exc.headers
-        except self.gateway.state.get("unavailable_errors", ()) as exc:  # type: ignore[misc]
+        except self.services.unavailable_errors as exc:
             log.warning("Gateway API %s %s: store unavailable: %s", req.method, redact_path(req.path), exc)
             status, payload = 503, {"status": "error", "message": "The store is unavailable; nothing was changed"}
         except Exception:
@@ -158,13 +173,13 @@ class AdminApi:
             "apis": {"status": "pass", "loaded": len(gw.apis), "rejected": len(gw.load_problems)},
         }
         status = "pass"
-        store = gw.state.get("store")
-        if store is not None and not gw.config.storage.url.startswith("memory:"):
+        store = self.services.store
+        if not self.services.config.storage.url.startswith("memory:"):
             checked = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
             try:
                 await store.ping()
                 details["redis"] = {"status": "pass", "componentType": "datastore", "time": checked}
-            except gw.state.get("unavailable_errors", ()) as exc:  # type: ignore[misc]
+            except self.services.unavailable_errors as exc:
                 status = "fail"
                 details["redis"] = {"status": "fail", "componentType": "datastore", "time": checked,
                                     "output": f"Redis is not reachable: {exc}"}
@@ -184,11 +199,7 @@ class AdminApi:
         return 200, {"status": "ok", "message": ""}
 
     async def reload_group(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
-        hook = self.gateway.state.get("reload_group")
-        if hook is not None:
-            await hook()
-        else:
-            self.gateway.reload_everywhere()
+        await self.services.reload_group()
         return 200, {"status": "ok", "message": ""}
 
 

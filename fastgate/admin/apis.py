@@ -47,8 +47,7 @@ from fastgate.apidef.spec import ApiSpec, DefinitionError
 from fastgate.auth import check_auth_settings
 
 if TYPE_CHECKING:
-    from fastgate.admin.api import AdminApi
-    from fastgate.gateway import Gateway
+    from fastgate.admin.api import AdminApi, GatewayControl
     from fastgate.http.request import Request
 
 __all__ = ["register"]
@@ -97,9 +96,9 @@ class _Stored:
 class ApiEndpoints:
     """Handlers bound to one gateway's ``app_path``."""
 
-    def __init__(self, gateway: "Gateway") -> None:
+    def __init__(self, gateway: "GatewayControl") -> None:
         self.gateway = gateway
-        self.config = gateway.config
+        self.config = gateway.services.config
 
     # ---- Classic -----------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from fastgate.sessions.key_ids import generate_token, storage_key_id
 if TYPE_CHECKING:
     from fastgate.admin.api import AdminApi
     from fastgate.http.request import Request
+    from fastgate.services import Services
     from fastgate.sessions.session import SessionState
 
 __all__ = ["certificate_key_id", "check_key_certificates", "register"]
@@ -39,14 +40,7 @@ class CertificateEndpoints:
     """Handlers bound to one gateway's certificate store."""
 
     def __init__(self, admin: "AdminApi") -> None:
-        self.gateway = admin.gateway
-
-    @property
-    def certs(self) -> CertificateStore:
-        found: CertificateStore | None = self.gateway.state.get("certificates")
-        if found is None:
-            raise ApiError(503, "The certificate store is not running")
-        return found
+        self.certs: CertificateStore = admin.services.certificates
 
     async def add(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
         """``POST /tyk/certs?org_id=``: a PEM bundle (certificates, optional key, or a public key)."""
@@ -89,26 +83,26 @@ class CertificateEndpoints:
 # ---- keys and certificates (used by fastgate.admin.keys) --------------------------------------
 
 
-async def certificate_key_id(gateway: Any, session: "SessionState") -> str:
+async def certificate_key_id(services: "Services", session: "SessionState") -> str:
     """The id of a key created with ``certificate`` (dynamic mTLS): the certificate's id, so the
     key is ``generate_token(org, certificate)`` as in Tyk; one key per certificate."""
-    config = gateway.config
+    config = services.config
     token = generate_token(session.org_id, session.certificate, config.hash_key_function)
-    if await gateway.state["store"].get_session(storage_key_id(token, config.hash_keys)) is not None:
+    if await services.store.get_session(storage_key_id(token, config.hash_keys)) is not None:
         # Tyk answers 500; client input never causes a 5xx here.
         raise ApiError(400, "Failed to create key - Key with given certificate already found:" + token)
     return session.certificate
 
 
-async def check_key_certificates(gateway: Any, session: "SessionState", stored: "SessionState | None") -> None:
+async def check_key_certificates(services: "Services", session: "SessionState", stored: "SessionState | None") -> None:
     """Tyk's checks of a key's certificates on create (``stored`` None) and update: a changed
     ``certificate`` must exist, every new ``mtls_static_certificate_bindings`` id must be of the
     key's org and exist. Identities (``san_uri:…``) are not store ids and are not looked up."""
-    certs: CertificateStore | None = gateway.state.get("certificates")
+    certs = services.certificates
     if stored is not None and session.certificate != stored.certificate:
         if not session.certificate:
             raise ApiError(400, "Key cannot be used without a certificate")
-        if not _is_identity(session.certificate) and (certs is None or await certs.fetch(session.certificate) is None):
+        if not _is_identity(session.certificate) and await certs.fetch(session.certificate) is None:
             raise ApiError(400, "Key must be used with an existent certificate")
     known = set(stored.mtls_static_certificate_bindings) if stored is not None else set()
     for cert_id in session.mtls_static_certificate_bindings:
@@ -116,7 +110,7 @@ async def check_key_certificates(gateway: Any, session: "SessionState", stored: 
             continue
         if session.org_id and not cert_id.startswith(session.org_id):
             raise ApiError(400, f"invalid certificate ID: {cert_id}")
-        if certs is None or await certs.fetch(cert_id) is None:
+        if await certs.fetch(cert_id) is None:
             raise ApiError(400, f"certificate not found: {cert_id}")
 
 

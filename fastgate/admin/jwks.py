@@ -20,7 +20,7 @@ import orjson
 
 from fastgate.admin.api import ApiError
 from fastgate.auth.jwt.revocation import DEFAULT_KEEP
-from fastgate.auth.jwt.services import announce_jwks_flush, jwks_of, revocations_of
+from fastgate.auth.jwt.services import announce_jwks_flush
 
 if TYPE_CHECKING:
     from fastgate.admin.api import AdminApi
@@ -33,32 +33,33 @@ INVALIDATED = {"status": "ok", "message": "cache invalidated"}
 
 def register(admin: "AdminApi") -> None:
     """Add the JWT endpoints to ``admin``."""
-    gateway = admin.gateway
+    services = admin.services
+    jwks, revocations, store = services.jwks, services.jwt_revocations, services.store
 
     async def flush_all(req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
-        jwks_of(gateway).flush(None)
-        await announce_jwks_flush(gateway, "")
+        jwks.flush(None)
+        await announce_jwks_flush(store, services.event_source, "")
         return 200, INVALIDATED
 
     async def flush_api(req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
         api_id = unquote(params["apiID"])
-        jwks_of(gateway).flush(api_id)
-        await announce_jwks_flush(gateway, api_id)
+        jwks.flush(api_id)
+        await announce_jwks_flush(store, services.event_source, api_id)
         return 200, INVALIDATED
 
     async def list_revocations(req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
-        return 200, revocations_of(gateway).as_json()
+        return 200, revocations.as_json()
 
     async def revoke(req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
         kind, value, until = _revocation(body)
-        await revocations_of(gateway).change(_store(gateway), kind, value, until)
+        await revocations.change(store, kind, value, until)
         return 200, {"status": "ok", "message": "revoked"}
 
     async def unrevoke(req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
         kind = params["kind"]
         if kind not in ("jti", "sub"):
             raise ApiError(404, "Not found")
-        existed = await revocations_of(gateway).change(_store(gateway), kind, unquote(params["value"]), None)
+        existed = await revocations.change(store, kind, unquote(params["value"]), None)
         if not existed:
             raise ApiError(404, "Revocation not found")
         return 200, {"status": "ok", "message": "revocation lifted"}
@@ -85,9 +86,3 @@ def _revocation(body: bytes) -> tuple[str, str, float]:
         raise ApiError(400, '"until" must be a Unix time in the future')
     return kinds[0], doc[kinds[0]], float(until)
 
-
-def _store(gateway: Any) -> Any:
-    store = gateway.state.get("store")
-    if store is None:
-        raise ApiError(503, "The store is unavailable; nothing was changed")
-    return store

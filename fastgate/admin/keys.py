@@ -4,8 +4,9 @@ Shapes, statuses and messages are Tyk's (``gateway/api.go``), with one deliberat
 malformed JSON is always a 400 (Tyk answers 500 "Unmarshalling failed" on ``/keys/create``),
 because client input never causes a 5xx here. Nothing is stored when a request is refused.
 
-Every write goes to the store first and is then announced on the cluster channel, so every
-node drops its cached copy of the key at once. Without ``suppress_reset=1`` a create or update
+Every write goes through the session manager's one write path (``SessionManager.put`` /
+``delete``): stored, then announced on the cluster channel, so every node drops its cached copy
+of the key at once. Without ``suppress_reset=1`` a create or update
 resets the key's rate and quota counters, as Tyk does.
 """
 
@@ -29,7 +30,7 @@ from fastgate.sessions.key_ids import generate_token, lookup_candidates, min_tok
 from fastgate.sessions.policies import PolicyError, expiry_for_new_key
 from fastgate.store.limits import limit_problems, quota_key, rate_limit_key
 from fastgate.auth.passwords import PasswordTooLong, hash_password
-from fastgate.sessions.session import BasicAuthData, SessionState, decode_session, encode_session, to_wire
+from fastgate.sessions.session import BasicAuthData, SessionState, decode_session, to_wire
 
 if TYPE_CHECKING:
     from fastgate.admin.api import AdminApi
@@ -62,16 +63,10 @@ class KeyEndpoints:
     """Handlers bound to one gateway's store, session manager and config."""
 
     def __init__(self, admin: "AdminApi") -> None:
-        self.gateway = admin.gateway
-        self.config = admin.gateway.config
-
-    @property
-    def store(self) -> Any:
-        return self.gateway.state["store"]
-
-    @property
-    def sessions(self) -> Any:
-        return self.gateway.state["sessions"]
+        services = self.services = admin.services
+        self.config = services.config
+        self.store = services.store
+        self.sessions = services.sessions
 
     # ---- create ------------------------------------------------------------------------------
 
@@ -93,8 +88,8 @@ class KeyEndpoints:
         query = query_params(req)
         now = time.time()
         if session.certificate and key_id is None:
-            key_id = await certificate_key_id(self.gateway, session)  # dynamic mTLS
-        await check_key_certificates(self.gateway, session, None)
+            key_id = await certificate_key_id(self.services, session)  # dynamic mTLS
+        await check_key_certificates(self.services, session, None)
         if session.basic_auth_data.password and key_id is not None and ":" in key_id:
             raise ApiError(400, BASIC_USER_COLON)
         token = generate_token(session.org_id, key_id, self.config.hash_key_function)
@@ -163,7 +158,7 @@ class KeyEndpoints:
         """``PUT /tyk/keys/{key}``: replace a key's session, keeping what Tyk keeps."""
         session = _decode(body)
         storage_id, stored = await self._find(req, params["key"], missing="Key is not found")
-        await check_key_certificates(self.gateway, session, stored)
+        await check_key_certificates(self.services, session, stored)
         session.date_created = stored.date_created
         if session.expires > 1 and session.expires < time.time():
             session.expires = stored.expires
@@ -207,9 +202,8 @@ class KeyEndpoints:
     async def delete(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
         """``DELETE /tyk/keys/{key}``: remove the key and its counters."""
         storage_id, stored = await self._find(req, params["key"], missing="There is no such key found")
-        await self.store.delete_session(storage_id)
+        await self.sessions.delete(storage_id)
         await self._reset_limits(storage_id, stored)
-        await self.sessions.announce([storage_id])
         return 200, {"key": params["key"], "status": "ok", "action": "deleted"}
 
     # ---- helpers -----------------------------------------------------------------------------
@@ -251,10 +245,9 @@ class KeyEndpoints:
 
     async def _store(self, storage_id: str, session: SessionState, *, reset: bool) -> None:
         ttl = session.lifetime(now=time.time())
-        await self.store.set_session(storage_id, encode_session(session), ttl=ttl if ttl > 0 else None)
+        await self.sessions.put(storage_id, session, ttl if ttl > 0 else None)
         if reset:
             await self._reset_limits(storage_id, session)
-        await self.sessions.announce([storage_id])
 
     async def _reset_limits(self, storage_id: str, session: SessionState) -> None:
         scopes = {""} | {right.allowance_scope for right in session.access_rights.values()}

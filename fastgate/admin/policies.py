@@ -27,7 +27,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import unquote
 
 import msgspec
@@ -39,8 +39,7 @@ from fastgate.services import reload_policies
 from fastgate.store import CLUSTER_CHANNEL, NOTICE_POLICY_CHANGED, StoreError, encode_event
 
 if TYPE_CHECKING:
-    from fastgate.admin.api import AdminApi
-    from fastgate.gateway import Gateway
+    from fastgate.admin.api import AdminApi, GatewayControl
     from fastgate.http.request import Request
 
 __all__ = ["register", "write_atomically"]
@@ -90,9 +89,9 @@ def write_atomically(path: Path, data: bytes) -> None:
 class PolicyEndpoints:
     """Handlers bound to one gateway's config and loaded policies."""
 
-    def __init__(self, gateway: "Gateway") -> None:
-        self.gateway = gateway
-        self.config = gateway.config
+    def __init__(self, gateway: "GatewayControl") -> None:
+        self.services = gateway.services
+        self.config = gateway.services.config
 
     # ---- reads -------------------------------------------------------------------------------
 
@@ -163,8 +162,8 @@ class PolicyEndpoints:
 
     # ---- helpers -----------------------------------------------------------------------------
 
-    def _loaded(self) -> dict[str, Policy]:
-        return self.gateway.state.get("policies") or {}
+    def _loaded(self) -> Mapping[str, Policy]:
+        return self.services.policies
 
     def _directory(self, *, for_write: bool) -> Path | None:
         """The policy directory, or ``None`` (reads) / a 500 (writes) when there is none."""
@@ -185,13 +184,9 @@ class PolicyEndpoints:
 
     async def _changed(self, pid: str) -> None:
         """Reload here at once, then tell every other node to reload."""
-        if "sessions" in self.gateway.state:
-            reload_policies(self.gateway)
-        store = self.gateway.state.get("store")
-        if store is None:
-            return
+        reload_policies(self.services)
         try:
-            await store.publish(CLUSTER_CHANNEL, encode_event(NOTICE_POLICY_CHANGED, pid))
+            await self.services.store.publish(CLUSTER_CHANNEL, encode_event(NOTICE_POLICY_CHANGED, pid))
         except StoreError as exc:
             # The file is written and this node uses it; others pick it up on their next reload.
             log.warning("policy %r changed but other nodes were not told (store: %s)", pid, exc)

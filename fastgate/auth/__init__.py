@@ -2,28 +2,32 @@
 
 ``compile_auth`` returns the auth stages an API enables, in the order Tyk runs them (OAuth 2.0,
 external OAuth, basic, HMAC, JWT, OpenID Connect, custom plugin, auth token); each method module
-exposes ``compile_*(spec, gateway) -> tuple[Stage, ...]`` that is empty when the API does not
+exposes ``compile_*(spec, services) -> tuple[Stage, ...]`` that is empty when the API does not
 use it. In Classic (and OAS legacy) mode every enabled method must pass (AND).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fastgate.apidef.spec import ApiSpec, AuthSource
-from fastgate.auth.basic import compile_basic_auth, needs_body
+from fastgate.auth.basic import basic_config, compile_basic_auth, needs_body
 from fastgate.auth.body import CREDENTIALS_BODY_LIMIT, BodyTap
-from fastgate.auth.hmac import compile_hmac_auth, digest_of, hmac_config
+from fastgate.auth.hmac import compile_hmac_auth, digest_of, hmac_config, hmac_warnings
+from fastgate.auth.jwt.config import jwt_config
 from fastgate.auth.jwt.stage import compile_jwt_auth
 from fastgate.auth.sources import compile_credential_check, strip_credentials
-from fastgate.auth.token import compile_token_auth
+from fastgate.auth.token import compile_token_auth, uses_token_auth
 from fastgate.pipeline.stage import Stage
 from fastgate.http.request import Request
 
+if TYPE_CHECKING:
+    from fastgate.services import Services
+
 __all__ = ["METHOD_COMPILERS", "auth_warnings", "check_auth_settings", "compile_auth", "compile_body_tap", "compile_strip_auth", "credential_sources"]
 
-MethodCompiler = Callable[[ApiSpec, Any], tuple[Stage, ...]]
+MethodCompiler = Callable[[ApiSpec, "Services"], tuple[Stage, ...]]
 
 
 def _method_compilers() -> list[MethodCompiler]:
@@ -33,13 +37,13 @@ def _method_compilers() -> list[MethodCompiler]:
 METHOD_COMPILERS: list[MethodCompiler] = []
 
 
-def compile_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
+def compile_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]:
     """Every auth stage ``spec`` enables, in Tyk's order."""
     if not METHOD_COMPILERS:
         METHOD_COMPILERS.extend(_method_compilers())
     stages: list[Stage] = []
     for compiler in METHOD_COMPILERS:
-        stages.extend(compiler(spec, gateway))
+        stages.extend(compiler(spec, services))
     check = compile_credential_check(credential_sources(spec)) if stages else None
     return tuple(stages) if check is None else (check, *stages)
 
@@ -52,18 +56,11 @@ def check_auth_settings(spec: ApiSpec) -> None:
 
 def auth_warnings(spec: ApiSpec) -> list[str]:
     """Settings of ``spec`` that work but are weak, as ``field: what`` (``fastgate check``)."""
-    from fastgate.auth.hmac import hmac_warnings
-
     return hmac_warnings(spec)
 
 
 def credential_sources(spec: ApiSpec) -> list[tuple[AuthSource, bool]]:
     """Where each auth method of ``spec`` reads its credential, and whether it strips ``Bearer ``."""
-    from fastgate.auth.basic import basic_config
-    from fastgate.auth.hmac import hmac_config
-    from fastgate.auth.jwt.config import jwt_config
-    from fastgate.auth.token import uses_token_auth
-
     found: list[tuple[AuthSource, bool]] = []
     basic = basic_config(spec)
     if basic is not None:

@@ -33,23 +33,25 @@ import binascii
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import msgspec
 
 from fastgate.apidef.spec import ApiSpec, AuthSource, DefinitionError
 from fastgate.auth.body import BodyTap
 from fastgate.auth.identity import base_identity, offer_session
-from fastgate.auth.passwords import PasswordChecker, check_fast
-from fastgate.auth.throttle import FailureCounter
+from fastgate.auth.passwords import check_fast
 from fastgate.auth.sources import compile_extractor
 from fastgate.sessions.key_ids import generate_token
 from fastgate.pipeline.stage import Denial, Stage
 from fastgate.http.request import Request
 from fastgate.sessions.session import SessionState
 
+if TYPE_CHECKING:
+    from fastgate.services import Services
+
 __all__ = ["BasicConfig", "basic_config", "compile_basic_auth", "parse_basic_credentials",
-           "credentials_from_body", "needs_body", "oas_source", "password_checker"]
+           "credentials_from_body", "needs_body", "oas_source"]
 
 MALFORMED_HEADER = Denial(400, "Attempted access with malformed header, header not in basic auth format")
 MALFORMED_ENCODING = Denial(400, "Attempted access with malformed header, auth data not encoded correctly")
@@ -171,34 +173,7 @@ def needs_body(spec: ApiSpec) -> Callable[[Request], bool] | None:
     return from_body
 
 
-def password_checker(gateway: Any) -> PasswordChecker:
-    """The gateway's one ``PasswordChecker`` (created on first use, closed at shutdown)."""
-    checker: PasswordChecker | None = gateway.state.get("passwords")
-    if checker is None:
-        made = gateway.state["passwords"] = PasswordChecker()
-
-        async def close() -> None:
-            made.close()
-
-        gateway.state.setdefault("closers", []).append(close)
-        return made
-    return checker
-
-
-def failure_counters(gateway: Any) -> tuple[FailureCounter, FailureCounter]:
-    """The gateway's failed-login counters (per user, per client address), made on first use."""
-    counters: tuple[FailureCounter, FailureCounter] | None = gateway.state.get("basic_auth_failures")
-    if counters is None:
-        config = gateway.config
-        window = config.basic_auth_failure_window
-        counters = gateway.state["basic_auth_failures"] = (
-            FailureCounter(config.basic_auth_failures_per_user, window),
-            FailureCounter(config.basic_auth_failures_per_client, window),
-        )
-    return counters
-
-
-def compile_basic_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
+def compile_basic_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]:
     """The basic-auth stage for ``spec``, or nothing when the API does not use it."""
     config = basic_config(spec)
     if config is None:
@@ -209,16 +184,16 @@ def compile_basic_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
     missing = Denial(401, "Authorization field missing", challenge)
     not_authorised = Denial(401, "User not authorised", challenge)
     extract = compile_extractor(config.source, strip_bearer=False)
-    sessions = gateway.state["sessions"]
-    checker = password_checker(gateway)
+    sessions = services.sessions
+    checker = services.passwords
     base = base_identity(spec)
-    hash_function = gateway.config.hash_key_function
+    hash_function = services.config.hash_key_function
     from_body = config.user_regexp is not None
-    body_timeout = gateway.options.read_timeout
+    body_timeout = services.config.http_server_options.read_timeout
     caching = not config.disable_caching
     ttl = config.cache_ttl
-    dummy_check = gateway.config.basic_auth_hash_key_function in ("", "bcrypt")
-    per_user, per_client = failure_counters(gateway)
+    dummy_check = services.config.basic_auth_hash_key_function in ("", "bcrypt")
+    per_user, per_client = services.basic_failures.per_user, services.basic_failures.per_client
     throttling = bool(per_user.limit or per_client.limit)
     org = spec.org_id
     tokens: dict[str, str | None] = {}  # user name -> key token (pure, so never stale)

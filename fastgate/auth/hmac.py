@@ -34,7 +34,7 @@ import hmac
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable
+from typing import TYPE_CHECKING, Any, Awaitable
 
 import msgspec
 from cryptography.exceptions import InvalidSignature
@@ -53,6 +53,10 @@ from fastgate.auth.sources import compile_extractor
 from fastgate.pipeline.stage import Denial, Stage
 from fastgate.http.request import Request
 from fastgate.sessions.session import SessionState
+
+if TYPE_CHECKING:
+    from fastgate.certs.store import CertificateStore
+    from fastgate.services import Services
 
 __all__ = ["HmacConfig", "hmac_config", "compile_hmac_auth", "digest_of", "rsa_public_key", "INVALID"]
 
@@ -151,7 +155,7 @@ def digest_of(req: Request) -> tuple[HashFactory, bytes] | None:
     return parse_digest(req.header(b"digest"))
 
 
-def compile_hmac_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
+def compile_hmac_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]:
     """The signature stage for ``spec``, or nothing when the API does not check signatures."""
     config = hmac_config(spec)
     if config is None:
@@ -160,8 +164,9 @@ def compile_hmac_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
         log.warning("API %r: %s is negative: HMAC signatures of any age are accepted",
                     spec.api_id, config.skew_field)
     extract = compile_extractor(config.source, strip_bearer=False)
-    sessions = gateway.state["sessions"]
-    store = gateway.state["store"]
+    sessions = services.sessions
+    store = services.store
+    certs = services.certificates
     base = base_identity(spec)
     allowed = config.allowed_algorithms
     skew = config.clock_skew_ms / 1000.0
@@ -197,7 +202,7 @@ def compile_hmac_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
 
     def finish(req: Request, storage_id: str, session: SessionState, algorithm: str,
                headers: tuple[str, ...], signature: bytes) -> Denial | None | Awaitable[Denial | None]:
-        verdict = _verify(gateway, req, session, algorithm, headers, signature, tyk_target)
+        verdict = _verify(certs, req, session, algorithm, headers, signature, tyk_target)
         if verdict is not None:
             if type(verdict) is Denial:
                 return verdict
@@ -237,13 +242,13 @@ def compile_hmac_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
     return (check_signature,)
 
 
-def _verify(gateway: Any, req: Request, session: SessionState, algorithm: str, headers: tuple[str, ...],
+def _verify(certs: "CertificateStore", req: Request, session: SessionState, algorithm: str, headers: tuple[str, ...],
             signature: bytes, tyk_target: bool) -> Denial | None | Awaitable[Denial | None]:
     """None when ``signature`` is ``session``'s over one of ``req``'s signing strings."""
     if algorithm == "rsa-sha256":
         if not (session.enable_http_signature_validation and session.rsa_certificate_id):
             return INVALID
-        key = rsa_public_key(gateway, session.rsa_certificate_id)
+        key = rsa_public_key(certs, session.rsa_certificate_id)
         if isinstance(key, (rsa.RSAPublicKey, Denial)):
             return _verify_rsa(key, req, headers, signature, tyk_target)
         return _verify_rsa_later(key, req, headers, signature, tyk_target)
@@ -307,11 +312,11 @@ def _digest_ok(req: Request, headers: tuple[str, ...]) -> bool:
 _PEM_KEYS: dict[str, rsa.RSAPublicKey | Denial] = {}
 
 
-def rsa_public_key(gateway: Any, reference: str
+def rsa_public_key(certs: "CertificateStore", reference: str
                    ) -> rsa.RSAPublicKey | Denial | Awaitable[rsa.RSAPublicKey | Denial]:
     """The RSA public key a session's ``rsa_certificate_id`` names, or Tyk's 500 denial.
 
-    The id is looked up in the certificate store (``gateway.state["certificates"]``: its
+    The id is looked up in the certificate store (``Services.certificates``: its
     node-local mirror without awaiting, the store itself while the mirror is not current). The
     reference may also be the PEM itself (a public key or a certificate), for keys written
     before certificates could be uploaded. This is the one place that knows where keys live."""
@@ -323,16 +328,13 @@ def rsa_public_key(gateway: Any, reference: str
                 _PEM_KEYS.clear()
             _PEM_KEYS[reference] = key
         return key
-    certs = gateway.state.get("certificates")
-    if certs is None:
-        return CERT_NOT_FOUND
     found = certs.get(reference)
     if found is not None:
         return _as_rsa(found.public_key)
     return CERT_NOT_FOUND if certs.live else _fetch_key(certs, reference)
 
 
-async def _fetch_key(certs: Any, reference: str) -> rsa.RSAPublicKey | Denial:
+async def _fetch_key(certs: "CertificateStore", reference: str) -> rsa.RSAPublicKey | Denial:
     found = await certs.fetch(reference)
     return CERT_NOT_FOUND if found is None else _as_rsa(found.public_key)
 

@@ -33,7 +33,7 @@ leaf needs uploading; such an API must also allowlist the CA that issues those i
 key derived from a certificate is never accepted as a plain header token (its id is computable
 from the public certificate; Tyk closed the same hole only for its dynamic-mTLS APIs).
 
-``refresh_client_auth`` tells the listener what to ask for and trust, after every API load and
+``client_auth`` tells the listener what to ask for and trust, after every API load and
 every change to the certificate store.
 """
 
@@ -54,12 +54,13 @@ from cryptography.x509.oid import NameOID
 from fastgate.apidef.spec import ApiSpec, DefinitionError
 from fastgate.auth.identity import offer_session
 from fastgate.pipeline.stage import Denial, Stage
-from fastgate.sessions.session import decode_session, encode_session
+from fastgate.sessions.session import decode_session
 from fastgate.http.request import Request
 
 if TYPE_CHECKING:
     from fastgate.certs.store import CertificateStore
     from fastgate.config import Config
+    from fastgate.services import Services
     from fastgate.certs.peer import PeerCertificate
     from fastgate.sessions.session import SessionState
 
@@ -69,7 +70,7 @@ __all__ = [
     "MtlsSettings", "Revocations", "TLS_CERT_REQUIRED", "TLS_NOT_ENABLED", "check_mtls_definitions",
     "compile_certificate_auth", "compile_certificate_binding", "compile_static_mtls",
     "compile_token_certificate_checks", "identity_of",
-    "load_crl_file", "mtls_settings", "refresh_client_auth", "uses_certificate_auth",
+    "load_crl_file", "mtls_settings", "client_auth", "uses_certificate_auth",
 ]
 
 log = logging.getLogger("fastgate.mtls")
@@ -209,16 +210,17 @@ class Allowlist:
         return self._current, self._generation
 
 
-def compile_static_mtls(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
+def compile_static_mtls(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]:
     """The CertificateCheck stage (first of the API's stages), or nothing without static mTLS."""
-    settings = _validate(spec, gateway.config)
+    config = services.config
+    settings = _validate(spec, config)
     if not settings.static:
         return ()
-    if not gateway.config.http_server_options.use_ssl:
+    if not config.http_server_options.use_ssl:
         log.warning("API %r allowlists client certificates but use_ssl is off: it answers 403 'TLS not enabled'",
                     spec.api_id)
-    allowlist = Allowlist(settings.allowlist, gateway.state.get("certificates"), gateway.config)
-    revocations = _revocations(settings, gateway.config)
+    allowlist = Allowlist(settings.allowlist, services.certificates, config)
+    revocations = _revocations(settings, config)
     memo_owner = object()  # per-connection memo entries of this compiled stage
 
     def check_client_certificate(req: Request) -> Denial | None:
@@ -308,11 +310,11 @@ def compile_certificate_binding(spec: ApiSpec) -> "KeyCertificateCheck | None":
 KeyCertificateCheck = Callable[[Request, "SessionState"], "Denial | None"]
 
 
-def compile_token_certificate_checks(spec: ApiSpec, gateway: Any) -> KeyCertificateCheck | None:
+def compile_token_certificate_checks(spec: ApiSpec, services: "Services") -> KeyCertificateCheck | None:
     """What the auth-token stage checks on a found key: its certificate bindings (static mTLS
     APIs), and that a key derived from a certificate is not presented as a plain token."""
     binding = compile_certificate_binding(spec)
-    refuse_derived = not gateway.config.security.allow_unsafe_dynamic_mtls_token
+    refuse_derived = not services.config.security.allow_unsafe_dynamic_mtls_token
     if binding is None and not refuse_derived:
         return None
 
@@ -352,14 +354,15 @@ def _identity_value(cert: x509.Certificate, kind: str) -> str:
     return str(values[0]) if values else ""
 
 
-def compile_certificate_auth(spec: ApiSpec, gateway: Any, extract: Callable[[Request], str],
+def compile_certificate_auth(spec: ApiSpec, services: "Services", extract: Callable[[Request], str],
                              base: str) -> Stage:
     """The auth-token stage of a dynamic-mTLS API: the client certificate is the key."""
-    settings = _validate(spec, gateway.config)
-    sessions = gateway.state["sessions"]
-    certs: CertificateStore | None = gateway.state.get("certificates")
-    unsafe = gateway.config.security.allow_unsafe_dynamic_mtls_token
-    revocations = _revocations(settings, gateway.config)
+    config = services.config
+    settings = _validate(spec, config)
+    sessions = services.sessions
+    certs = services.certificates
+    unsafe = config.security.allow_unsafe_dynamic_mtls_token
+    revocations = _revocations(settings, config)
     kind = settings.identity
     org = spec.org_id
     by_hash = kind == "sha256"
@@ -404,7 +407,7 @@ def compile_certificate_auth(spec: ApiSpec, gateway: Any, extract: Callable[[Req
             if session.certificate != credential:
                 # Tyk keeps the key's certificate current (a key made under the certificate's id
                 # without the field, or after the field was lost).
-                await _remember_certificate(gateway, storage_id, credential)
+                await _remember_certificate(services, storage_id, credential)
             if certs is None or await certs.fetch(credential) is None:
                 return CERT_NOT_FOUND
         offer_session(req, base, "auth_token", storage_id, session)
@@ -433,33 +436,29 @@ def compile_certificate_auth(spec: ApiSpec, gateway: Any, extract: Callable[[Req
     return check_certificate_key
 
 
-async def _remember_certificate(gateway: Any, storage_id: str, credential: str) -> None:
-    store = gateway.state["store"]
-    raw = await store.get_session(storage_id)
+async def _remember_certificate(services: "Services", storage_id: str, credential: str) -> None:
+    raw = await services.store.get_session(storage_id)
     if raw is None:
         return
     stored = decode_session(raw)
     stored.certificate = credential
     ttl = stored.lifetime(now=time.time())
-    await store.set_session(storage_id, encode_session(stored), ttl=ttl if ttl > 0 else None)
-    await gateway.state["sessions"].announce([storage_id])
+    await services.sessions.put(storage_id, stored, ttl if ttl > 0 else None)
 
 
 # ---- what the listener asks for -------------------------------------------------------------
 
 
-def refresh_client_auth(gateway: Any) -> None:
-    """Tell the TLS listener which client certificates to ask for and trust (after every API
-    load and every certificate store change)."""
-    tls = getattr(gateway, "tls", None)
-    if tls is None:
-        return
-    certs: CertificateStore | None = gateway.state.get("certificates")
+def client_auth(specs: Iterable[ApiSpec], certs: CertificateStore | None, config: Config,
+                admin_on_main: bool) -> tuple[str, list[bytes]]:
+    """Which client certificates the TLS listener asks for (``none``, ``optional`` or
+    ``required``) and which it trusts (DER), for the loaded APIs ``specs`` (recomputed after
+    every API load and every certificate store change)."""
     trusted: dict[bytes, None] = {}
-    settings = [mtls_settings(api.spec) for api in gateway.apis.values()]
+    settings = [mtls_settings(spec) for spec in specs]
     for api in settings:
         if api.static:
-            entries, _ = Allowlist(api.allowlist, certs, gateway.config).current()
+            entries, _ = Allowlist(api.allowlist, certs, config).current()
             for entry in entries:
                 trusted.update(dict.fromkeys(entry.chain_der))
     if certs is not None and any(api.dynamic for api in settings):
@@ -468,11 +467,11 @@ def refresh_client_auth(gateway: Any) -> None:
             trusted.update(dict.fromkeys(stored.chain_der))
     if not any(api.static or api.dynamic for api in settings):
         mode = "none"
-    elif all(api.static for api in settings) and not gateway.admin_on_main:
+    elif all(api.static for api in settings) and not admin_on_main:
         mode = "required"
     else:
         mode = "optional"
-    tls.set_client_auth(mode, list(trusted))
+    return mode, list(trusted)
 
 
 # ---- revocation lists -----------------------------------------------------------------------

@@ -11,7 +11,7 @@ or, as in Tyk, when a protected API enables no other method.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable
+from typing import TYPE_CHECKING, Any, Awaitable
 
 from fastgate.apidef.spec import ApiSpec, AuthSource
 from fastgate.auth.identity import base_identity, offer_session
@@ -21,6 +21,10 @@ from fastgate.auth.mtls import (
 from fastgate.auth.sources import compile_extractor
 from fastgate.pipeline.stage import Denial, Stage
 from fastgate.http.request import Request
+
+if TYPE_CHECKING:
+    from fastgate.services import Services
+    from fastgate.sessions.manager import SessionManager
 
 __all__ = ["compile_token_auth", "uses_token_auth", "MISSING", "DISALLOWED"]
 
@@ -58,19 +62,19 @@ def uses_token_auth(spec: ApiSpec) -> bool:
     return not any(raw.get(flag) for flag in _OTHER_METHODS)
 
 
-def compile_token_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
+def compile_token_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]:
     """The auth-token stage for ``spec``, or nothing when the API does not use it."""
     if not uses_token_auth(spec):
         return ()
     source = spec.auth_configs.get("authToken") or AuthSource()
     extract = compile_extractor(source)
-    sessions = gateway.state["sessions"]
+    sessions = services.sessions
     base = base_identity(spec)
     if uses_certificate_auth(spec):
         # Dynamic mTLS: the client certificate is the key (fastgate.auth.mtls).
-        return (compile_certificate_auth(spec, gateway, extract, base),)
+        return (compile_certificate_auth(spec, services, extract, base),)
     # Certificate-bound keys, and keys derived from certificates refused as header tokens.
-    certificate_check = compile_token_certificate_checks(spec, gateway)
+    certificate_check = compile_token_certificate_checks(spec, services)
 
     def check_token(req: Request) -> Denial | None | Awaitable[Denial | None]:
         credential = extract(req)
@@ -86,7 +90,7 @@ def compile_token_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
     return (check_token,)
 
 
-async def _lookup(sessions: Any, credential: str, spec: ApiSpec, req: Request, base: str,
+async def _lookup(sessions: "SessionManager", credential: str, spec: ApiSpec, req: Request, base: str,
                   certificate_check: KeyCertificateCheck | None = None) -> Denial | None:
     found = await sessions.lookup(credential, spec)
     if not found:

@@ -48,12 +48,10 @@ from fastgate.store.base import CLUSTER_CHANNEL, Store, StoreUnavailable, decode
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
-    from fastgate.gateway import Gateway
-
 __all__ = [
     "CertificateError", "CertificateStore", "NOTICE_CERTIFICATE_ADDED", "NOTICE_CERTIFICATE_REMOVED",
     "ParsedBundle", "RAW_PREFIX", "StoredCertificate", "decode_stored", "encode_stored",
-    "open_private_key", "parse_bundle", "public_key_for", "seal_private_key", "start_certificates",
+    "open_private_key", "parse_bundle", "seal_private_key",
 ]
 
 log = logging.getLogger("fastgate.certs")
@@ -482,35 +480,6 @@ class CertificateStore:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-_active: CertificateStore | None = None
-
-
-async def public_key_for(cert_id: str) -> "PublicKeyTypes | None":
-    """The public key stored as ``cert_id`` (a certificate's, or a bare public key) in this
-    process's certificate store; ``None`` when unknown (HMAC/RSA signatures use this)."""
-    if _active is None:
-        return None
-    return await _active.public_key_for(cert_id)
-
-
-async def start_certificates(gateway: "Gateway") -> None:
-    """Open the certificate store on the gateway's store (``gateway.state["certificates"]``)."""
-    global _active
-    config = gateway.config
-    secret = config.security.private_certificate_encoding_secret or config.secret
-    certs = CertificateStore(gateway.state["store"], secret)
-    gateway.state["certificates"] = certs
-    _active = certs
-    await certs.start()
-    gateway.state.setdefault("closers", []).insert(0, certs.close)
-    # The TLS listener trusts what the loaded APIs allow: recomputed after every API load and
-    # every change to the store.
-    from fastgate.auth.mtls import refresh_client_auth  # late: auth is above certs; belongs in services
-
-    gateway.state.setdefault("apis_loaded", []).append(lambda: refresh_client_auth(gateway))
-    certs.on_change.append(lambda: refresh_client_auth(gateway))
 
 
 # ---- helpers --------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlsplit
 
 from fastgate.apidef.spec import ApiSpec
@@ -29,6 +29,9 @@ from fastgate.pipeline.access import (
 )
 from fastgate.pipeline.post_auth import compile_post_auth
 from fastgate.pipeline.stage import Stage, deny
+
+if TYPE_CHECKING:
+    from fastgate.services import Services
 
 __all__ = ["CompiledApi", "UpstreamTarget", "compile_api"]
 
@@ -89,7 +92,7 @@ class CompiledApi:
         return path + "?" + req.query if req.query else path
 
 
-def compile_api(spec: ApiSpec, gateway: Any, default_max_body: int) -> CompiledApi:
+def compile_api(spec: ApiSpec, services: "Services", default_max_body: int) -> CompiledApi:
     """Build the stage tuple for ``spec``; raises ``DefinitionError`` for config that cannot work.
 
     Stages in Tyk's order: IP allow/block lists and endpoint lists (``fastgate.pipeline.access``), the
@@ -98,18 +101,18 @@ def compile_api(spec: ApiSpec, gateway: Any, default_max_body: int) -> CompiledA
     before the proxy. An API with endpoint lists gets three stage sets, chosen when a request is
     routed: all of them, none of the auth stages (``ignored`` endpoints), or a refusal.
     """
-    ip_check = compile_ip_check(spec.access, gateway.config.security.client_ip_header)
+    ip_check = compile_ip_check(spec.access, services.config.security.client_ip_header)
     before: list[Stage] = [ip_check] if ip_check is not None else []
-    open_stages: list[Stage] = before + list(compile_static_mtls(spec, gateway))
-    api_rate = compile_api_rate_limit(spec, gateway.state["store"]) if spec.access.rate > 0 else None
+    open_stages: list[Stage] = before + list(compile_static_mtls(spec, services))
+    api_rate = compile_api_rate_limit(spec, services.store) if spec.access.rate > 0 else None
     if api_rate is not None:
         open_stages.append(api_rate)
     stages = list(open_stages)
     if not spec.use_keyless:
-        auth_stages = compile_auth(spec, gateway)
+        auth_stages = compile_auth(spec, services)
         if auth_stages:
             stages.extend(auth_stages)
-            stages.extend(compile_post_auth(spec, gateway))
+            stages.extend(compile_post_auth(spec, services))
             stages.extend(compile_strip_auth(spec))
         else:
             # A method this gateway does not implement yet: refuse everyone, as Tyk does for a
@@ -132,7 +135,7 @@ def compile_api(spec: ApiSpec, gateway: Any, default_max_body: int) -> CompiledA
     )
     if not spec.access.paths and not spec.access.allow_method_override:
         return api
-    options = gateway.options
+    options = services.config.http_server_options
     matcher = compile_path_matcher(spec.access, options.enable_path_prefix_matching, options.enable_path_suffix_matching)
     # Ignored endpoints skip auth, but credentials a client sends are still stripped as asked.
     ignored = replace(api, stages=(*open_stages, *compile_strip_auth(spec)), body_tap=None)

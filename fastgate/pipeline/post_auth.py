@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import time
 from functools import lru_cache
-from typing import Any, Awaitable
+from typing import TYPE_CHECKING, Any, Awaitable
 
 from fastgate.pipeline.access import effective_method
 from fastgate.apidef.spec import ApiSpec
@@ -31,6 +31,9 @@ from fastgate.store.limits import QuotaDecision, RateDecision, RateParams, quota
 from fastgate.pipeline.stage import Denial, Stage
 from fastgate.http.request import Request
 from fastgate.sessions.session import SessionState
+
+if TYPE_CHECKING:
+    from fastgate.services import Services
 
 __all__ = ["compile_post_auth", "INACTIVE", "EXPIRED", "API_DISALLOWED", "RESOURCE_DISALLOWED"]
 
@@ -43,11 +46,11 @@ RATE_EXCEEDED = "Rate Limit Exceeded"
 QUOTA_EXCEEDED = "Quota exceeded"
 
 
-def compile_post_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
+def compile_post_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]:
     """The stages that check a session against ``spec`` (none for a keyless API)."""
     if spec.use_keyless:
         return ()
-    prefix_matching = gateway.options.enable_path_prefix_matching
+    prefix_matching = services.config.http_server_options.enable_path_prefix_matching
 
     def check_access(req: Request) -> Denial | None:
         session: SessionState | None = req.session
@@ -66,7 +69,7 @@ def compile_post_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
                 return RESOURCE_DISALLOWED
         return None
 
-    store = gateway.state["store"]
+    store = services.store
     # The memory store answers without waiting: then the stage stays synchronous (no task).
     hit_now = getattr(store, "limits_hit_now", None)
 

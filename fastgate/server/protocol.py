@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import httptools
 
@@ -31,9 +31,41 @@ from fastgate.http.h1 import (
 from fastgate.http.request import Request
 
 if TYPE_CHECKING:
-    from fastgate.gateway import Gateway
+    from fastgate.config import HttpServerOptions
+    from fastgate.pipeline.stage import Denial
+    from fastgate.server.upstream import PoolSet
 
-__all__ = ["HttpConnection"]
+__all__ = ["GatewayHost", "HttpConnection"]
+
+
+class GatewayHost(Protocol):
+    """What a connection and its exchanges need of the gateway they run in
+    (``fastgate.gateway.Gateway``): handed down, never imported."""
+
+    loop: asyncio.AbstractEventLoop
+    options: "HttpServerOptions"
+    connections: "set[HttpConnection]"
+    pools: "PoolSet"
+    admin_body_limit: int
+    upstream_timeout: float
+
+    def route(self, req: Request) -> bool:
+        """Find the API for ``req``; False when nothing serves it."""
+
+    def upstream_head(self, exchange: Exchange) -> bytes:
+        """The request line and headers the upstream receives."""
+
+    def handle_local(self, exchange: Exchange) -> None:
+        """Answer a request meant for the gateway itself."""
+
+    def run_local(self, exchange: Exchange) -> None:
+        """Start the local handler once the body is complete."""
+
+    def stage_failed(self, exchange: Exchange, exc: BaseException) -> "Denial":
+        """The answer when a stage raised."""
+
+    def record(self, exchange: Exchange) -> None:
+        """Bookkeeping after a response (the access log)."""
 
 QUEUE_FULL, BODY_BACKLOG, UPSTREAM_FULL, STREAM_BROKEN = 1, 2, 4, 8
 
@@ -86,7 +118,7 @@ class HttpConnection(asyncio.Protocol):
         "out",
     )
 
-    def __init__(self, gateway: "Gateway", *, admin: bool = False) -> None:
+    def __init__(self, gateway: GatewayHost, *, admin: bool = False) -> None:
         self.gateway = gateway
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)

@@ -121,6 +121,17 @@ class SessionManager:
             return None
         return storage_id, applied
 
+    # ---- the one write path ------------------------------------------------------------------
+
+    async def put(self, storage_id: str, session: SessionState, ttl: float | None = None) -> None:
+        """Store ``session`` as ``storage_id`` (expiring after ``ttl`` seconds when given) and
+        drop every node's cached copy: every key write (Gateway API, JWT, mTLS) comes here."""
+        await self.cache.put_session(storage_id, session, ttl)
+
+    async def delete(self, storage_id: str) -> bool:
+        """Delete ``storage_id`` and drop every node's cached copy; True when it existed."""
+        return await self.cache.delete_session(storage_id)
+
     async def announce(self, storage_ids: list[str]) -> None:
         """Tell every node (this one included) that these keys changed."""
         await self.cache.notify_changed(*storage_ids)

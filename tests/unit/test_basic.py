@@ -23,6 +23,7 @@ from fastgate.auth.body import CREDENTIALS_BODY_LIMIT, BodyTap
 from fastgate.auth.passwords import PasswordChecker, PasswordTooLong, check_fast, hash_password
 from fastgate.sessions.key_ids import hash_bytes
 from fastgate.sessions.session import BasicAuthData
+from tests.support.services import make_services
 
 
 def b64(text: bytes) -> str:
@@ -323,16 +324,11 @@ def test_needs_body_only_when_the_header_fails():
 
 
 def test_realm_is_a_safe_header_value():
-    from types import SimpleNamespace
-
-    from fastgate.config import config_from_mapping
     from fastgate.http.request import Request
 
     spec = ApiSpec(api_id="a", name='Evil\r\nSet-Cookie: x="1"', listen_path="/a/", target_url="http://x",
                    use_keyless=False, raw={"use_basic_auth": True})
-    config = config_from_mapping({}, environ={})
-    gateway = SimpleNamespace(state={"sessions": None}, config=config, options=config.http_server_options)
-    (stage,) = basic_mod.compile_basic_auth(spec, gateway)
+    (stage,) = basic_mod.compile_basic_auth(spec, make_services())
     denial = stage(Request())
     assert denial.status == 401 and denial.headers == ((b"WWW-Authenticate", b'Basic realm="EvilSet-Cookie: x=\\"1\\""'),)
 

@@ -11,7 +11,6 @@ import hmac
 import re
 import time
 from email.utils import formatdate
-from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -27,7 +26,8 @@ from fastgate.auth.signature import (
 from fastgate.pipeline.stage import Denial
 from fastgate.http.request import Request
 from fastgate.sessions.session import SessionState
-from fastgate.store.memory import MemoryStore
+from fastgate.services import Services
+from tests.support.services import make_services, put_keys
 
 DATE = "Tue, 07 Jun 2014 20:51:35 GMT"
 
@@ -179,29 +179,6 @@ def test_config_classic_and_oas():
 # ---- the stage ------------------------------------------------------------------------------
 
 
-class FakeSessions:
-    """The two calls a stage makes on SessionManager, over a dict (``cached`` misses when told)."""
-
-    def __init__(self, sessions: dict[str, SessionState], *, warm: bool = True) -> None:
-        self.sessions = sessions
-        self.warm = warm
-
-    def cached(self, credential: str, spec: ApiSpec) -> Any:
-        if not self.warm:
-            return None
-        found = self.sessions.get(credential)
-        return (credential, found) if found is not None else None
-
-    async def lookup(self, credential: str, spec: ApiSpec) -> Any:
-        found = self.sessions.get(credential)
-        return (credential, found) if found is not None else None
-
-
-class FakeGateway:
-    def __init__(self, sessions: dict[str, SessionState], *, warm: bool = True) -> None:
-        self.state: dict[str, Any] = {"sessions": FakeSessions(sessions, warm=warm), "store": MemoryStore()}
-
-
 SECRET = "s3cr3t"
 PRIVATE = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 PUBLIC_PEM = PRIVATE.public_key().public_bytes(
@@ -219,9 +196,17 @@ KEYS = {
 }
 
 
-def run_stage(spec: ApiSpec, req: Request, *, warm: bool = True, gateway: FakeGateway | None = None) -> Denial | None:
-    gateway = gateway or FakeGateway(KEYS, warm=warm)
-    (stage,) = compile_hmac_auth(spec, gateway)
+def services_with(keys: dict[str, SessionState], *, warm: bool = True) -> Services:
+    """Services on a memory store holding ``keys`` (cached on this node when ``warm``), stored
+    unhashed so a session's storage id is its key."""
+    services = make_services(hash_keys=False)
+    put_keys(services, keys, warm=warm, org_id="default")  # the org of these tests' APIs
+    return services
+
+
+def run_stage(spec: ApiSpec, req: Request, *, warm: bool = True, services: Services | None = None) -> Denial | None:
+    services = services or services_with(KEYS, warm=warm)
+    (stage,) = compile_hmac_auth(spec, services)
     result = stage(req)
     if result is None or type(result) is Denial:
         return result
@@ -252,7 +237,7 @@ def signed(key_id="9876", algorithm="hmac-sha1", headers=None, date=None, extra=
 def test_stage_accepts_tyk_signatures():
     spec = classic(hmac_allowed_clock_skew=5000)
     req = signed()
-    assert run_stage(spec, req) is None and req.session is KEYS["9876"] and req.session_key == "9876"
+    assert run_stage(spec, req) is None and req.session == KEYS["9876"] and req.session_key == "9876"
     assert run_stage(spec, signed(), warm=False) is None  # through the store lookup
     headers = ("(request-target)", "date", "x-test-1", "x-test-2")
     extra = ((b"X-Test-1", b"hello"), (b"X-Test-2", b"world"))
@@ -345,9 +330,9 @@ def test_stage_digest_policy_before_the_body():
 
 def test_stage_replay_protection():
     spec = classic(hmac_allowed_clock_skew=2000, hmac_replay_protection=True)
-    gateway = FakeGateway(KEYS)
+    services = services_with(KEYS)
     req = signed()
-    assert run_stage(spec, req, gateway=gateway) is None
+    assert run_stage(spec, req, services=services) is None
     again = request(headers=list(req.headers))  # the same signed request, sent again
-    assert run_stage(spec, again, gateway=gateway) is REPLAYED
-    assert run_stage(spec, signed(headers=("date", "x-n"), extra=((b"X-N", b"1"),)), gateway=gateway) is None
+    assert run_stage(spec, again, services=services) is REPLAYED
+    assert run_stage(spec, signed(headers=("date", "x-n"), extra=((b"X-N", b"1"),)), services=services) is None

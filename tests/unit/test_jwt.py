@@ -30,15 +30,14 @@ from fastgate.auth.jwt.claims import check_extra_claims, check_times, identity_o
 from fastgate.auth.jwt.config import JwtConfig, jwt_config, parse_duration
 from fastgate.auth.jwt.revocation import Revocations
 from fastgate.auth.jwt.session import Decision, decide, virtual_session_token
-from fastgate.config import Config
 from fastgate.sessions.key_ids import storage_key_id
 from fastgate.pipeline.stage import Denial
 from fastgate.sessions.policies import decode_policy
 from fastgate.http.request import Request
-from fastgate.sessions.session import JWTData, SessionState, encode_session
-from fastgate.sessions.manager import SessionManager
+from fastgate.sessions.session import JWTData, SessionState
 from fastgate.store.memory import MemoryStore
 from tests.support.jwks import EcKey, EdKey, RsaKey, b64, hs256
+from tests.support.services import make_services
 
 SECRET = "unit-test-hmac-secret-of-32-bytes"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -613,12 +612,6 @@ def test_jwks_background_refresh_before_expiry() -> None:
 # ---- the stage on a memory store -----------------------------------------------------------------
 
 
-class FakeGateway:
-    def __init__(self, **config: Any) -> None:
-        self.config = Config(**config)
-        self.state: dict[str, Any] = {"sessions": SessionManager(MemoryStore(), self.config)}
-
-
 def request(token: str | None) -> Request:
     req = Request()
     req.method, req.path = "GET", "/api/"
@@ -636,9 +629,9 @@ def run_stage(stage: Any, req: Request) -> Denial | None:
 
 
 def test_stage_statuses_static_hmac() -> None:
-    gateway = FakeGateway()
-    gateway.state["sessions"].set_policies({"base": policy("base")})
-    (stage,) = compile_jwt_auth(classic(jwt_source=b64(SECRET), jwt_policy_field_name="pol"), gateway)
+    services = make_services()
+    services.sessions.set_policies({"base": policy("base")})
+    (stage,) = compile_jwt_auth(classic(jwt_source=b64(SECRET), jwt_policy_field_name="pol"), services)
     exp = int(time.time()) + 60
     assert run_stage(stage, request(None)) == Denial(400, "Authorization field missing")
     assert run_stage(stage, request("junk")) == Denial(403, "Key not authorized")
@@ -655,9 +648,9 @@ def test_stage_statuses_static_hmac() -> None:
 
 
 def test_stage_caches_verified_tokens_by_exact_text(monkeypatch: pytest.MonkeyPatch) -> None:
-    gateway = FakeGateway()
-    gateway.state["sessions"].set_policies({"base": policy("base")})
-    (stage,) = compile_jwt_auth(classic(jwt_source=b64(SECRET), jwt_policy_field_name="pol"), gateway)
+    services = make_services()
+    services.sessions.set_policies({"base": policy("base")})
+    (stage,) = compile_jwt_auth(classic(jwt_source=b64(SECRET), jwt_policy_field_name="pol"), services)
     auth: JwtAuth = stage.__self__  # type: ignore[attr-defined]
     calls: list[int] = []
     real = jose.verify
@@ -676,14 +669,13 @@ def test_stage_caches_verified_tokens_by_exact_text(monkeypatch: pytest.MonkeyPa
 
 
 def test_stage_one_to_one_follows_the_keys_secret() -> None:
-    gateway = FakeGateway(hash_keys=False, hash_key_function="")
-    sessions = gateway.state["sessions"]
-    (stage,) = compile_jwt_auth(classic(), gateway)
+    services = make_services(hash_keys=False, hash_key_function="")
+    sessions = services.sessions
+    (stage,) = compile_jwt_auth(classic(), services)
 
     async def put(secret: str) -> None:
         session = SessionState(org_id="default", jwt_data=JWTData(secret=secret))
-        await sessions.store.set_session("default" + "kid1", encode_session(session))
-        sessions.cache.invalidate("default" + "kid1")
+        await sessions.put("default" + "kid1", session)
 
     token = hs256({"sub": "x"}, SECRET, kid="kid1")
     asyncio.run(put(SECRET))

@@ -1,80 +1,49 @@
 """The JWT services of a gateway process: the JWKS manager and the revocation list.
 
-``start_jwt`` runs before the listener opens (``fastgate.services.STARTERS``): it fetches the
+``start_jwt`` runs before the listener opens (``fastgate.services.start_services``): it fetches the
 JWKS of every API that uses one, so the first request finds its keys, starts the background
 refresher, loads the revocation list and subscribes to the cluster events that change either
-(``InvalidateJWKSCacheForAPI`` as Tyk names it, and ``JWTRevocationsChanged``). The JWT stage
-reaches both through ``jwks_of`` / ``revocations_of``, which also work without ``start_jwt``
-(unit tests compile APIs on a bare gateway object).
+(``InvalidateJWKSCacheForAPI`` as Tyk names it, and ``JWTRevocationsChanged``). Both services
+are made by ``fastgate.services.open_services``; the JWT stage finds them on ``Services``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from typing import Any, Final
+from typing import Final
 
 from fastgate.apidef.loader import load_api_dir
 from fastgate.apidef.spec import DefinitionError
 from fastgate.auth.jwt.config import jwt_config
 from fastgate.auth.jwt.jwks import JwksManager
 from fastgate.auth.jwt.revocation import NOTICE_JWT_REVOKED, Revocations
-from fastgate.store.base import CLUSTER_CHANNEL, StoreUnavailable, decode_event, encode_event
+from fastgate.config import Config
+from fastgate.store.base import CLUSTER_CHANNEL, Store, StoreUnavailable, decode_event, encode_event
 
-__all__ = ["NOTICE_JWKS_FLUSHED", "announce_jwks_flush", "jwks_of", "revocations_of", "start_jwt"]
+__all__ = ["NOTICE_JWKS_FLUSHED", "announce_jwks_flush", "start_jwt"]
 
 log = logging.getLogger("fastgate.jwt")
 
 NOTICE_JWKS_FLUSHED: Final = "InvalidateJWKSCacheForAPI"  # Tyk's command name; payload: API id, "" = all
 
 
-def jwks_of(gateway: Any) -> JwksManager:
-    """The process's JWKS manager, made from ``[jwks]`` on first use."""
-    manager: JwksManager | None = gateway.state.get("jwks")
-    if manager is None:
-        cfg = getattr(gateway.config, "jwks", None)
-        manager = JwksManager(
-            cache_timeout=getattr(cfg, "cache_timeout", 240.0),
-            refetch_cooldown=getattr(cfg, "refetch_cooldown", 10.0),
-            fetch_timeout=getattr(cfg, "fetch_timeout", 5.0),
-        )
-        gateway.state["jwks"] = manager
-    return manager
+async def announce_jwks_flush(store: Store, source: str, api_id: str) -> None:
+    """Tell the other nodes to flush their JWKS for ``api_id`` ("" = every API); ``source`` is
+    this process's name on the cluster channel."""
+    await store.publish(CLUSTER_CHANNEL, encode_event(NOTICE_JWKS_FLUSHED, api_id, source))
 
 
-def revocations_of(gateway: Any) -> Revocations:
-    """The process's JWT revocation list."""
-    revocations: Revocations | None = gateway.state.get("jwt_revocations")
-    if revocations is None:
-        revocations = gateway.state["jwt_revocations"] = Revocations()
-    return revocations
-
-
-async def announce_jwks_flush(gateway: Any, api_id: str) -> None:
-    """Tell the other nodes to flush their JWKS for ``api_id`` ("" = every API)."""
-    store = gateway.state.get("store")
-    if store is not None:
-        await store.publish(CLUSTER_CHANNEL, encode_event(NOTICE_JWKS_FLUSHED, api_id, _source_id(gateway)))
-
-
-async def start_jwt(gateway: Any) -> None:
-    """Fetch the JWKS the APIs use, start refreshing, load revocations, follow cluster events."""
-    manager = jwks_of(gateway)
-    revocations = revocations_of(gateway)
-    store = gateway.state.get("store")
+async def start_jwt(manager: JwksManager, revocations: Revocations, store: Store, config: Config, source: str) -> None:
+    """Fetch the JWKS the APIs use, start refreshing, load revocations, follow cluster events
+    (the flushes ``source``, this process, announced itself are ignored)."""
     manager.start()
-    gateway.state.setdefault("closers", []).append(manager.close)
-    gateway.state.setdefault("reloaders", []).append(manager.forget_apis)  # removed APIs stop refreshing
-    urls = _jwks_urls(gateway)
+    urls = _jwks_urls(config)
     if urls:
         await manager.prefetch(urls)
         ready = sum(1 for url in urls if manager.current(url) is not None)
         log.info("JWKS: %d of %d key sets fetched before listening", ready, len(urls))
-    if store is None:
-        return
     loop = asyncio.get_running_loop()
-    source = _source_id(gateway)
 
     async def reload_revocations() -> None:
         try:
@@ -98,14 +67,8 @@ async def start_jwt(gateway: Any) -> None:
         log.warning("JWT revocations and JWKS flushes from other nodes are not followed: the store is unreachable")
 
 
-def _source_id(gateway: Any) -> str:
-    """This process's name on the cluster channel (so it ignores its own flush events)."""
-    return str(gateway.state.setdefault("jwt_event_source", uuid.uuid4().hex))
-
-
-def _jwks_urls(gateway: Any) -> set[str]:
+def _jwks_urls(config: Config) -> set[str]:
     """Every JWKS URL of the API definitions about to be loaded."""
-    config = gateway.config
     urls: set[str] = set()
     for spec in load_api_dir(config.resolve(config.app_path)).apis:
         try:

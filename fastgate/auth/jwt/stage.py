@@ -25,7 +25,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from typing import Any, Awaitable, Final
+from typing import TYPE_CHECKING, Any, Awaitable, Final
 
 from fastgate.apidef.spec import ApiSpec
 from fastgate.auth.identity import base_identity, offer_session
@@ -36,12 +36,14 @@ from fastgate.auth.jwt.claims import (
     identity_of, scope_claim_name, scopes_in, subject_of, times_in_range,
 )
 from fastgate.auth.jwt.config import JwtConfig, jwt_config
-from fastgate.auth.jwt.services import jwks_of, revocations_of
 from fastgate.auth.jwt.session import Decision, decide, oauth_client_id, virtual_session_token
 from fastgate.auth.sources import compile_extractor
 from fastgate.sessions.key_ids import storage_key_id
 from fastgate.pipeline.stage import Denial, Stage, StageResult
 from fastgate.http.request import Request
+
+if TYPE_CHECKING:
+    from fastgate.services import Services
 
 __all__ = ["JwtAuth", "compile_jwt_auth", "MISSING", "NOT_AUTHORIZED", "UNEXPECTED_METHOD", "JWKS_UNAVAILABLE", "REVOKED"]
 
@@ -61,12 +63,12 @@ MAX_SECRETS: Final = 1_000
 MAX_MEMO: Final = 10_000  # identities and session decisions remembered per API
 
 
-def compile_jwt_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
+def compile_jwt_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]:
     """The JWT stage for ``spec``, or nothing when the API does not use JWT."""
     cfg = jwt_config(spec)
     if cfg is None:
         return ()
-    return (JwtAuth(spec, cfg, gateway).check,)
+    return (JwtAuth(spec, cfg, services).check,)
 
 
 class _Verified:
@@ -100,16 +102,16 @@ class _Verified:
 class JwtAuth:
     """The JWT stage of one API."""
 
-    def __init__(self, spec: ApiSpec, cfg: JwtConfig, gateway: Any) -> None:
+    def __init__(self, spec: ApiSpec, cfg: JwtConfig, services: "Services") -> None:
         self.spec = spec
         self.cfg = cfg
         self.extract = compile_extractor(cfg.source)
-        self.sessions = gateway.state["sessions"]
+        self.sessions = services.sessions
         self.base = base_identity(spec)
         self.kind = cfg.key_source.kind
-        self.revocations = revocations_of(gateway)
-        self.hash_algo = gateway.config.hash_key_function
-        self.hash_keys = gateway.config.hash_keys
+        self.revocations = services.jwt_revocations
+        self.hash_algo = services.config.hash_key_function
+        self.hash_keys = services.config.hash_keys
         self.cache: OrderedDict[str, _Verified] = OrderedDict()
         self._secret_keys: dict[str, Any] = {}
         # identity -> (virtual session token, storage id): a generate_token and a hash saved per new token
@@ -117,7 +119,7 @@ class JwtAuth:
         # (stored session, what the token says) -> Decision: tokens of one identity that say the same
         # thing (a new token per request, same exp and policy) share one decision per session version
         self._decisions: dict[tuple[Any, ...], tuple[Any, Decision]] = {}
-        self.jwks = jwks_of(gateway) if self.kind == "jwks" else None
+        self.jwks = services.jwks if self.kind == "jwks" else None
         self.urls = tuple(url for url, _ in cfg.key_source.jwks)
         if self.jwks is not None:
             self.jwks.register(spec.api_id, cfg.key_source.jwks, self.cache.clear)
@@ -397,7 +399,7 @@ class JwtAuth:
 
     async def _store(self, req: Request, entry: _Verified, storage_id: str, session: Any, now: float) -> None:
         ttl = session.lifetime(self.cfg.session_lifetime, now=now)
-        await self.sessions.cache.put_session(storage_id, session, ttl if ttl > 0 else None)
+        await self.sessions.put(storage_id, session, ttl if ttl > 0 else None)
         if entry.ctx is not None:
             _set_ctx(req, entry.ctx)
         offer_session(req, self.base, "jwt_claim", storage_id, session)
