@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from fastgate.apidef.access import classic_access, unenforced_classic
+from fastgate.apidef.auth_decode import classic_auth
 from fastgate.apidef.common import check_api_id, check_listen_path, check_target_url
 from fastgate.apidef.spec import ApiSpec, AuthSource, DefinitionError
 from fastgate.validation import split_error
@@ -74,6 +75,10 @@ def decode_classic(raw: dict[str, Any], source: str) -> ApiSpec:
     proxy = api.proxy or _Proxy()
     listen_path = check_listen_path("proxy.listen_path", proxy.listen_path)
     target_url = check_target_url("proxy.target_url", proxy.target_url)
+    auth_configs = _auth_configs(api)
+    use_keyless = bool(api.use_keyless)
+    use_standard_auth = bool(api.use_standard_auth)
+    auth = classic_auth(raw, auth_configs, use_keyless=use_keyless, use_standard_auth=use_standard_auth)
     return ApiSpec(
         api_id=api.api_id,
         name=api.name or api.api_id,
@@ -85,10 +90,16 @@ def decode_classic(raw: dict[str, Any], source: str) -> ApiSpec:
         target_url=target_url,
         preserve_host_header=bool(proxy.preserve_host_header),
         domain=(api.domain or "").lower().rstrip("."),  # requests' hosts lose a trailing dot too
-        use_keyless=bool(api.use_keyless),
-        use_standard_auth=bool(api.use_standard_auth),
+        use_keyless=use_keyless,
+        use_standard_auth=use_standard_auth,
         strip_auth_data=bool(api.strip_auth_data),
-        auth_configs=_auth_configs(api),
+        auth_configs=auth_configs,
+        token=auth.token,
+        basic=auth.basic,
+        hmac=auth.hmac,
+        jwt=auth.jwt,
+        mtls=auth.mtls,
+        base_identity=auth.base_identity,
         max_request_body_bytes=_size_limit(api),
         access=access,
         allow_path_parameters=bool(api.allow_path_parameters),

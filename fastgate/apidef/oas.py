@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from fastgate.apidef.access import oas_access, unenforced_oas
+from fastgate.apidef.auth_decode import oas_auth
 from fastgate.apidef.common import check_api_id, check_listen_path, check_target_url
 from fastgate.apidef.spec import ApiSpec, AuthSource, DefinitionError
 from fastgate.validation import split_error
@@ -95,6 +96,8 @@ def decode_oas(raw: dict[str, Any], source: str) -> ApiSpec:
     unenforced_oas(raw)
     access = oas_access(raw)
     title = (raw.get("info") or {}).get("title") if isinstance(raw.get("info"), dict) else None
+    auth_configs = _api_key_sources(raw)
+    decoded = oas_auth(raw, auth_configs, use_keyless=not auth.enabled)
     return ApiSpec(
         api_id=api_id,
         name=info.name or title or api_id,
@@ -106,7 +109,13 @@ def decode_oas(raw: dict[str, Any], source: str) -> ApiSpec:
         domain=_domain(server.customDomain),
         use_keyless=not auth.enabled,
         strip_auth_data=bool(auth.stripAuthorizationData),
-        auth_configs=_api_key_sources(raw),
+        auth_configs=auth_configs,
+        token=decoded.token,
+        basic=decoded.basic,
+        hmac=decoded.hmac,
+        jwt=decoded.jwt,
+        mtls=decoded.mtls,
+        base_identity=decoded.base_identity,
         max_request_body_bytes=_size_limit(ext),
         access=access,
         allow_path_parameters=bool(server.allowPathParameters),

@@ -1,8 +1,10 @@
 """The one internal API model both Tyk formats decode into.
 
 Classic JSON and Tyk OAS documents are different spellings of the same thing; the rest of the
-gateway (router, pipeline, auth compilers) only ever sees an ``ApiSpec``. Fields the gateway does
-not act on yet stay in ``raw`` so a later stage can read them without a new decoder.
+gateway (router, pipeline, auth compilers) only ever sees an ``ApiSpec``: each auth method's
+settings are typed (``fastgate.apidef.auth_settings``, one field per method). The decoded
+document stays in ``raw`` for the Gateway API and the decoders only: the rest of the gateway
+never reads it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,15 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import msgspec
+
+from fastgate.apidef.auth_settings import (
+    AuthSource,
+    BasicSettings,
+    HmacSettings,
+    JwtSettings,
+    MtlsSettings,
+    TokenSettings,
+)
 
 __all__ = ["AccessRules", "ApiSpec", "AuthSource", "DefinitionError", "PathRule"]
 
@@ -21,18 +32,6 @@ class DefinitionError(Exception):
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
         self.message = message
-
-
-class AuthSource(msgspec.Struct, frozen=True, kw_only=True):
-    """Where one auth method reads its credential (Tyk's ``AuthConfig``)."""
-
-    header_name: str = "Authorization"
-    disable_header: bool = False
-    use_param: bool = False
-    param_name: str = ""
-    use_cookie: bool = False
-    cookie_name: str = ""
-    use_certificate: bool = False
 
 
 RuleKind = Literal["ignored", "black", "white", "internal"]
@@ -86,4 +85,11 @@ class ApiSpec(msgspec.Struct, frozen=True, kw_only=True):
     format: Literal["classic", "oas"] = "classic"
     source: str = ""  # the file it came from, for messages
     access: AccessRules = AccessRules()  # IP lists, endpoint lists, API rate limit (fastgate.apidef.access)
+    # The auth methods' settings, one field per method (None: the API does not use it).
+    token: TokenSettings | None = None
+    basic: BasicSettings | None = None
+    hmac: HmacSettings | None = None
+    jwt: JwtSettings | None = None
+    mtls: MtlsSettings = MtlsSettings()
+    base_identity: str = ""  # base_identity_provided_by: which method's session the checks use
     raw: dict[str, Any] = {}

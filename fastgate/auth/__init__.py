@@ -12,13 +12,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from fastgate.apidef.spec import ApiSpec, AuthSource
-from fastgate.auth.basic import basic_config, compile_basic_auth, needs_body
+from fastgate.auth.basic import compile_basic_auth, needs_body
 from fastgate.auth.body import CREDENTIALS_BODY_LIMIT, BodyTap
-from fastgate.auth.hmac import compile_hmac_auth, digest_of, hmac_config, hmac_warnings
+from fastgate.auth.hmac import compile_hmac_auth, digest_of, hmac_warnings
 from fastgate.auth.jwt.config import jwt_config
 from fastgate.auth.jwt.stage import compile_jwt_auth
 from fastgate.auth.sources import compile_credential_check, strip_credentials
-from fastgate.auth.token import compile_token_auth, uses_token_auth
+from fastgate.auth.token import compile_token_auth
 from fastgate.pipeline.stage import Stage
 from fastgate.http.request import Request
 
@@ -62,17 +62,15 @@ def auth_warnings(spec: ApiSpec) -> list[str]:
 def credential_sources(spec: ApiSpec) -> list[tuple[AuthSource, bool]]:
     """Where each auth method of ``spec`` reads its credential, and whether it strips ``Bearer ``."""
     found: list[tuple[AuthSource, bool]] = []
-    basic = basic_config(spec)
-    if basic is not None:
-        found.append((basic.source, False))
-    hmac = hmac_config(spec)
-    if hmac is not None:
-        found.append((hmac.source, False))
-    jwt = jwt_config(spec)
+    if spec.basic is not None:
+        found.append((spec.basic.source, False))
+    if spec.hmac is not None:
+        found.append((spec.hmac.source, False))
+    jwt = jwt_config(spec)  # parses the key: a secret too short is refused here
     if jwt is not None:
         found.append((jwt.source, True))
-    if uses_token_auth(spec):
-        found.append((spec.auth_configs.get("authToken") or AuthSource(), True))
+    if spec.token is not None:
+        found.append((spec.token.source, True))
     return found
 
 
@@ -92,8 +90,7 @@ def compile_body_tap(spec: ApiSpec) -> Callable[[Request], BodyTap | None] | Non
     """What watches a request's body for ``spec`` (``CompiledApi.body_tap``; see
     ``fastgate.auth.body``), or None when no auth method of the API needs the body."""
     keep_body = needs_body(spec)
-    hmac = hmac_config(spec)
-    check_digest = hmac is not None and hmac.validate_digest
+    check_digest = spec.hmac is not None and spec.hmac.validate_digest
     if keep_body is None and not check_digest:
         return None
 

@@ -31,15 +31,13 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
-import msgspec
 
-from fastgate.apidef.spec import ApiSpec, AuthSource, DefinitionError
+from fastgate.apidef.auth_settings import BasicSettings
+from fastgate.apidef.spec import ApiSpec
 from fastgate.auth.body import BodyTap
-from fastgate.auth.identity import base_identity, offer_session
+from fastgate.auth.identity import offer_session
 from fastgate.auth.passwords import check_fast
 from fastgate.auth.sources import compile_extractor
 from fastgate.sessions.key_ids import generate_token
@@ -50,8 +48,8 @@ from fastgate.sessions.session import SessionState
 if TYPE_CHECKING:
     from fastgate.services import Services
 
-__all__ = ["BasicConfig", "basic_config", "compile_basic_auth", "parse_basic_credentials",
-           "credentials_from_body", "needs_body", "oas_source"]
+__all__ = ["basic_config", "compile_basic_auth", "parse_basic_credentials",
+           "credentials_from_body", "needs_body"]
 
 MALFORMED_HEADER = Denial(400, "Attempted access with malformed header, header not in basic auth format")
 MALFORMED_ENCODING = Denial(400, "Attempted access with malformed header, auth data not encoded correctly")
@@ -63,7 +61,6 @@ PASSWORD_GROUP = Denial(400, "password should be inside regexp match group")
 BODY_TOO_LARGE = Denial(413, "Request body is too large to read credentials from")
 BODY_TIMEOUT = Denial(408, "Request timed out")
 BUSY = Denial(503, "Too many password checks in progress; try again shortly", ((b"Retry-After", b"1"),))
-DEFAULT_CACHE_TTL = 60
 # Checked for users that do not exist, so they cost what a wrong password costs. Cost 10 as
 # passwords are stored (fastgate.auth.passwords.BCRYPT_COST); the password is random and forgotten.
 DUMMY_BCRYPT_HASH = "$2b$10$JJaQ4PmR3ZEfEN0U2oochuRumEjjXcBxo49Uuw.ztZryLG8.zhYfW"
@@ -71,61 +68,10 @@ THROTTLED_MESSAGE = "Too many failed login attempts; try again in {} seconds"
 log = logging.getLogger("fastgate.auth")
 
 
-@dataclass(frozen=True, slots=True)
-class BasicConfig:
-    """An API's basic-auth settings, parsed once."""
-
-    source: AuthSource
-    disable_caching: bool
-    cache_ttl: float
-    user_regexp: re.Pattern[bytes] | None  # set when credentials may come from the body
-    password_regexp: re.Pattern[bytes] | None
-
-
-class _BasicAuth(msgspec.Struct, kw_only=True):  # Classic ``basic_auth``
-    disable_caching: bool = False
-    cache_ttl: int = 0
-    extract_from_body: bool = False
-    body_user_regexp: str = ""
-    body_password_regexp: str = ""
-
-
-def basic_config(spec: ApiSpec) -> BasicConfig | None:
-    """``spec``'s basic-auth settings (Classic or OAS), None when it does not use basic auth.
-
-    Raises ``DefinitionError`` for settings that cannot work (bad regexps, wrong types)."""
-    if spec.use_keyless:
-        return None
-    raw = spec.raw
-    if spec.format == "oas":
-        found = _oas_basic(raw)
-        if found is None:
-            return None
-        vendor, source, where = found
-        body = vendor.get("extractCredentialsFromBody") or {}
-        settings = {
-            "disable_caching": vendor.get("disableCaching") or False,
-            "cache_ttl": vendor.get("cacheTTL") or 0,
-            "extract_from_body": body.get("enabled") or False,
-            "body_user_regexp": body.get("userRegexp") or "",
-            "body_password_regexp": body.get("passwordRegexp") or "",
-        }
-    else:
-        if not raw.get("use_basic_auth"):
-            return None
-        where = "basic_auth"
-        source = spec.auth_configs.get("basic") or AuthSource()
-        settings = raw.get("basic_auth") or {}
-    try:
-        conf = msgspec.convert(settings, _BasicAuth, strict=False)
-    except msgspec.ValidationError as exc:
-        raise DefinitionError(where, str(exc)) from None
-    user_re = password_re = None
-    if conf.extract_from_body:
-        user_re = _regexp(f"{where}.body_user_regexp", conf.body_user_regexp)
-        password_re = _regexp(f"{where}.body_password_regexp", conf.body_password_regexp)
-    ttl = conf.cache_ttl if conf.cache_ttl > 0 else DEFAULT_CACHE_TTL
-    return BasicConfig(source, conf.disable_caching, float(ttl), user_re, password_re)
+def basic_config(spec: ApiSpec) -> BasicSettings | None:
+    """``spec``'s basic-auth settings (decoded with the definition), None when it does not use
+    basic auth."""
+    return spec.basic
 
 
 def parse_basic_credentials(value: str) -> tuple[str, bytes] | Denial:
@@ -143,7 +89,7 @@ def parse_basic_credentials(value: str) -> tuple[str, bytes] | Denial:
     return user.decode("utf-8", "replace"), password
 
 
-def credentials_from_body(body: bytes, config: BasicConfig) -> tuple[str, bytes] | Denial:
+def credentials_from_body(body: bytes, config: BasicSettings) -> tuple[str, bytes] | Denial:
     """(user name, password) found in ``body`` by the API's regexps (first group), or Tyk's 400."""
     assert config.user_regexp is not None and config.password_regexp is not None
     user = config.user_regexp.search(body)
@@ -161,7 +107,7 @@ def credentials_from_body(body: bytes, config: BasicConfig) -> tuple[str, bytes]
 
 def needs_body(spec: ApiSpec) -> Callable[[Request], bool] | None:
     """For ``CompiledApi.body_tap``: whether a request's credentials will be read from its body."""
-    config = basic_config(spec)
+    config = spec.basic
     if config is None or config.user_regexp is None:
         return None
     extract = compile_extractor(config.source, strip_bearer=False)
@@ -175,7 +121,7 @@ def needs_body(spec: ApiSpec) -> Callable[[Request], bool] | None:
 
 def compile_basic_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]:
     """The basic-auth stage for ``spec``, or nothing when the API does not use it."""
-    config = basic_config(spec)
+    config = spec.basic
     if config is None:
         return ()
     # The API name goes into a header: control characters dropped, quotes escaped.
@@ -186,7 +132,7 @@ def compile_basic_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]
     extract = compile_extractor(config.source, strip_bearer=False)
     sessions = services.sessions
     checker = services.passwords
-    base = base_identity(spec)
+    base = spec.base_identity
     hash_function = services.config.hash_key_function
     from_body = config.user_regexp is not None
     body_timeout = services.config.http_server_options.read_timeout
@@ -329,44 +275,3 @@ def compile_basic_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]
         return result if result is None or type(result) is Denial else await result  # type: ignore[misc]
 
     return (check_basic,)
-
-
-def oas_source(vendor: dict[str, Any]) -> AuthSource:
-    """Where an OAS vendor scheme (``header``/``query``/``cookie`` {enabled, name}) reads from."""
-    header = vendor.get("header") or {}
-    query = vendor.get("query") or {}
-    cookie = vendor.get("cookie") or {}
-    name = header.get("name") or "Authorization"
-    return AuthSource(
-        header_name=name,
-        disable_header=header.get("enabled") is False,
-        use_param=bool(query.get("enabled")),
-        param_name=query.get("name") or name,
-        use_cookie=bool(cookie.get("enabled")),
-        cookie_name=cookie.get("name") or name,
-    )
-
-
-def _oas_basic(raw: dict[str, Any]) -> tuple[dict[str, Any], AuthSource, str] | None:
-    schemes = (raw.get("components") or {}).get("securitySchemes") or {}
-    vendor_schemes = (((raw.get("x-tyk-api-gateway") or {}).get("server") or {})
-                      .get("authentication") or {}).get("securitySchemes") or {}
-    for name, scheme in schemes.items():
-        if not isinstance(scheme, dict) or scheme.get("type") != "http":
-            continue
-        if str(scheme.get("scheme", "")).lower() != "basic":
-            continue
-        vendor = vendor_schemes.get(name) or {}
-        if isinstance(vendor, dict) and vendor.get("enabled"):
-            where = f"x-tyk-api-gateway.server.authentication.securitySchemes.{name}"
-            return vendor, oas_source(vendor), where
-    return None
-
-
-def _regexp(field: str, pattern: str) -> re.Pattern[bytes]:
-    if not pattern:
-        raise DefinitionError(field, "required when credentials are extracted from the body")
-    try:
-        return re.compile(pattern.encode())
-    except re.error as exc:
-        raise DefinitionError(field, f"not a valid regular expression: {exc}") from None

@@ -33,18 +33,17 @@ import hashlib
 import hmac
 import logging
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable
 
-import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509 import load_pem_x509_certificate
 
-from fastgate.apidef.spec import ApiSpec, AuthSource, DefinitionError
-from fastgate.auth.basic import oas_source
-from fastgate.auth.identity import base_identity, offer_session
+from fastgate.apidef.auth_decode import DEFAULT_CLOCK_SKEW_MS
+from fastgate.apidef.auth_settings import HmacSettings
+from fastgate.apidef.spec import ApiSpec
+from fastgate.auth.identity import offer_session
 from fastgate.auth.signature import (
     HMAC_HASHES, HashFactory, decode_signature, parse_digest, parse_http_date,
     parse_signature_header, request_date, signing_strings,
@@ -58,85 +57,25 @@ if TYPE_CHECKING:
     from fastgate.certs.store import CertificateStore
     from fastgate.services import Services
 
-__all__ = ["HmacConfig", "hmac_config", "compile_hmac_auth", "digest_of", "rsa_public_key", "INVALID"]
+__all__ = ["DEFAULT_CLOCK_SKEW_MS", "hmac_config", "compile_hmac_auth", "digest_of", "rsa_public_key", "INVALID"]
 
 INVALID = Denial(400, "Authorization field missing, malformed or invalid")
 REPLAYED = Denial(400, "Request signature has already been used")
 CERT_NOT_FOUND = Denial(500, "Certificate not found")
 NOT_RSA = Denial(500, "Certificate doesn't contain RSA Public key")
 REPLAY_PREFIX = "hmac-replay-"
-DEFAULT_CLOCK_SKEW_MS = 300_000.0  # when hmac_allowed_clock_skew is unset or 0
 log = logging.getLogger("fastgate.auth")
 
 
-@dataclass(frozen=True, slots=True)
-class HmacConfig:
-    """An API's signature settings, parsed once."""
-
-    source: AuthSource
-    allowed_algorithms: frozenset[str]  # empty: any known algorithm
-    clock_skew_ms: float  # < 0: no window, set explicitly (the date must still parse)
-    required_headers: tuple[str, ...]
-    validate_digest: bool
-    replay_protection: bool
-    where: str = "hmac"  # the settings' place in the definition, for messages
-    skew_field: str = "hmac_allowed_clock_skew"
-    required_field: str = "hmac_required_headers"
-
-
-class _Settings(msgspec.Struct, kw_only=True):
-    allowed_algorithms: list[str] = []
-    clock_skew: float = 0.0
-    required_headers: list[str] = []
-    validate_digest: bool = False
-    replay_protection: bool = False
-
-
-def hmac_config(spec: ApiSpec) -> HmacConfig | None:
-    """``spec``'s signature settings (Classic or OAS), None when it does not check signatures."""
-    if spec.use_keyless:
-        return None
-    raw = spec.raw
-    if spec.format == "oas":
-        where = "x-tyk-api-gateway.server.authentication.hmac"
-        skew_field, required_field = f"{where}.allowedClockSkew", f"{where}.requiredHeaders"
-        vendor = (((raw.get("x-tyk-api-gateway") or {}).get("server") or {})
-                  .get("authentication") or {}).get("hmac") or {}
-        if not isinstance(vendor, dict) or not vendor.get("enabled"):
-            return None
-        source = oas_source(vendor)
-        settings = {"allowed_algorithms": vendor.get("allowedAlgorithms") or [],
-                    "clock_skew": vendor.get("allowedClockSkew") or 0,
-                    "required_headers": vendor.get("requiredHeaders") or [],
-                    "validate_digest": vendor.get("validateDigest") or False,
-                    "replay_protection": vendor.get("replayProtection") or False}
-    else:
-        if not raw.get("enable_signature_checking"):
-            return None
-        where = "hmac"
-        skew_field, required_field = "hmac_allowed_clock_skew", "hmac_required_headers"
-        source = spec.auth_configs.get("hmac") or AuthSource()
-        settings = {"allowed_algorithms": raw.get("hmac_allowed_algorithms") or [],
-                    "clock_skew": raw.get("hmac_allowed_clock_skew") or 0,
-                    "required_headers": raw.get("hmac_required_headers") or [],
-                    "validate_digest": raw.get("hmac_validate_digest") or False,
-                    "replay_protection": raw.get("hmac_replay_protection") or False}
-    try:
-        conf = msgspec.convert(settings, _Settings, strict=False)
-    except msgspec.ValidationError as exc:
-        raise DefinitionError(where, str(exc)) from None
-    required = tuple(h.strip().lower() for h in conf.required_headers if h.strip())
-    skew = conf.clock_skew if conf.clock_skew != 0 else DEFAULT_CLOCK_SKEW_MS
-    if conf.replay_protection and skew < 0:
-        raise DefinitionError(where, "replay protection needs a positive allowed clock skew "
-                                     "(it bounds how long a signature is remembered)")
-    return HmacConfig(source, frozenset(conf.allowed_algorithms), skew, required,
-                      conf.validate_digest, conf.replay_protection, where, skew_field, required_field)
+def hmac_config(spec: ApiSpec) -> HmacSettings | None:
+    """``spec``'s signature settings (decoded with the definition), None when it does not check
+    signatures."""
+    return spec.hmac
 
 
 def hmac_warnings(spec: ApiSpec) -> list[str]:
     """Weak but working signature settings of ``spec``, as ``field: what`` (``fastgate check``)."""
-    config = hmac_config(spec)
+    config = spec.hmac
     if config is None:
         return []
     found = []
@@ -157,7 +96,7 @@ def digest_of(req: Request) -> tuple[HashFactory, bytes] | None:
 
 def compile_hmac_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]:
     """The signature stage for ``spec``, or nothing when the API does not check signatures."""
-    config = hmac_config(spec)
+    config = spec.hmac
     if config is None:
         return ()
     if config.clock_skew_ms < 0:
@@ -167,7 +106,7 @@ def compile_hmac_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]:
     sessions = services.sessions
     store = services.store
     certs = services.certificates
-    base = base_identity(spec)
+    base = spec.base_identity
     allowed = config.allowed_algorithms
     skew = config.clock_skew_ms / 1000.0
     required = config.required_headers

@@ -11,28 +11,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastgate.apidef.spec import ApiSpec
 from fastgate.http.request import Request
 from fastgate.sessions.session import SessionState
 
-__all__ = ["IdentityType", "offer_session", "base_identity"]
+__all__ = ["IdentityType", "offer_session"]
 
 IdentityType = Literal[
     "auth_token", "basic_auth_user", "hmac_key", "jwt_claim", "oidc_user", "oauth_key", "custom_auth"
 ]
 
 
-def base_identity(spec: ApiSpec) -> str:
-    """The API's ``base_identity_provided_by`` (Classic) / ``baseIdentityProvider`` (OAS)."""
-    raw = spec.raw
-    if spec.format == "oas":
-        auth = ((raw.get("x-tyk-api-gateway") or {}).get("server") or {}).get("authentication") or {}
-        return str(auth.get("baseIdentityProvider") or "")
-    return str(raw.get("base_identity_provided_by") or "")
-
-
 def offer_session(req: Request, base: str, kind: IdentityType, storage_id: str, session: SessionState) -> None:
-    """Put ``session`` on ``req`` if ``kind`` may provide the identity (``base`` from ``base_identity``)."""
+    """Put ``session`` on ``req`` if ``kind`` may provide the identity (``base``: the API's ``ApiSpec.base_identity``)."""
     if not base or base == kind:
         req.session_key = storage_id
         req.session = session

@@ -44,13 +44,14 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Final, Iterable
+from typing import TYPE_CHECKING, Awaitable, Callable, Final, Iterable
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
+from fastgate.apidef.auth_settings import MtlsSettings
 from fastgate.apidef.spec import ApiSpec, DefinitionError
 from fastgate.auth.identity import offer_session
 from fastgate.pipeline.stage import Denial, Stage
@@ -91,43 +92,9 @@ IDENTITIES: Final = ("sha256", "san_uri", "san_dns", "subject_cn")
 # ---- what an API asks for ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class MtlsSettings:
-    """The client-certificate settings of one API, from either format."""
-
-    static: bool = False
-    allowlist: tuple[str, ...] = ()
-    dynamic: bool = False
-    identity: str = "sha256"
-    crl_file: str = ""
-
-
 def mtls_settings(spec: ApiSpec) -> MtlsSettings:
-    """Read an API's static / dynamic mTLS settings (Classic or OAS) from its definition."""
-    raw = spec.raw
-    if spec.format == "oas":
-        server = _dict(_dict(raw.get("x-tyk-api-gateway")).get("server"))
-        client_certs = _dict(server.get("clientCertificates"))
-        auth = _dict(server.get("authentication"))
-        cert_auth = _dict(auth.get("certificateAuth"))
-        schemes = _dict(auth.get("securitySchemes")).values()
-        dynamic = bool(cert_auth.get("enabled")) or (
-            "certificateAuth" not in auth and any(_dict(s).get("enableClientCertificate") for s in schemes))
-        return MtlsSettings(
-            static=bool(client_certs.get("enabled")),
-            allowlist=_strings(client_certs.get("allowlist")),
-            dynamic=dynamic and not spec.use_keyless,
-            identity=str(cert_auth.get("identity") or "sha256"),
-            crl_file=str(client_certs.get("crlFile") or ""),
-        )
-    token = spec.auth_configs.get("authToken")
-    return MtlsSettings(
-        static=bool(raw.get("use_mutual_tls_auth")),
-        allowlist=_strings(raw.get("client_certificates")),
-        dynamic=bool(token is not None and token.use_certificate) and not spec.use_keyless,
-        identity=str(raw.get("client_certificate_identity") or "sha256"),
-        crl_file=str(raw.get("client_certificate_crl_file") or ""),
-    )
+    """An API's static / dynamic mTLS settings (decoded with the definition)."""
+    return spec.mtls
 
 
 def uses_certificate_auth(spec: ApiSpec) -> bool:
@@ -147,8 +114,8 @@ def check_mtls_definitions(config: "Config", apis: list[ApiSpec]) -> list[str]:
 
 
 def _validate(spec: ApiSpec, config: "Config") -> MtlsSettings:
-    settings = mtls_settings(spec)
-    field = "certificateAuth.identity" if spec.format == "oas" else "client_certificate_identity"
+    settings = spec.mtls
+    field = settings.identity_field
     if settings.identity not in IDENTITIES:
         raise DefinitionError(field, f"{settings.identity!r} is not one of {', '.join(IDENTITIES)}")
     if settings.identity != "sha256" and settings.dynamic and not (settings.static and settings.allowlist):
@@ -158,8 +125,7 @@ def _validate(spec: ApiSpec, config: "Config") -> MtlsSettings:
         try:
             load_crl_file(config.resolve(settings.crl_file))
         except CrlError as exc:
-            crl_field = "server.clientCertificates.crlFile" if spec.format == "oas" else "client_certificate_crl_file"
-            raise DefinitionError(crl_field, str(exc)) from None
+            raise DefinitionError(settings.crl_field, str(exc)) from None
     return settings
 
 
@@ -630,11 +596,3 @@ def _sha256(der: bytes) -> str:
     digest = hashes.Hash(hashes.SHA256())
     digest.update(der)
     return digest.finalize().hex()
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _strings(value: Any) -> tuple[str, ...]:
-    return tuple(str(v) for v in value) if isinstance(value, list) else ()

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Awaitable
 
-from fastgate.apidef.spec import ApiSpec, AuthSource
-from fastgate.auth.identity import base_identity, offer_session
+from fastgate.apidef.spec import ApiSpec
+from fastgate.auth.identity import offer_session
 from fastgate.auth.mtls import (
     KeyCertificateCheck, compile_certificate_auth, compile_token_certificate_checks, uses_certificate_auth,
 )
@@ -31,45 +31,19 @@ __all__ = ["compile_token_auth", "uses_token_auth", "MISSING", "DISALLOWED"]
 MISSING = Denial(401, "Authorization field missing")
 DISALLOWED = Denial(403, "Access to this API has been disallowed")
 
-# Classic flags of the other methods: a protected API with none of them defaults to auth token.
-_OTHER_METHODS = (
-    "use_oauth2",
-    "use_basic_auth",
-    "enable_signature_checking",
-    "enable_jwt",
-    "use_openid",
-    "custom_plugin_auth_enabled",
-    "use_go_plugin_auth",
-    "enable_coprocess_auth",
-)
-
-
 def uses_token_auth(spec: ApiSpec) -> bool:
     """True when requests to ``spec`` authenticate with an auth token."""
-    if spec.use_keyless:
-        return False
-    if spec.use_standard_auth:
-        return True
-    raw = spec.raw
-    if spec.format == "oas":
-        schemes = ((raw.get("components") or {}).get("securitySchemes") or {}).values()
-        types = {s.get("type") for s in schemes if isinstance(s, dict)}
-        auth = ((raw.get("x-tyk-api-gateway") or {}).get("server") or {}).get("authentication") or {}
-        vendor_only = any((auth.get(name) or {}).get("enabled") for name in ("hmac", "oidc", "custom"))
-        return "apiKey" in types or not (types or vendor_only)
-    if (raw.get("external_oauth") or {}).get("enabled"):
-        return False
-    return not any(raw.get(flag) for flag in _OTHER_METHODS)
+    return spec.token is not None
 
 
 def compile_token_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]:
     """The auth-token stage for ``spec``, or nothing when the API does not use it."""
-    if not uses_token_auth(spec):
+    settings = spec.token
+    if settings is None:
         return ()
-    source = spec.auth_configs.get("authToken") or AuthSource()
-    extract = compile_extractor(source)
+    extract = compile_extractor(settings.source)
     sessions = services.sessions
-    base = base_identity(spec)
+    base = spec.base_identity
     if uses_certificate_auth(spec):
         # Dynamic mTLS: the client certificate is the key (fastgate.auth.mtls).
         return (compile_certificate_auth(spec, services, extract, base),)

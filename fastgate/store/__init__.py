@@ -19,7 +19,6 @@ from fastgate.store.base import (
     StoreUnavailable, Subscription, decode_event, encode_event,
 )
 from fastgate.store.memory import MemoryStore
-from fastgate.store.redis import RedisStore
 
 __all__ = [
     "CLUSTER_CHANNEL", "ClusterEvent", "KEY_PREFIX", "NOTICE_API_UPDATED", "NOTICE_GROUP_RELOAD",
@@ -55,4 +54,7 @@ def open_store(url: str, **options: Any) -> Store:
         else:
             passed.append((name, value))
     ours.update(options)
+    # Lazy: redis-py costs ~100 ms of import at start-up and only a redis:// store needs it.
+    from fastgate.store.redis import RedisStore
+
     return RedisStore(urlunsplit(parts._replace(query=urlencode(passed))), **ours)

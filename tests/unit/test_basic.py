@@ -12,6 +12,8 @@ import time
 import bcrypt
 import pytest
 
+from fastgate.apidef.classic import decode_classic
+from fastgate.apidef.oas import decode_oas
 from fastgate.apidef.spec import ApiSpec, DefinitionError
 from fastgate.auth import basic as basic_mod
 from fastgate.auth import passwords
@@ -31,17 +33,19 @@ def b64(text: bytes) -> str:
 
 
 def classic(**fields) -> ApiSpec:
-    raw = {"api_id": "a", "use_keyless": False, **fields}
-    return ApiSpec(api_id="a", name="A", listen_path="/a/", target_url="http://x", use_keyless=False, raw=raw)
+    raw = {"api_id": "a", "name": "A", "use_keyless": False,
+           "proxy": {"listen_path": "/a/", "target_url": "http://x"}, **fields}
+    return decode_classic(raw, "a.json")
 
 
 def oas(vendor: dict, scheme: dict | None = None) -> ApiSpec:
     raw = {
         "components": {"securitySchemes": {"ba": scheme or {"type": "http", "scheme": "basic"}}},
-        "x-tyk-api-gateway": {"server": {"authentication": {"enabled": True, "securitySchemes": {"ba": vendor}}}},
+        "x-tyk-api-gateway": {"info": {"id": "o", "name": "O"}, "upstream": {"url": "http://x"},
+                              "server": {"listenPath": {"value": "/o/"},
+                                         "authentication": {"enabled": True, "securitySchemes": {"ba": vendor}}}},
     }
-    return ApiSpec(api_id="o", name="O", listen_path="/o/", target_url="http://x", use_keyless=False,
-                   format="oas", raw=raw)
+    return decode_oas(raw, "o.json")
 
 
 # ---- the Authorization header ------------------------------------------------------------------
@@ -326,8 +330,7 @@ def test_needs_body_only_when_the_header_fails():
 def test_realm_is_a_safe_header_value():
     from fastgate.http.request import Request
 
-    spec = ApiSpec(api_id="a", name='Evil\r\nSet-Cookie: x="1"', listen_path="/a/", target_url="http://x",
-                   use_keyless=False, raw={"use_basic_auth": True})
+    spec = classic(name='Evil\r\nSet-Cookie: x="1"', use_basic_auth=True)
     (stage,) = basic_mod.compile_basic_auth(spec, make_services())
     denial = stage(Request())
     assert denial.status == 401 and denial.headers == ((b"WWW-Authenticate", b'Basic realm="EvilSet-Cookie: x=\\"1\\""'),)

@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from httpsig.sign import HeaderSigner
 
+from fastgate.apidef.classic import decode_classic
+from fastgate.apidef.oas import decode_oas
 from fastgate.apidef.spec import ApiSpec, DefinitionError
 from fastgate.auth.hmac import CERT_NOT_FOUND, INVALID, NOT_RSA, REPLAYED, compile_hmac_auth, hmac_config
 from fastgate.auth.signature import (
@@ -154,9 +156,9 @@ def test_digests():
 
 
 def classic(**fields) -> ApiSpec:
-    raw = {"api_id": "h", "use_keyless": False, "enable_signature_checking": True, **fields}
-    return ApiSpec(api_id="h", name="H", org_id="default", listen_path="/h/", target_url="http://x",
-                   use_keyless=False, raw=raw)
+    raw = {"api_id": "h", "name": "H", "org_id": "default", "use_keyless": False,
+           "proxy": {"listen_path": "/h/", "target_url": "http://x"}, "enable_signature_checking": True, **fields}
+    return decode_classic(raw, "h.json")
 
 
 def test_config_classic_and_oas():
@@ -165,11 +167,11 @@ def test_config_classic_and_oas():
     assert config.allowed_algorithms == {"hmac-sha512"} and config.clock_skew_ms == 5000
     assert config.required_headers == ("(request-target)", "date") and config.validate_digest
     assert hmac_config(classic(enable_signature_checking=False)) is None
-    raw = {"x-tyk-api-gateway": {"server": {"authentication": {"enabled": True, "hmac": {
+    raw = {"x-tyk-api-gateway": {"info": {"id": "o", "name": "O"}, "upstream": {"url": "http://x"},
+                                 "server": {"listenPath": {"value": "/o/"}, "authentication": {"enabled": True, "hmac": {
         "enabled": True, "allowedAlgorithms": ["hmac-sha256"], "allowedClockSkew": 1000,
         "header": {"enabled": True, "name": "X-Sig"}, "replayProtection": True}}}}}
-    spec = ApiSpec(api_id="o", name="O", listen_path="/o/", target_url="http://x", use_keyless=False,
-                   format="oas", raw=raw)
+    spec = decode_oas(raw, "o.json")
     config = hmac_config(spec)
     assert config.source.header_name == "X-Sig" and config.replay_protection and config.clock_skew_ms == 1000
     with pytest.raises(DefinitionError, match="positive allowed clock skew"):

@@ -28,7 +28,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Awaitable, Final
 
 from fastgate.apidef.spec import ApiSpec
-from fastgate.auth.identity import base_identity, offer_session
+from fastgate.auth.identity import offer_session
 from fastgate.auth.jwt.jose import ALG_FAMILY, Jws, key_from_material, parse, verify
 from fastgate.auth.jwt.jwks import JwkKey
 from fastgate.auth.jwt.claims import (
@@ -107,7 +107,7 @@ class JwtAuth:
         self.cfg = cfg
         self.extract = compile_extractor(cfg.source)
         self.sessions = services.sessions
-        self.base = base_identity(spec)
+        self.base = spec.base_identity
         self.kind = cfg.key_source.kind
         self.revocations = services.jwt_revocations
         self.hash_algo = services.config.hash_key_function
