@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Final, Iterable
 
@@ -241,6 +240,10 @@ async def _fetch_in_thread(url: str, timeout: float) -> bytes:
 
 
 def _http_get(url: str, timeout: float) -> bytes:
+    # Lazy: urllib.request (with http.client and email) costs ~15-50 ms of start-up import and
+    # only a gateway with JWKS URLs fetches; this runs in a worker thread, off the event loop.
+    import urllib.request
+
     request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "fastgate-jwks"})
     with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) only, checked at load
         body = response.read(MAX_JWKS_BYTES + 1)
