@@ -137,7 +137,7 @@ def error_response_cached() -> Callable[[], object]:
 def auth_token_stages() -> Callable[[], object]:
     """The auth-token API's stages (token lookup, expiry/ACL, rate + quota) for a known key on the
     memory store: what an auth-token request costs on top of a keyless one."""
-    from micro_signatures import _gateway, _run
+    from micro_signatures import _services, _run
 
     from fastgate.auth.token import compile_token_auth
     from fastgate.pipeline.post_auth import compile_post_auth
@@ -145,14 +145,14 @@ def auth_token_stages() -> Callable[[], object]:
     from fastgate.http.request import Request
     from fastgate.sessions.session import SessionState
 
-    spec, gateway, loop = _gateway({"use_standard_auth": True}, "benchkey", SessionState())
-    token = generate_token("default", "benchkey", gateway.config.hash_key_function)
+    spec, services, loop = _services({"use_standard_auth": True}, "benchkey", SessionState())
+    token = generate_token("default", "benchkey", services.config.hash_key_function)
     req = Request()
     req.headers = [(b"Host", b"api.example.com"), (b"Authorization", token.encode())]
     req.path = "/a/get"
     req.listen_base = "/a"
     req.method = "GET"
-    return _run(compile_token_auth(spec, gateway) + compile_post_auth(spec, gateway), req, loop)
+    return _run(compile_token_auth(spec, services) + compile_post_auth(spec, services), req, loop)
 
 
 def _jwt(name: str) -> Callable[[], Callable[[], object]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from types import SimpleNamespace
 from typing import Any, Callable
 
 import jwt as pyjwt
@@ -87,32 +86,30 @@ def _stages(alg: str) -> tuple[Any, Any, Any, str]:
     from fastgate.config import config_from_mapping
     from fastgate.sessions.policies import decode_policy
     from fastgate.http.request import Request
-    from fastgate.sessions.manager import SessionManager
-    from fastgate.store.memory import MemoryStore
+    from fastgate.services import open_services
 
     if alg == "HS256":
         source, method, token = base64.b64encode(SECRET.encode()).decode(), "hmac", pyjwt.encode(_claims(), SECRET, algorithm="HS256")
     else:
         source, method, token = base64.b64encode(_pem(_rsa())).decode(), "rsa", pyjwt.encode(_claims(), _rsa(), algorithm="RS256")
-    config = config_from_mapping({}, environ={})
+    config = config_from_mapping({"storage": {"url": "memory://"}}, environ={})
     spec = decode_classic(
         {"api_id": "a", "org_id": "default", "use_keyless": False, "enable_jwt": True, "jwt_signing_method": method,
          "jwt_source": source, "jwt_policy_field_name": "pol",
          "proxy": {"listen_path": "/a/", "target_url": "http://127.0.0.1:1/"}},
         "bench",
     )
-    store = MemoryStore()
-    sessions = SessionManager(store, config)
+    services = open_services(config)
+    sessions = services.sessions
     sessions.set_policies({"bench-jwt": decode_policy({
         "id": "bench-jwt", "org_id": "default", "rate": 1e9, "per": 1, "quota_max": 10**12, "quota_renewal_rate": 3600,
         "access_rights": {"a": {"api_id": "a", "api_name": "a", "versions": ["Default"]}}})})
-    gateway = SimpleNamespace(state={"sessions": sessions, "store": store}, options=config.http_server_options, config=config)
     loop = asyncio.new_event_loop()
     loop.run_until_complete(sessions.start())
     cfg = jwt_config(spec)
     assert cfg is not None
-    auth = JwtAuth(spec, cfg, gateway)
-    post = compile_post_auth(spec, gateway)
+    auth = JwtAuth(spec, cfg, services)
+    post = compile_post_auth(spec, services)
     req = Request()
     req.headers = [(b"Host", b"api.example.com"), (b"Authorization", b"Bearer " + token.encode())]
     req.path, req.listen_base, req.method = "/a/get", "/a", "GET"

@@ -14,7 +14,6 @@ import base64
 import hashlib
 import hmac
 from email.utils import formatdate
-from types import SimpleNamespace
 from typing import Any, Callable
 
 import bcrypt
@@ -25,9 +24,8 @@ from fastgate.pipeline.post_auth import compile_post_auth
 from fastgate.config import config_from_mapping
 from fastgate.sessions.key_ids import generate_token, storage_key_id
 from fastgate.http.request import Request
-from fastgate.sessions.session import AccessDefinition, SessionState, encode_session
-from fastgate.sessions.manager import SessionManager
-from fastgate.store.memory import MemoryStore
+from fastgate.services import Services, open_services
+from fastgate.sessions.session import AccessDefinition, SessionState
 
 PASSWORD = "bench-password-0123456789"
 SECRET = "bench-hmac-secret-0123456789abcdef"
@@ -39,13 +37,13 @@ def bcrypt_cost10() -> Callable[[], object]:
     return lambda: bcrypt.checkpw(PASSWORD.encode(), stored)
 
 
-def _gateway(api: dict[str, Any], key_id: str, session: SessionState) -> tuple[Any, Any, asyncio.AbstractEventLoop]:
-    config = config_from_mapping({}, environ={})
+def _services(api: dict[str, Any], key_id: str, session: SessionState) -> tuple[Any, Services, asyncio.AbstractEventLoop]:
+    config = config_from_mapping({"storage": {"url": "memory://"}}, environ={})
     spec = decode_classic({"api_id": "a", "org_id": "default", "use_keyless": False,
                            "proxy": {"listen_path": "/a/", "target_url": "http://127.0.0.1:1/"}, **api}, "bench")
     loop = asyncio.new_event_loop()
-    store = MemoryStore()
-    sessions = SessionManager(store, config)
+    services = open_services(config)
+    sessions = services.sessions
     token = generate_token("default", key_id, config.hash_key_function)
     session.org_id = "default"
     session.rate, session.per, session.quota_max, session.quota_renewal_rate = 1e9, 1, 10**12, 3600
@@ -53,13 +51,11 @@ def _gateway(api: dict[str, Any], key_id: str, session: SessionState) -> tuple[A
 
     async def prepare() -> None:
         await sessions.start()
-        await store.set_session(storage_key_id(token, config.hash_keys), encode_session(session))
+        await sessions.put(storage_key_id(token, config.hash_keys), session)
         assert await sessions.lookup(token, spec) is not None
 
     loop.run_until_complete(prepare())
-    gateway = SimpleNamespace(state={"sessions": sessions, "store": store}, options=config.http_server_options,
-                              config=config)
-    return spec, gateway, loop
+    return spec, services, loop
 
 
 def _run(stages: tuple[Any, ...], req: Request, loop: asyncio.AbstractEventLoop) -> Callable[[], object]:
@@ -82,8 +78,8 @@ def basic_stage_cached() -> Callable[[], object]:
     from fastgate.auth.basic import compile_basic_auth
 
     session = SessionState(basic_auth_data=hash_password(PASSWORD, "bcrypt"))
-    spec, gateway, loop = _gateway({"use_basic_auth": True}, "bench-user", session)
-    stages = compile_basic_auth(spec, gateway) + compile_post_auth(spec, gateway)
+    spec, services, loop = _services({"use_basic_auth": True}, "bench-user", session)
+    stages = compile_basic_auth(spec, services) + compile_post_auth(spec, services)
     req = Request()
     req.method, req.path, req.listen_base = "GET", "/a/get", "/a"
     credentials = base64.b64encode(f"bench-user:{PASSWORD}".encode()).decode()
@@ -126,8 +122,8 @@ def hmac_stage() -> Callable[[], object]:
 
     session = SessionState(hmac_enabled=True, hmac_string=SECRET)
     api = {"enable_signature_checking": True, "hmac_allowed_clock_skew": 3600000}
-    spec, gateway, loop = _gateway(api, "bench-hmac", session)
-    stages = compile_hmac_auth(spec, gateway) + compile_post_auth(spec, gateway)
+    spec, services, loop = _services(api, "bench-hmac", session)
+    stages = compile_hmac_auth(spec, services) + compile_post_auth(spec, services)
     return _run(stages, _signed_request(), loop)
 
 
