@@ -4,8 +4,8 @@ Every request needs its session; the store is a network round trip away (Redis: 
 decoding costs a few µs. So sessions are cached here by storage id, bounded (LRU) and short-lived
 (`ttl`, 10 s as Tyk's `cached_session_timeout`). Consistency rules:
 
-* Every session write goes through `put_session` / `delete_session` (or publishes
-  `NOTICE_KEY_UPDATED` itself): the entry is dropped here at once and a cluster event drops it on
+* Every session write goes through `put_session` / `delete_session`, which the session manager's
+  one write path (`SessionManager.put` / `delete`) calls for the Gateway API, JWT and mTLS: the entry is dropped here at once and a cluster event drops it on
   every other node, typically within a millisecond, so a deleted key is refused everywhere.
 * While the event subscription is not live (never started, or reconnecting to Redis) the cache is
   bypassed: without events it cannot know what changed. When the subscription comes back after a
