@@ -37,7 +37,7 @@ MAX_MEMO = 100_000
 
 
 class SessionManager:
-    """Session lookups for auth stages, and the invalidation announcements of the Gateway API."""
+    """Session lookups for auth stages, and the one path every key write takes."""
 
     def __init__(self, store: Store, config: Config) -> None:
         self.store = store
@@ -131,7 +131,3 @@ class SessionManager:
     async def delete(self, storage_id: str) -> bool:
         """Delete ``storage_id`` and drop every node's cached copy; True when it existed."""
         return await self.cache.delete_session(storage_id)
-
-    async def announce(self, storage_ids: list[str]) -> None:
-        """Tell every node (this one included) that these keys changed."""
-        await self.cache.notify_changed(*storage_ids)
