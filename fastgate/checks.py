@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fastgate.apidef.spec import ApiSpec
+from fastgate.apidef.spec import ApiSpec, DefinitionError
+from fastgate.auth import auth_warnings
+from fastgate.auth import check_auth_settings as check_api_auth
 from fastgate.auth.mtls import check_mtls_definitions
 from fastgate.config import Config
 from fastgate.sessions.policies import load_policy_dir
@@ -40,13 +42,10 @@ def check_client_certificates(config: Config, apis: list[ApiSpec]) -> list[str]:
 
 def check_auth_settings(config: Config, apis: list[ApiSpec]) -> list[str]:
     """Auth settings that loading refuses (e.g. a JWT HMAC secret under 32 bytes)."""
-    from fastgate.apidef.spec import DefinitionError
-    from fastgate.auth import check_auth_settings as check_api
-
     problems = []
     for spec in apis:
         try:
-            check_api(spec)
+            check_api_auth(spec)
         except DefinitionError as exc:
             problems.append(f"{spec.source}: {exc}")
     return problems
@@ -54,9 +53,6 @@ def check_auth_settings(config: Config, apis: list[ApiSpec]) -> list[str]:
 
 def warn_weak_auth(config: Config, apis: list[ApiSpec]) -> list[str]:
     """Auth settings that work but are weak (an HMAC signature over the date alone)."""
-    from fastgate.apidef.spec import DefinitionError
-    from fastgate.auth import auth_warnings
-
     found = []
     for spec in apis:
         try:
