@@ -23,7 +23,7 @@ from urllib.parse import unquote
 import msgspec
 import orjson
 
-from fastgate.admin.api import ApiError, json_object, malformed, query_params
+from fastgate.admin.common import ApiError, json_object, malformed, query_params
 from fastgate.admin.certs import certificate_key_id, check_key_certificates
 from fastgate.sessions.key_ids import generate_token, lookup_candidates, min_token_length, storage_key_id, unsafe_id
 from fastgate.sessions.policies import PolicyError, expiry_for_new_key
