@@ -15,8 +15,9 @@ import time
 import pytest
 import requests
 
-from tests.conftest import REDIS_TEST_URL
-from tests.support.procs import SECRET, classic_api
+from tests.kit.fixtures import REDIS_TEST_URL
+from tests.kit.procs import SECRET
+from tests.kit.apis import classic_api
 
 ADMIN = {"X-Tyk-Authorization": SECRET}
 

@@ -11,7 +11,8 @@ import time
 import pytest
 import requests
 
-from tests.support.procs import SECRET, classic_api
+from tests.kit.procs import SECRET
+from tests.kit.apis import classic_api
 
 ADMIN = {"X-Tyk-Authorization": SECRET}
 

@@ -17,8 +17,9 @@ import time
 import pytest
 import requests
 
-from tests.conftest import REDIS_TEST_URL, _flush_redis_db, module_gateway
-from tests.support.procs import SECRET, classic_api
+from tests.kit.fixtures import REDIS_TEST_URL, flush_redis_db, module_gateway
+from tests.kit.procs import SECRET
+from tests.kit.apis import classic_api
 
 ADMIN = {"X-Tyk-Authorization": SECRET}
 CHALLENGE = 'Basic realm="Basic API"'
@@ -233,7 +234,7 @@ def test_basic_and_token_together(make_gateway, upstream):
 
 
 def test_hash_functions_and_legacy_users(make_gateway, upstream):
-    _flush_redis_db(REDIS_TEST_URL)
+    flush_redis_db(REDIS_TEST_URL)
     try:
         storage = {"storage": {"url": REDIS_TEST_URL}}
         legacy = make_gateway([basic_api("basic", upstream.url)],
@@ -250,11 +251,11 @@ def test_hash_functions_and_legacy_users(make_gateway, upstream):
         create_user(current, "plainuser", "pw", "basic")
         assert requests.get(current.url + "/basic/echo", auth=("plainuser", "pw"), timeout=5).status_code == 200
     finally:
-        _flush_redis_db(REDIS_TEST_URL)
+        flush_redis_db(REDIS_TEST_URL)
 
 
 def test_password_change_reaches_every_node(make_gateway, upstream):
-    _flush_redis_db(REDIS_TEST_URL)
+    flush_redis_db(REDIS_TEST_URL)
     try:
         settings = {"storage": {"url": REDIS_TEST_URL}}
         a = make_gateway([basic_api("basic", upstream.url)], settings)
@@ -271,7 +272,7 @@ def test_password_change_reaches_every_node(make_gateway, upstream):
             time.sleep(0.02)
         assert requests.get(a.url + "/basic/echo", auth=("dave", "second"), timeout=5).status_code == 200
     finally:
-        _flush_redis_db(REDIS_TEST_URL)
+        flush_redis_db(REDIS_TEST_URL)
 
 
 def test_oas_basic_scheme(make_gateway, upstream):

@@ -11,8 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.conftest import REDIS_TEST_URL, _flush_redis_db
-from tests.support.procs import SECRET, classic_api, free_port, wait_port
+from tests.kit.fixtures import REDIS_TEST_URL, flush_redis_db
+from tests.kit.procs import SECRET, free_port, wait_port
+from tests.kit.apis import classic_api
 
 ADMIN = {"X-Tyk-Authorization": SECRET}
 
@@ -27,9 +28,9 @@ def rights():
 
 @pytest.fixture
 def redis_db():
-    _flush_redis_db(REDIS_TEST_URL)
+    flush_redis_db(REDIS_TEST_URL)
     yield REDIS_TEST_URL
-    _flush_redis_db(REDIS_TEST_URL)
+    flush_redis_db(REDIS_TEST_URL)
 
 
 @pytest.fixture

@@ -22,9 +22,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from httpsig.requests_auth import HTTPSignatureAuth
 
-from tests.conftest import REDIS_TEST_URL, module_gateway
-from tests.support.procs import SECRET, classic_api
-from tests.support.raw import RawClient
+from tests.kit.fixtures import REDIS_TEST_URL, module_gateway
+from tests.kit.procs import SECRET
+from tests.kit.apis import classic_api
+from tests.kit.raw import RawClient
 
 ADMIN = {"X-Tyk-Authorization": SECRET}
 INVALID = "Authorization field missing, malformed or invalid"

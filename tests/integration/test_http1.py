@@ -12,10 +12,11 @@ from typing import Iterator
 
 import pytest
 
-from tests.support.procs import Gateway, classic_api
-from tests.support.raw import RawClient
-from tests.support.scripted import ScriptedUpstream
-from tests.support.upstream import PATTERN
+from tests.kit.procs import Gateway
+from tests.kit.apis import classic_api
+from tests.kit.raw import RawClient
+from tests.kit.scripted import ScriptedUpstream
+from tests.kit.upstream import PATTERN
 
 DOMAIN = "api.example.com"
 

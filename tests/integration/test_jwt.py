@@ -17,9 +17,10 @@ import pytest
 import requests
 
 from fastgate.auth.jwt.session import virtual_session_token
-from tests.conftest import REDIS_TEST_URL, _flush_redis_db
-from tests.support.jwks import EcKey, EdKey, JwksServer, RsaKey, b64, hs256
-from tests.support.procs import SECRET, Gateway, classic_api
+from tests.kit.fixtures import REDIS_TEST_URL, flush_redis_db
+from tests.kit.jwks import EcKey, EdKey, JwksServer, RsaKey, b64, hs256
+from tests.kit.procs import SECRET, Gateway
+from tests.kit.apis import classic_api
 
 ADMIN = {"X-Tyk-Authorization": SECRET}
 HMAC_SECRET = "integration-hmac-secret-32-bytes!"
@@ -581,7 +582,7 @@ def test_centralised_session_life_cycle(make_gateway: Any, upstream: Any, store_
 
 
 def test_jwks_flush_reaches_other_nodes(make_gateway: Any, upstream: Any, idp: JwksServer) -> None:
-    _flush_redis_db(REDIS_TEST_URL)
+    flush_redis_db(REDIS_TEST_URL)
     key = RsaKey("k")
     idp.keys = [key.jwk()]
     settings = {"storage": {"url": REDIS_TEST_URL}, "jwks": {"cache_timeout": 300, "refetch_cooldown": 30}}
@@ -594,7 +595,7 @@ def test_jwks_flush_reaches_other_nodes(make_gateway: Any, upstream: Any, idp: J
         time.sleep(0.05)
     assert idp.hits == 4
     expect(get(two, "/jwks/", key.sign({"sub": user(), "pol": "pol-all"})), 200)
-    _flush_redis_db(REDIS_TEST_URL)
+    flush_redis_db(REDIS_TEST_URL)
 
 
 def test_check_command_accepts_jwt_apis(tmp_path: Path, upstream: Any) -> None:
@@ -602,7 +603,7 @@ def test_check_command_accepts_jwt_apis(tmp_path: Path, upstream: Any) -> None:
     import subprocess
     import sys
 
-    from tests.support.procs import ROOT, write_config
+    from tests.kit.procs import ROOT, write_config
 
     (tmp_path / "apps").mkdir()
     for api in all_apis(upstream.url):

@@ -15,9 +15,10 @@ import redis
 import requests
 
 from fastgate.sessions.key_ids import generate_token
-from tests.conftest import REDIS_TEST_URL
-from tests.support.procs import SECRET, classic_api
-from tests.support.tls import Pki, client_context, curl, https_get
+from tests.kit.fixtures import REDIS_TEST_URL
+from tests.kit.procs import SECRET
+from tests.kit.apis import classic_api
+from tests.kit.tls import Pki, client_context, curl, https_get
 
 ADMIN = {"X-Tyk-Authorization": SECRET}
 ORG = "default"
@@ -322,7 +323,7 @@ def test_check_reports_mtls_definitions_that_cannot_work(tmp_path):
     import sys
     from pathlib import Path
 
-    from tests.support.procs import ROOT, write_config
+    from tests.kit.procs import ROOT, write_config
 
     (tmp_path / "apps").mkdir()
     api = dynamic_api("svc", "http://127.0.0.1:9", client_certificate_identity="san_uri")
@@ -415,9 +416,9 @@ def test_reload_that_adds_an_mtls_api_updates_the_live_listener(make_gateway, up
 
 @pytest.mark.redis
 def test_certificates_reach_every_node(make_gateway, upstream, pki):
-    from tests.conftest import _flush_redis_db
+    from tests.kit.fixtures import flush_redis_db
 
-    _flush_redis_db(REDIS_TEST_URL)
+    flush_redis_db(REDIS_TEST_URL)
     cert = pki.client(pki.ca())
     settings = {"http_server_options": pki.server_settings(), "storage": {"url": REDIS_TEST_URL}}
     node_a = make_gateway([dynamic_api("dyn", upstream.url)], settings)
@@ -445,7 +446,7 @@ def test_certificates_reach_every_node(make_gateway, upstream, pki):
         with pytest.raises(requests.exceptions.SSLError):
             get(node_b, pki, "/dyn/get", cert)
     finally:
-        _flush_redis_db(REDIS_TEST_URL)
+        flush_redis_db(REDIS_TEST_URL)
 
 
 # ---- helpers ----------------------------------------------------------------------------------
@@ -456,6 +457,6 @@ def trustme_intermediate(root):
 
 
 def free_port():
-    from tests.support.procs import free_port as port
+    from tests.kit.procs import free_port as port
 
     return port()

@@ -6,7 +6,8 @@ import json
 
 import requests
 
-from tests.support.procs import SECRET, classic_api
+from tests.kit.procs import SECRET
+from tests.kit.apis import classic_api
 
 ADMIN = {"X-Tyk-Authorization": SECRET}
 

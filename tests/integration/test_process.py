@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.procs import ROOT, SECRET, Gateway, classic_api, free_port, wait_port, write_config
-from tests.support.raw import RawClient
-from tests.support.redisdb import PROCESS_TESTS_URL
+from tests.kit.procs import ROOT, SECRET, Gateway, free_port, wait_port, write_config
+from tests.kit.apis import classic_api
+from tests.kit.raw import RawClient
+from tests.kit.redisdb import PROCESS_TESTS_URL
 
 FASTGATE = str(Path(sys.executable).parent / "fastgate")
 FORBIDDEN = {"status": "error", "message": "Attempted administrative access with invalid or missing key!"}

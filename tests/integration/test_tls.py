@@ -15,8 +15,9 @@ import pytest
 import requests
 import trustme
 
-from tests.support.procs import ROOT, classic_api, free_port, write_config
-from tests.support.tls import Pki, client_context, curl, https_get
+from tests.kit.procs import ROOT, free_port, write_config
+from tests.kit.apis import classic_api
+from tests.kit.tls import Pki, client_context, curl, https_get
 
 FASTGATE = str(Path(sys.executable).parent / "fastgate")
 

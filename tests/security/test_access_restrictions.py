@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import requests
 
-from tests.support.procs import classic_api
-from tests.support.raw import RawClient
+from tests.kit.apis import classic_api
+from tests.kit.raw import RawClient
 
 
 def _paths(**lists):

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.procs import ROOT, classic_api, write_config
+from tests.kit.procs import ROOT, write_config
+from tests.kit.apis import classic_api
 
 
 def _check(tmp_path: Path, apis: dict[str, dict], settings: dict | None = None, env: dict | None = None):

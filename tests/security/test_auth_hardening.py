@@ -24,15 +24,9 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from tests.support.jwks import b64, b64u, hs256
-from tests.support.procs import (
-    ROOT,
-    SECRET,
-    Gateway,
-    Upstream,
-    classic_api,
-    write_config,
-)
+from tests.kit.jwks import b64, b64u, hs256
+from tests.kit.procs import ROOT, SECRET, Gateway, Upstream, write_config
+from tests.kit.apis import classic_api
 
 ADMIN = {"X-Tyk-Authorization": SECRET}
 HMAC_INVALID = {"error": "Authorization field missing, malformed or invalid"}

@@ -15,8 +15,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.support.procs import SECRET, Gateway, classic_api
-from tests.support.raw import RawClient
+from tests.kit.procs import SECRET, Gateway
+from tests.kit.apis import classic_api
+from tests.kit.raw import RawClient
 
 
 @pytest.fixture(scope="module")

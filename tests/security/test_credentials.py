@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support.jwks import b64, hs256
-from tests.support.procs import SECRET, Gateway, Upstream, classic_api
-from tests.support.raw import RawClient
+from tests.kit.jwks import b64, hs256
+from tests.kit.procs import SECRET, Gateway, Upstream
+from tests.kit.apis import classic_api
+from tests.kit.raw import RawClient
 
 JWT_SECRET = "credential-tests-jwt-secret-32-bytes!"
 ADMIN = {"X-Tyk-Authorization": SECRET}

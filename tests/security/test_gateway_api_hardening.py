@@ -18,15 +18,9 @@ import tomllib
 
 import pytest
 
-from tests.support.procs import (
-    ROOT,
-    SECRET,
-    Gateway,
-    classic_api,
-    free_port,
-    write_config,
-)
-from tests.support.raw import RawClient
+from tests.kit.procs import ROOT, SECRET, Gateway, free_port, write_config
+from tests.kit.apis import classic_api
+from tests.kit.raw import RawClient
 
 ADMIN_HEADER = f"X-Tyk-Authorization: {SECRET}\r\n"
 

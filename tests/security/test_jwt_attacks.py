@@ -21,8 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from fastgate.auth.jwt import jose
-from tests.support.jwks import EcKey, JwksServer, RsaKey, b64, b64u, hs256, signed
-from tests.support.procs import SECRET, Gateway, classic_api
+from tests.kit.jwks import EcKey, JwksServer, RsaKey, b64, b64u, hs256, signed
+from tests.kit.procs import SECRET, Gateway
+from tests.kit.apis import classic_api
 
 SECRET_A = "attack-tests-secret-A-32-bytes!!"
 SECRET_B = "attack-tests-secret-B-32-bytes!!"

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 import pytest
 from cryptography import x509
 
-from tests.support.procs import Gateway, classic_api
-from tests.support.raw import RawClient
-from tests.support.tls import Pki, client_context, https_get
+from tests.kit.procs import Gateway
+from tests.kit.apis import classic_api
+from tests.kit.raw import RawClient
+from tests.kit.tls import Pki, client_context, https_get
 
 DOMAIN = "api.test"
 

@@ -38,7 +38,7 @@ from fastgate.http.request import Request
 from fastgate.sessions.session import JWTData, SessionState, encode_session
 from fastgate.sessions.manager import SessionManager
 from fastgate.store.memory import MemoryStore
-from tests.support.jwks import EcKey, EdKey, RsaKey, b64, hs256
+from tests.kit.jwks import EcKey, EdKey, RsaKey, b64, hs256
 
 SECRET = "unit-test-hmac-secret-of-32-bytes"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

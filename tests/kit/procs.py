@@ -14,6 +14,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.kit.raw import RawResponse
+
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "test-secret-0123456789"
 
@@ -37,14 +39,28 @@ def wait_port(port: int, timeout: float = 10.0, proc: subprocess.Popen | None = 
     raise TimeoutError(f"nothing listening on {port} after {timeout}s")
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any ``FASTGATE_*`` variable, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FASTGATE_")}
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 20) -> subprocess.CompletedProcess:
+    """``python -m fastgate *args`` to completion in the repository, with ``env`` added to a clean
+    environment; output captured as text."""
+    return subprocess.run([sys.executable, "-m", "fastgate", *args], cwd=ROOT, env=clean_env(**(env or {})),
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
 class Upstream:
-    """The test upstream (``tests/support/upstream.py``) in its own process."""
+    """The test upstream (``tests/kit/upstream.py``) in its own process."""
 
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.upstream", str(self.port)],
+            [sys.executable, "-m", "tests.kit.upstream", str(self.port)],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
         )
@@ -58,6 +74,7 @@ class Upstream:
         urllib.request.urlopen(f"{self.url}/__reset", timeout=5).read()
 
     def stop(self) -> None:
+        """Terminate the process (killed when it does not exit within 5 s)."""
         self.proc.terminate()
         try:
             self.proc.wait(5)
@@ -66,21 +83,15 @@ class Upstream:
             self.proc.wait()
 
 
-def classic_api(api_id: str, listen_path: str, target_url: str, **fields: Any) -> dict[str, Any]:
-    """A Tyk Classic API definition with the given overrides."""
-    api: dict[str, Any] = {
-        "name": api_id,
-        "api_id": api_id,
-        "org_id": "default",
-        "use_keyless": True,
-        "active": True,
-        "proxy": {"listen_path": listen_path, "target_url": target_url, "strip_listen_path": True},
-    }
-    proxy = fields.pop("proxy", None)
-    if proxy:
-        api["proxy"].update(proxy)
-    api.update(fields)
-    return api
+def echo(resp: RawResponse) -> dict[str, Any]:
+    """The upstream's ``/echo`` record in a 200 answer (fails the test on any other status)."""
+    assert resp.status == 200, (resp.status, resp.body[:300])
+    return json.loads(resp.body)
+
+
+def headers_of(record: dict[str, Any]) -> dict[str, str]:
+    """An echo record's request headers, names lower-cased (the last of repeated ones wins)."""
+    return {k.lower(): v for k, v in record["headers"]}
 
 
 def _toml_value(value: Any) -> str:
@@ -157,8 +168,7 @@ class Gateway:
         self.start()
 
     def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FASTGATE_")}
-        env.update(self.env)
+        env = clean_env(**self.env)
         self.log_file = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fastgate", "run", "--config", str(self.config)],
@@ -173,7 +183,9 @@ class Gateway:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def admin(self, method: str, path: str, body: Any = None, secret: str = SECRET) -> tuple[int, Any]:
+    def admin(self, method: str, path: str, body: Any = None, secret: str = SECRET, timeout: float = 10
+              ) -> tuple[int, Any]:
+        """One Gateway API call: ``(status, decoded JSON body)`` (the raw bytes when not JSON)."""
         data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
         req = urllib.request.Request(self.url + path, data=data, method=method)
         if secret is not None:
@@ -181,7 +193,7 @@ class Gateway:
         # A TLS gateway's certificate is the test's own: its Gateway API is called without checking it.
         context = ssl._create_unverified_context() if self.url.startswith("https") else None
         try:
-            with urllib.request.urlopen(req, timeout=10, context=context) as r:
+            with urllib.request.urlopen(req, timeout=timeout, context=context) as r:
                 return r.status, json.loads(r.read() or b"null")
         except urllib.error.HTTPError as e:
             raw = e.read()
