@@ -18,10 +18,10 @@ import pytest
 import requests
 
 from tests.kit.fixtures import REDIS_TEST_URL, flush_redis_db, module_gateway
-from tests.kit.procs import SECRET
-from tests.kit.apis import classic_api
+from tests.kit.apis import classic_api, rights
+from tests.kit.gateway_api import ADMIN, create_key, error_of
 
-ADMIN = {"X-Tyk-Authorization": SECRET}
+
 CHALLENGE = 'Basic realm="Basic API"'
 
 
@@ -31,19 +31,12 @@ def basic_api(api_id: str, upstream_url: str, **fields):
 
 
 def create_user(gw, name: str, password: str, *api_ids: str, **extra):
-    body = {"org_id": "default", "basic_auth_data": {"password": password},
-            "access_rights": {a: {"api_id": a, "api_name": a, "versions": ["Default"]} for a in api_ids}, **extra}
-    r = requests.post(f"{gw.url}/tyk/keys/{name}", json=body, headers=ADMIN, timeout=10)
-    assert r.status_code == 200, r.text
-    return r.json()
+    body = {"org_id": "default", "basic_auth_data": {"password": password}, "access_rights": rights(*api_ids), **extra}
+    return create_key(gw, body, name)
 
 
 def auth_header(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
-def error_of(r) -> str:
-    return r.json()["error"]
 
 
 BODY_AUTH = {"extract_from_body": True, "body_user_regexp": "<User>(.*)</User>",

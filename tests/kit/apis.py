@@ -76,3 +76,17 @@ def rights(*api_ids: str, **extra: Any) -> dict[str, dict[str, Any]]:
     """A session's ``access_rights`` for the given APIs (``Default`` version); ``extra`` is added
     to each entry (``limit=...``, ``allowed_urls=...``)."""
     return {a: {"api_id": a, "api_name": a, "versions": ["Default"], **extra} for a in api_ids}
+
+
+def oas_jwt_api(api_id: str, upstream_url: str, scheme: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """A Tyk OAS API on ``/<api_id>/`` whose one security scheme is a JWT bearer token; ``scheme``
+    is that scheme's Tyk settings (``source``, ``signingMethod``, ...), ``fields`` go to ``oas_api``."""
+    return oas_api(
+        api_id, f"/{api_id}/", upstream_url, version="1",
+        document={
+            "components": {"securitySchemes": {"jwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+            "security": [{"jwt": []}],
+        },
+        server={"authentication": {"enabled": True, "securitySchemes": {"jwt": {"enabled": True, **scheme}}}},
+        **fields,
+    )
