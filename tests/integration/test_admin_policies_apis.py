@@ -16,28 +16,7 @@ import pytest
 import requests
 
 from tests.kit.fixtures import REDIS_TEST_URL
-from tests.kit.procs import SECRET
-from tests.kit.apis import classic_api
-
-ADMIN = {"X-Tyk-Authorization": SECRET}
-
-
-def oas_api(api_id: str | None, listen_path: str, upstream_url: str, **ext_fields) -> dict:
-    """A minimal Tyk OAS document."""
-    ext = {
-        "info": {"name": api_id or "unnamed", "state": {"active": True}},
-        "upstream": {"url": upstream_url},
-        "server": {"listenPath": {"value": listen_path, "strip": True}},
-        **ext_fields,
-    }
-    if api_id is not None:
-        ext["info"]["id"] = api_id
-    return {
-        "openapi": "3.0.3",
-        "info": {"title": api_id or "unnamed", "version": "1.0.0"},
-        "paths": {},
-        "x-tyk-api-gateway": ext,
-    }
+from tests.kit.apis import classic_api, oas_api
 
 
 def policy(pid: str | None, api_ids=("pol",), **fields) -> dict:

@@ -59,12 +59,6 @@ def gw(tmp_path_factory, upstream) -> Iterator[Gateway]:
     gateway.stop()
 
 
-@pytest.fixture
-def up(upstream):
-    upstream.reset()
-    return upstream
-
-
 def chunked(body: bytes, size: int = 64) -> bytes:
     return b"".join(b"%x\r\n%b\r\n" % (len(body[i : i + size]), body[i : i + size]) for i in range(0, len(body), size)) + b"0\r\n\r\n"
 
