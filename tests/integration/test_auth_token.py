@@ -13,11 +13,16 @@ import requests
 
 from tests.kit.apis import rights, token_api
 from tests.kit.gateway_api import ADMIN, create_key, error_of
+from tests.kit.fixtures import STORE_IDS, STORES, module_gateway
 
 
-@pytest.fixture
-def gw(make_gateway, upstream, store_url):
-    return make_gateway(
+@pytest.fixture(scope="module", params=STORES, ids=STORE_IDS)
+def gw(request, tmp_path_factory, upstream):
+    """One gateway per store for the module: every test works on keys of its own (random ids,
+    one fixed custom id used once)."""
+    yield from module_gateway(
+        request.param,
+        tmp_path_factory.mktemp("auth-token"),
         [
             token_api("api1", upstream.url),
             token_api("api2", upstream.url),
@@ -36,7 +41,6 @@ def gw(make_gateway, upstream, store_url):
             ),
             token_api("hdrparam", upstream.url, auth_configs={"authToken": {"auth_header_name": "token", "use_param": True}}),
         ],
-        {"storage": {"url": store_url}},
     )
 
 

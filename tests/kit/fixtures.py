@@ -47,6 +47,21 @@ def make_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
         gw.stop()
 
 
+def shared_gateway(tmp_path_factory: pytest.TempPathFactory, name: str, apis: list[dict[str, Any]],
+                   settings: dict[str, Any] | None = None) -> Iterator[Gateway]:
+    """One gateway for every test of a module that only reads through it (a module-scoped
+    fixture yields from this): started once, stopped after the module."""
+    gateway = Gateway(tmp_path_factory.mktemp(name), apis, settings)
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+STORES = ["memory://", REDIS_TEST_URL]  # the params of a module-scoped fixture over both stores
+STORE_IDS = ["memory", "redis"]
+
+
 def flush_redis_db(url: str) -> None:
     """Empty the Redis database at ``url`` (fails loudly when Redis is down: tests never skip)."""
     import redis

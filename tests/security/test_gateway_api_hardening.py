@@ -20,6 +20,7 @@ from tests.kit.procs import ROOT, SECRET, Gateway, free_port, run_cli, write_con
 from tests.kit.apis import classic_api, rights
 from tests.kit.raw import RawClient
 from tests.kit.gateway_api import ADMIN_HEADER
+from tests.kit.fixtures import STORE_IDS, STORES, module_gateway, shared_gateway
 
 
 def raw_get(port: int, path: str, host: str, headers: str = "", source: str | None = None):
@@ -112,10 +113,23 @@ def test_an_empty_secret_keeps_the_gateway_api_off(make_gateway, upstream):
 # ---- 4. which Host reaches /tyk/ on the main listener ------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def hosts_gw(tmp_path_factory, upstream):
+    """Read by the Host tests only (GETs of /tyk/apis, unknown paths and /hello): shared."""
+    yield from shared_gateway(tmp_path_factory, "hosts", [classic_api("k", "/k/", upstream.url)],
+                              {"control_api_hostnames": ["admin.internal"]})
+
+
+@pytest.fixture(scope="module")
+def default_hosts_gw(tmp_path_factory, upstream):
+    """The same without control_api_hostnames: admin.internal is then an ordinary host."""
+    yield from shared_gateway(tmp_path_factory, "default-hosts", [classic_api("k", "/k/", upstream.url)])
+
+
 @pytest.mark.parametrize("host", ["localhost", "localhost:{port}", "LOCALHOST.", "127.0.0.1", "127.0.0.1:{port}",
                                   "127.9.8.7", "[::1]", "[::1]:{port}", "admin.internal", "Admin.Internal:8443"])
-def test_loopback_and_configured_hosts_reach_the_gateway_api(make_gateway, upstream, host):
-    gw = make_gateway([classic_api("k", "/k/", upstream.url)], {"control_api_hostnames": ["admin.internal"]})
+def test_loopback_and_configured_hosts_reach_the_gateway_api(hosts_gw, host):
+    gw = hosts_gw
     resp = raw_get(gw.port, "/tyk/apis", host.format(port=gw.port), ADMIN_HEADER)
     assert resp.status == 200, resp.body
     assert isinstance(resp.json(), list)
@@ -123,8 +137,8 @@ def test_loopback_and_configured_hosts_reach_the_gateway_api(make_gateway, upstr
 
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1.evil.example", "localhost.evil",
                                   "10.0.0.1", "[::2]", "0.0.0.0", "admin.internal", ""])
-def test_other_hosts_get_the_404_of_an_unknown_path(make_gateway, upstream, host):
-    gw = make_gateway([classic_api("k", "/k/", upstream.url)])
+def test_other_hosts_get_the_404_of_an_unknown_path(default_hosts_gw, host):
+    gw = default_hosts_gw
     host = host.format(port=gw.port)
     unknown = raw_get(gw.port, "/no-such-api/", host)
     for path in ("/tyk/apis", "/tyk/keys/create", "/tyk/reload", "/tyk"):
@@ -202,10 +216,12 @@ def key_body(**fields) -> dict:
     return {"org_id": "default", "access_rights": api_rights(), **fields}
 
 
-@pytest.fixture
-def store_gw(make_gateway, upstream, store_url):
-    return make_gateway([classic_api(API, "/lim/", upstream.url, use_keyless=False, auth={"auth_header_name": "Authorization"})],
-                        {"storage": {"url": store_url}})
+@pytest.fixture(scope="module", params=STORES, ids=STORE_IDS)
+def store_gw(request, tmp_path_factory, upstream):
+    """One gateway per store for the module: its tests are refusals that store nothing, and keys
+    under fresh random ids."""
+    api = classic_api(API, "/lim/", upstream.url, use_keyless=False, auth={"auth_header_name": "Authorization"})
+    yield from module_gateway(request.param, tmp_path_factory.mktemp("store-gw"), [api])
 
 
 @pytest.mark.parametrize("org_id", BAD_IDS)
