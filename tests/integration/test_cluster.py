@@ -27,7 +27,10 @@ def redis_db():
 @pytest.fixture
 def two_nodes(make_gateway, upstream, redis_db):
     settings = {"storage": {"url": redis_db}}
-    return make_gateway([token_api("shared", upstream.url)], settings), make_gateway([token_api("shared", upstream.url)], settings)
+    nodes = [make_gateway([token_api("shared", upstream.url)], settings, wait=False) for _ in range(2)]
+    for node in nodes:  # started side by side
+        node.ready()
+    return tuple(nodes)
 
 
 def test_key_created_on_one_node_works_on_the_other(two_nodes):

@@ -564,8 +564,10 @@ def test_jwks_flush_reaches_other_nodes(make_gateway: Any, upstream: Any, idp: J
     key = RsaKey("k")
     idp.keys = [key.jwk()]
     settings = {"storage": {"url": REDIS_TEST_URL}, "jwks": {"cache_timeout": 300, "refetch_cooldown": 30}}
-    one = make_gateway([jwks_api("jwks", upstream.url, idp.url)], settings, policies=JWKS_POLICIES)
-    two = make_gateway([jwks_api("jwks", upstream.url, idp.url)], settings, policies=JWKS_POLICIES)
+    one = make_gateway([jwks_api("jwks", upstream.url, idp.url)], settings, policies=JWKS_POLICIES, wait=False)
+    two = make_gateway([jwks_api("jwks", upstream.url, idp.url)], settings, policies=JWKS_POLICIES, wait=False)
+    one.ready()
+    two.ready()
     assert idp.hits == 2
     assert one.admin("DELETE", "/tyk/cache/jwks")[0] == 200
     deadline = time.monotonic() + 3

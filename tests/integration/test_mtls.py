@@ -407,8 +407,10 @@ def test_certificates_reach_every_node(make_gateway, upstream, pki):
     flush_redis_db(REDIS_TEST_URL)
     cert = pki.client(pki.ca())
     settings = {"http_server_options": pki.server_settings(), "storage": {"url": REDIS_TEST_URL}}
-    node_a = make_gateway([dynamic_api("dyn", upstream.url)], settings)
-    node_b = make_gateway([dynamic_api("dyn", upstream.url)], settings)
+    node_a = make_gateway([dynamic_api("dyn", upstream.url)], settings, wait=False)
+    node_b = make_gateway([dynamic_api("dyn", upstream.url)], settings, wait=False)
+    node_a.ready()
+    node_b.ready()
     try:
         cert_id = upload(node_a, cert.pem)
         create_key(node_a, {"org_id": ORG, "certificate": cert_id, "access_rights": rights("dyn")})

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from tests.kit.procs import Gateway, Upstream
+from tests.kit.procs import Gateway, Upstream, stop_all
 from tests.kit.redisdb import GATEWAY_TESTS_URL
 
 REDIS_TEST_URL = GATEWAY_TESTS_URL
@@ -32,7 +32,8 @@ def up(upstream: Upstream) -> Upstream:
 
 @pytest.fixture
 def make_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
-    """Start fastgate with the given API definitions and settings; stopped after the test."""
+    """Start fastgate with the given API definitions and settings (``wait=False``: call
+    ``ready()`` yourself, to start several side by side); all stopped after the test."""
     started: list[Gateway] = []
 
     def make(apis: list[dict[str, Any]], settings: dict[str, Any] | None = None, **kwargs: Any) -> Gateway:
@@ -43,8 +44,7 @@ def make_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
         return gw
 
     yield make
-    for gw in started:
-        gw.stop()
+    stop_all(started)
 
 
 def shared_gateway(tmp_path_factory: pytest.TempPathFactory, name: str, apis: list[dict[str, Any]],

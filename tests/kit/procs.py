@@ -136,6 +136,7 @@ class Gateway:
         policies: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
         port: int | None = None,
+        wait: bool = True,
     ) -> None:
         self.dir = directory
         self.port = port or free_port()
@@ -165,9 +166,11 @@ class Gateway:
         self.log_path = directory / "gateway.log"
         self.env = env or {}
         self.proc: subprocess.Popen | None = None
-        self.start()
+        self.start(wait=wait)
 
-    def start(self) -> None:
+    def start(self, wait: bool = True) -> None:
+        """Spawn the process; with ``wait`` (the default) return once it listens, else call
+        ``ready()`` later (several gateways then start side by side)."""
         env = clean_env(**self.env)
         self.log_file = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
@@ -177,6 +180,11 @@ class Gateway:
             stderr=subprocess.STDOUT,
             env=env,
         )
+        if wait:
+            self.ready()
+
+    def ready(self) -> None:
+        """Wait until the gateway listens (fails when the process exits first)."""
         wait_port(self.port, proc=self.proc)
 
     @property
@@ -207,6 +215,7 @@ class Gateway:
         self.proc.send_signal(sig)
 
     def stop(self, timeout: float = 20) -> int:
+        """SIGTERM and wait for the exit code (SIGKILL after ``timeout``)."""
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else 0
         self.proc.send_signal(signal.SIGTERM)
@@ -217,3 +226,12 @@ class Gateway:
             code = self.proc.wait()
         self.log_file.close()
         return code
+
+
+def stop_all(gateways: list[Gateway]) -> None:
+    """Stop several gateways with overlapping graceful shutdowns: SIGTERM to each, then wait."""
+    for gw in gateways:
+        if gw.proc is not None and gw.proc.poll() is None:
+            gw.proc.send_signal(signal.SIGTERM)
+    for gw in gateways:
+        gw.stop()
