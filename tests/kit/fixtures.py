@@ -48,10 +48,11 @@ def make_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
 
 
 def shared_gateway(tmp_path_factory: pytest.TempPathFactory, name: str, apis: list[dict[str, Any]],
-                   settings: dict[str, Any] | None = None) -> Iterator[Gateway]:
+                   settings: dict[str, Any] | None = None, **kwargs: Any) -> Iterator[Gateway]:
     """One gateway for every test of a module that only reads through it (a module-scoped
-    fixture yields from this): started once, stopped after the module."""
-    gateway = Gateway(tmp_path_factory.mktemp(name), apis, settings)
+    fixture yields from this): started once, stopped after the module; ``kwargs`` go to
+    ``Gateway`` (``policies=...``)."""
+    gateway = Gateway(tmp_path_factory.mktemp(name), apis, settings, **kwargs)
     try:
         yield gateway
     finally:
