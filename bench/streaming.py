@@ -19,8 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.procs import Gateway, Upstream, classic_api  # noqa: E402
-from tests.support.stream import RssSampler, download, expected_sha, rss_kib, timed, upload  # noqa: E402
+from tests.kit.procs import Gateway, Upstream  # noqa: E402
+from tests.kit.apis import classic_api  # noqa: E402
+from tests.kit.stream import RssSampler, download, expected_sha, rss_kib, timed, upload  # noqa: E402
 
 
 def main() -> int:

@@ -1,6 +1,9 @@
 """Checks ``fastgate check`` runs beyond decoding API definitions (policies, auth config).
 
 Each later feature appends a function here; each returns problems as ``file: field: what``.
+``check_tls_files`` is apart: both ``run`` and ``check`` stop on it right after the config is
+read, because it reads the certificate files the config names (config.py validates values only
+and sits below server/, whose TLS code knows what a usable certificate is).
 """
 
 from __future__ import annotations
@@ -12,10 +15,20 @@ from fastgate.auth import auth_warnings
 from fastgate.auth import check_auth_settings as check_api_auth
 from fastgate.auth.mtls import check_mtls_definitions
 from fastgate.config import Config
+from fastgate.server.tls import tls_problems
 from fastgate.sessions.policies import load_policy_dir
 from fastgate.store import open_store
 
-__all__ = ["CHECKS", "WARNINGS", "extra_checks", "extra_warnings"]
+__all__ = ["CHECKS", "WARNINGS", "check_tls_files", "extra_checks", "extra_warnings"]
+
+
+def check_tls_files(config: Config) -> list[str]:
+    """What is wrong with the listener's TLS settings and the files they name (certificates,
+    keys, CRL); empty when TLS and the global CRL are off."""
+    opts = config.http_server_options
+    if not (opts.use_ssl or opts.crl_file):
+        return []
+    return tls_problems(config)
 
 
 def check_policies(config: Config, apis: list[ApiSpec]) -> list[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fastgate import __version__
 from fastgate.apidef.loader import load_api_dir
-from fastgate.checks import extra_checks, extra_warnings
+from fastgate.checks import check_tls_files, extra_checks, extra_warnings
 from fastgate.config import Config, ConfigError, load_config, secret_problem
 from fastgate.runner import run
 
@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         return print_local_secret(Path(args.file), quiet=args.quiet)
     try:
         config = load_config(args.config)
+        tls = check_tls_files(config)
+        if tls:
+            raise ConfigError("\n".join(f"{args.config}: {problem}" for problem in tls))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -324,9 +324,5 @@ def _check(config: Config, source: str) -> None:
     header = config.security.client_ip_header
     if header and (not header.isascii() or any(c in header for c in " \t:()<>@,;\\\"/[]?={}") or not header.isprintable()):
         problems.append(f"security.client_ip_header: {header!r} is not an HTTP header name")
-    if opts.use_ssl or opts.crl_file:
-        from fastgate.server.tls import tls_problems  # reads the certificate files; late: server is above config
-
-        problems.extend(tls_problems(config))
     if problems:
         raise ConfigError("\n".join(f"{source}: {p}" for p in problems))

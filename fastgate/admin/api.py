@@ -15,15 +15,15 @@ import logging
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Protocol
-from urllib.parse import parse_qs
 
 import orjson
 
 from fastgate import __version__
+from fastgate.admin import apis, certs, jwks, keys, policies
+from fastgate.admin.common import ApiError
 from fastgate.admin.guard import SecretThrottle
 from fastgate.http.h1 import simple_response
 from fastgate.observe.access_log import redact_path
-from fastgate.validation import split_error
 
 if TYPE_CHECKING:
     from fastgate.http.request import Request
@@ -38,16 +38,6 @@ log = logging.getLogger("fastgate.admin")
 Handler = Callable[["Request", bytes, dict[str, str]], Awaitable[tuple[int, Any]]]
 
 FORBIDDEN = "Attempted administrative access with invalid or missing key!"
-
-
-class ApiError(Exception):
-    """A Gateway API refusal: ``{"status": "error", "message": ...}`` with ``status``."""
-
-    def __init__(self, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers
 
 
 class GatewayControl(Protocol):
@@ -76,16 +66,10 @@ class AdminApi:
         self.add("GET", "/tyk/reload", self.reload)
         self.add("GET", "/tyk/reload/group", self.reload_group)
         self.add("GET", "/tyk/health", self.health)
-        from fastgate.admin import apis, keys, policies  # late: they import ApiError from here (loop)
-
         keys.register(self)
         policies.register(self)
         apis.register(self)
-        from fastgate.admin import certs
-
         certs.register(self)
-        from fastgate.admin import jwks
-
         jwks.register(self)
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
@@ -201,33 +185,6 @@ class AdminApi:
     async def reload_group(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:
         await self.services.reload_group()
         return 200, {"status": "ok", "message": ""}
-
-
-def json_object(body: bytes, what: str) -> dict[str, Any]:
-    """``body`` decoded as a JSON object, or ``ApiError(400)`` saying what is wrong with it.
-
-    ``what`` names the expected document in the message ("policy", "API definition", ...).
-    """
-    if not body.strip():
-        raise ApiError(400, f"Request malformed: the body must be a {what} JSON object")
-    try:
-        raw = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, f"Request malformed: not valid JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ApiError(400, "Request malformed: the body must be a JSON object")
-    return raw
-
-
-def malformed(exc: Exception) -> ApiError:
-    """A 400 for a msgspec validation error, naming the field first (``rate: Expected ...``)."""
-    field, what = split_error(exc)
-    return ApiError(400, f"Request malformed: {field + ': ' if field else ''}{what}")
-
-
-def query_params(req: "Request") -> dict[str, str]:
-    """The request's query string as a dict of first values."""
-    return {k: v[0] for k, v in parse_qs(req.query, keep_blank_values=True).items()}
 
 
 def _bind(pattern: tuple[str, ...], segments: tuple[str, ...]) -> dict[str, str] | None:

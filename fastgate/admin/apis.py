@@ -38,7 +38,7 @@ from urllib.parse import unquote
 
 import orjson
 
-from fastgate.admin.api import ApiError, json_object, query_params
+from fastgate.admin.common import ApiError, json_object, query_params
 from fastgate.admin.policies import write_atomically
 from fastgate.apidef.common import MAX_ID_LENGTH, check_upstream_host
 from fastgate.apidef.loader import decode_definition, route_of

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fastgate.admin.api import ApiError, query_params
+from fastgate.admin.common import ApiError, query_params
 from fastgate.auth.mtls import IDENTITIES
 from fastgate.certs.store import CertificateError, CertificateStore
 from fastgate.sessions.key_ids import generate_token, storage_key_id

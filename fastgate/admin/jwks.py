@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 import orjson
 
-from fastgate.admin.api import ApiError
+from fastgate.admin.common import ApiError
 from fastgate.auth.jwt.revocation import DEFAULT_KEEP
 from fastgate.auth.jwt.services import announce_jwks_flush
 

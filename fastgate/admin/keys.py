@@ -24,10 +24,10 @@ from urllib.parse import unquote
 import msgspec
 import orjson
 
-from fastgate.admin.api import ApiError, json_object, malformed, query_params
+from fastgate.admin.common import ApiError, json_object, malformed, query_params
 from fastgate.admin.certs import certificate_key_id, check_key_certificates
 from fastgate.sessions.key_ids import generate_token, lookup_candidates, min_token_length, storage_key_id, unsafe_id
-from fastgate.sessions.policies import PolicyError, expiry_for_new_key
+from fastgate.sessions.policy_apply import PolicyError, expiry_for_new_key
 from fastgate.store.limits import limit_problems, quota_key, rate_limit_key
 from fastgate.auth.passwords import PasswordTooLong, hash_password
 from fastgate.sessions.session import BasicAuthData, SessionState, decode_session, to_wire

@@ -33,7 +33,7 @@ from urllib.parse import unquote
 import msgspec
 import orjson
 
-from fastgate.admin.api import ApiError, json_object, malformed
+from fastgate.admin.common import ApiError, json_object, malformed
 from fastgate.sessions.policies import Policy, decode_policy, decode_policy_file, encode_policy, policy_problems
 from fastgate.services import reload_policies
 from fastgate.store import CLUSTER_CHANNEL, NOTICE_POLICY_CHANGED, StoreError, encode_event

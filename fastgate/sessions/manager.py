@@ -22,7 +22,8 @@ from typing import Mapping
 from fastgate.apidef.spec import ApiSpec
 from fastgate.config import Config
 from fastgate.sessions.key_ids import lookup_candidates, storage_key_id, too_short
-from fastgate.sessions.policies import Policy, PolicyApplier, PolicyError
+from fastgate.sessions.policies import Policy
+from fastgate.sessions.policy_apply import PolicyApplier, PolicyError
 from fastgate.sessions.session import SessionState
 from fastgate.sessions.cache import MISS, SessionCache
 from fastgate.store.base import Store, StoreUnavailable

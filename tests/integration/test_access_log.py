@@ -7,7 +7,7 @@ import time
 
 import requests
 
-from tests.support.procs import classic_api
+from tests.kit.apis import classic_api
 
 
 def test_access_log_lines_without_credentials(make_gateway, upstream, tmp_path):

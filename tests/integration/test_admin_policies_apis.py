@@ -15,28 +15,9 @@ import time
 import pytest
 import requests
 
-from tests.conftest import REDIS_TEST_URL
-from tests.support.procs import SECRET, classic_api
-
-ADMIN = {"X-Tyk-Authorization": SECRET}
-
-
-def oas_api(api_id: str | None, listen_path: str, upstream_url: str, **ext_fields) -> dict:
-    """A minimal Tyk OAS document."""
-    ext = {
-        "info": {"name": api_id or "unnamed", "state": {"active": True}},
-        "upstream": {"url": upstream_url},
-        "server": {"listenPath": {"value": listen_path, "strip": True}},
-        **ext_fields,
-    }
-    if api_id is not None:
-        ext["info"]["id"] = api_id
-    return {
-        "openapi": "3.0.3",
-        "info": {"title": api_id or "unnamed", "version": "1.0.0"},
-        "paths": {},
-        "x-tyk-api-gateway": ext,
-    }
+from tests.kit.fixtures import REDIS_TEST_URL
+from tests.kit.apis import classic_api, oas_api
+from tests.kit.fixtures import shared_gateway
 
 
 def policy(pid: str | None, api_ids=("pol",), **fields) -> dict:
@@ -71,16 +52,23 @@ def get(gw, path: str, **headers) -> requests.Response:
     return requests.get(gw.url + path, headers=headers, timeout=5)
 
 
+def starting_apis(upstream_url: str) -> list[dict]:
+    return [
+        classic_api("existing", "/existing/", upstream_url),
+        oas_api("oas-existing", "/oas-existing/", upstream_url),
+        classic_api("pol", "/pol/", upstream_url, use_keyless=False, use_standard_auth=True),
+    ]
+
+
 @pytest.fixture
 def gw(make_gateway, upstream):
-    return make_gateway(
-        [
-            classic_api("existing", "/existing/", upstream.url),
-            oas_api("oas-existing", "/oas-existing/", upstream.url),
-            classic_api("pol", "/pol/", upstream.url, use_keyless=False, use_standard_auth=True),
-        ],
-        policies={"gold": policy("gold")},
-    )
+    return make_gateway(starting_apis(upstream.url), policies={"gold": policy("gold")})
+
+
+@pytest.fixture(scope="module")
+def refusals_gw(tmp_path_factory, upstream):
+    """The same gateway shared by the refusal tests: each checks that nothing was written."""
+    yield from shared_gateway(tmp_path_factory, "refusals", starting_apis(upstream.url), policies={"gold": policy("gold")})
 
 
 # ---- policies ---------------------------------------------------------------------------------
@@ -122,7 +110,8 @@ def test_policy_id_from_url_and_from_underscore_id(gw):
     assert gw.admin("GET", "/tyk/policies/fresh")[0] == 200
 
 
-def test_policy_refusals_write_nothing(gw):
+def test_policy_refusals_write_nothing(refusals_gw):
+    gw = refusals_gw
     before = files(gw.dir / "policies")
     cases = [
         ("POST", "/tyk/policies", b"{not json", 400, "Request malformed: not valid JSON"),
@@ -310,7 +299,8 @@ def test_classic_api_ids_generated_and_taken_from_the_url(gw, upstream):
     assert gw.admin("GET", "/tyk/apis/byurl")[1]["name"] == "renamed"
 
 
-def test_classic_api_refusals_write_nothing(gw, upstream):
+def test_classic_api_refusals_write_nothing(refusals_gw, upstream):
+    gw = refusals_gw
     before = files(gw.dir / "apps")
     up = upstream.url
     no_target = classic_api("t1", "/t1/", up)
@@ -460,7 +450,8 @@ def test_oas_patch(gw, upstream):
     assert gw.admin("GET", "/tyk/apis/oas/oas-existing")[1] == full
 
 
-def test_oas_refusals_write_nothing(gw, upstream):
+def test_oas_refusals_write_nothing(refusals_gw, upstream):
+    gw = refusals_gw
     before = files(gw.dir / "apps")
     up = upstream.url
     no_upstream = oas_api("o1", "/o1/", up)

@@ -11,32 +11,18 @@ import time
 import pytest
 import requests
 
-from tests.support.procs import SECRET, classic_api
-
-ADMIN = {"X-Tyk-Authorization": SECRET}
-
-
-def token_api(api_id: str, upstream_url: str, **fields):
-    return classic_api(api_id, f"/{api_id}/", upstream_url, use_keyless=False, use_standard_auth=True, **fields)
+from tests.kit.apis import rights, token_api
+from tests.kit.gateway_api import ADMIN, create_key, error_of
+from tests.kit.fixtures import STORE_IDS, STORES, module_gateway
 
 
-def rights(*api_ids: str, **extra):
-    return {a: {"api_id": a, "api_name": a, "versions": ["Default"], **extra} for a in api_ids}
-
-
-def create_key(gw, body, path="/tyk/keys/create"):
-    r = requests.post(gw.url + path, json=body, headers=ADMIN, timeout=5)
-    assert r.status_code == 200, r.text
-    return r.json()["key"]
-
-
-def error_of(r):
-    return r.json()["error"]
-
-
-@pytest.fixture
-def gw(make_gateway, upstream, store_url):
-    return make_gateway(
+@pytest.fixture(scope="module", params=STORES, ids=STORE_IDS)
+def gw(request, tmp_path_factory, upstream):
+    """One gateway per store for the module: every test works on keys of its own (random ids,
+    one fixed custom id used once)."""
+    yield from module_gateway(
+        request.param,
+        tmp_path_factory.mktemp("auth-token"),
         [
             token_api("api1", upstream.url),
             token_api("api2", upstream.url),
@@ -55,12 +41,11 @@ def gw(make_gateway, upstream, store_url):
             ),
             token_api("hdrparam", upstream.url, auth_configs={"authToken": {"auth_header_name": "token", "use_param": True}}),
         ],
-        {"storage": {"url": store_url}},
     )
 
 
 def test_key_lifecycle_statuses_and_messages(gw):
-    key = create_key(gw, {"access_rights": rights("api1")})
+    key = create_key(gw, {"access_rights": rights("api1")})["key"]
     ok = requests.get(gw.url + "/api1/echo", headers={"Authorization": key}, timeout=5)
     assert ok.status_code == 200 and ok.json()["path"] == "/echo"
 
@@ -80,13 +65,13 @@ def test_key_lifecycle_statuses_and_messages(gw):
 
 @pytest.mark.parametrize("prefix,status", [("Bearer ", 200), ("bearer ", 200), ("bEaReR ", 200), ("Bearer: ", 403)])
 def test_bearer_prefix(gw, prefix, status):
-    key = create_key(gw, {"access_rights": rights("api1")})
+    key = create_key(gw, {"access_rights": rights("api1")})["key"]
     r = requests.get(gw.url + "/api1/", headers={"Authorization": prefix + key}, timeout=5)
     assert r.status_code == status
 
 
 def test_credential_from_query_and_cookie(gw):
-    key = create_key(gw, {"access_rights": rights("params", "hdrparam")})
+    key = create_key(gw, {"access_rights": rights("params", "hdrparam")})["key"]
     assert requests.get(gw.url + "/params/?token=" + key, timeout=5).status_code == 200
     assert requests.get(gw.url + "/params/?token=", headers={"Authorization": key}, timeout=5).status_code == 200
     assert requests.get(gw.url + "/params/", cookies={"oreo": key}, timeout=5).status_code == 200
@@ -96,7 +81,7 @@ def test_credential_from_query_and_cookie(gw):
 
 
 def test_session_update_invalidates_cache(gw):
-    key = create_key(gw, {"access_rights": rights("api1")})
+    key = create_key(gw, {"access_rights": rights("api1")})["key"]
     assert requests.get(gw.url + "/api1/", headers={"Authorization": key}, timeout=5).status_code == 200
     r = requests.put(gw.url + f"/tyk/keys/{key}", json={"access_rights": rights("api1"), "is_inactive": True},
                      headers=ADMIN, timeout=5)
@@ -106,7 +91,7 @@ def test_session_update_invalidates_cache(gw):
 
 
 def test_expired_key(gw):
-    key = create_key(gw, {"access_rights": rights("api1"), "expires": int(time.time()) + 2})
+    key = create_key(gw, {"access_rights": rights("api1"), "expires": int(time.time()) + 2})["key"]
     assert requests.get(gw.url + "/api1/", headers={"Authorization": key}, timeout=5).status_code == 200
     time.sleep(2.2)
     r = requests.get(gw.url + "/api1/", headers={"Authorization": key}, timeout=5)
@@ -114,7 +99,7 @@ def test_expired_key(gw):
 
 
 def test_delete_key(gw):
-    key = create_key(gw, {"access_rights": rights("api1")})
+    key = create_key(gw, {"access_rights": rights("api1")})["key"]
     assert requests.get(gw.url + "/api1/", headers={"Authorization": key}, timeout=5).status_code == 200
     r = requests.delete(gw.url + f"/tyk/keys/{key}", headers=ADMIN, timeout=5)
     assert r.status_code == 200 and r.json() == {"key": key, "status": "ok", "action": "deleted"}
@@ -124,7 +109,7 @@ def test_delete_key(gw):
 
 
 def test_rate_limit_429_with_headers(gw):
-    key = create_key(gw, {"access_rights": rights("api1"), "rate": 3, "per": 60})
+    key = create_key(gw, {"access_rights": rights("api1"), "rate": 3, "per": 60})["key"]
     codes = [requests.get(gw.url + "/api1/", headers={"Authorization": key}, timeout=5) for _ in range(4)]
     assert [r.status_code for r in codes] == [200, 200, 200, 429]
     limited = codes[-1]
@@ -136,7 +121,7 @@ def test_rate_limit_429_with_headers(gw):
 
 
 def test_quota_exceeded_with_remaining_headers(gw):
-    key = create_key(gw, {"access_rights": rights("api1"), "quota_max": 3, "quota_renewal_rate": 3600})
+    key = create_key(gw, {"access_rights": rights("api1"), "quota_max": 3, "quota_renewal_rate": 3600})["key"]
     responses = [requests.get(gw.url + "/api1/", headers={"Authorization": key}, timeout=5) for _ in range(4)]
     assert [r.status_code for r in responses] == [200, 200, 200, 403]
     assert [r.headers["X-RateLimit-Remaining"] for r in responses[:3]] == ["2", "1", "0"]
@@ -205,7 +190,7 @@ def test_strip_auth_data_removes_header_param_and_cookie(make_gateway, upstream,
         ],
         {"storage": {"url": store_url}},
     )
-    key = create_key(gw, {"access_rights": rights("strip")})
+    key = create_key(gw, {"access_rights": rights("strip")})["key"]
     seen = requests.get(gw.url + "/strip/echo?k=" + key + "&keep=1", headers={"X-Api-Key": key},
                         cookies={"kc": key, "other": "v"}, timeout=5).json()
     names = {n.lower(): v for n, v in seen["headers"]}
@@ -233,7 +218,7 @@ def test_oas_api_key_scheme_in_a_custom_header(make_gateway, upstream, store_url
         },
     }
     gw = make_gateway([oas], {"storage": {"url": store_url}})
-    key = create_key(gw, {"org_id": "default", "access_rights": rights("oas-keys")})
+    key = create_key(gw, {"org_id": "default", "access_rights": rights("oas-keys")})["key"]
     assert requests.get(gw.url + "/oas/echo", headers={"Authorization": key}, timeout=5).status_code == 401
     seen = requests.get(gw.url + "/oas/echo", headers={"X-API-Key": key}, timeout=5)
     assert seen.status_code == 200

@@ -17,10 +17,11 @@ import time
 import pytest
 import requests
 
-from tests.conftest import REDIS_TEST_URL, _flush_redis_db, module_gateway
-from tests.support.procs import SECRET, classic_api
+from tests.kit.fixtures import REDIS_TEST_URL, flush_redis_db, module_gateway
+from tests.kit.apis import classic_api, rights
+from tests.kit.gateway_api import ADMIN, create_key, error_of
 
-ADMIN = {"X-Tyk-Authorization": SECRET}
+
 CHALLENGE = 'Basic realm="Basic API"'
 
 
@@ -30,19 +31,12 @@ def basic_api(api_id: str, upstream_url: str, **fields):
 
 
 def create_user(gw, name: str, password: str, *api_ids: str, **extra):
-    body = {"org_id": "default", "basic_auth_data": {"password": password},
-            "access_rights": {a: {"api_id": a, "api_name": a, "versions": ["Default"]} for a in api_ids}, **extra}
-    r = requests.post(f"{gw.url}/tyk/keys/{name}", json=body, headers=ADMIN, timeout=10)
-    assert r.status_code == 200, r.text
-    return r.json()
+    body = {"org_id": "default", "basic_auth_data": {"password": password}, "access_rights": rights(*api_ids), **extra}
+    return create_key(gw, body, name)
 
 
 def auth_header(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
-def error_of(r) -> str:
-    return r.json()["error"]
 
 
 BODY_AUTH = {"extract_from_body": True, "body_user_regexp": "<User>(.*)</User>",
@@ -233,7 +227,7 @@ def test_basic_and_token_together(make_gateway, upstream):
 
 
 def test_hash_functions_and_legacy_users(make_gateway, upstream):
-    _flush_redis_db(REDIS_TEST_URL)
+    flush_redis_db(REDIS_TEST_URL)
     try:
         storage = {"storage": {"url": REDIS_TEST_URL}}
         legacy = make_gateway([basic_api("basic", upstream.url)],
@@ -250,11 +244,11 @@ def test_hash_functions_and_legacy_users(make_gateway, upstream):
         create_user(current, "plainuser", "pw", "basic")
         assert requests.get(current.url + "/basic/echo", auth=("plainuser", "pw"), timeout=5).status_code == 200
     finally:
-        _flush_redis_db(REDIS_TEST_URL)
+        flush_redis_db(REDIS_TEST_URL)
 
 
 def test_password_change_reaches_every_node(make_gateway, upstream):
-    _flush_redis_db(REDIS_TEST_URL)
+    flush_redis_db(REDIS_TEST_URL)
     try:
         settings = {"storage": {"url": REDIS_TEST_URL}}
         a = make_gateway([basic_api("basic", upstream.url)], settings)
@@ -271,7 +265,7 @@ def test_password_change_reaches_every_node(make_gateway, upstream):
             time.sleep(0.02)
         assert requests.get(a.url + "/basic/echo", auth=("dave", "second"), timeout=5).status_code == 200
     finally:
-        _flush_redis_db(REDIS_TEST_URL)
+        flush_redis_db(REDIS_TEST_URL)
 
 
 def test_oas_basic_scheme(make_gateway, upstream):

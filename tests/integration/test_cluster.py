@@ -11,48 +11,37 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.conftest import REDIS_TEST_URL, _flush_redis_db
-from tests.support.procs import SECRET, classic_api, free_port, wait_port
-
-ADMIN = {"X-Tyk-Authorization": SECRET}
-
-
-def api(upstream_url: str):
-    return classic_api("shared", "/shared/", upstream_url, use_keyless=False, use_standard_auth=True)
-
-
-def rights():
-    return {"shared": {"api_id": "shared", "api_name": "shared", "versions": ["Default"]}}
+from tests.kit.fixtures import REDIS_TEST_URL, flush_redis_db
+from tests.kit.procs import free_port, wait_port
+from tests.kit.apis import classic_api, rights, token_api
+from tests.kit.gateway_api import ADMIN, create_key
 
 
 @pytest.fixture
 def redis_db():
-    _flush_redis_db(REDIS_TEST_URL)
+    flush_redis_db(REDIS_TEST_URL)
     yield REDIS_TEST_URL
-    _flush_redis_db(REDIS_TEST_URL)
+    flush_redis_db(REDIS_TEST_URL)
 
 
 @pytest.fixture
 def two_nodes(make_gateway, upstream, redis_db):
     settings = {"storage": {"url": redis_db}}
-    return make_gateway([api(upstream.url)], settings), make_gateway([api(upstream.url)], settings)
-
-
-def create_key(gw, body):
-    r = requests.post(gw.url + "/tyk/keys/create", json=body, headers=ADMIN, timeout=5)
-    assert r.status_code == 200, r.text
-    return r.json()["key"]
+    nodes = [make_gateway([token_api("shared", upstream.url)], settings, wait=False) for _ in range(2)]
+    for node in nodes:  # started side by side
+        node.ready()
+    return tuple(nodes)
 
 
 def test_key_created_on_one_node_works_on_the_other(two_nodes):
     a, b = two_nodes
-    key = create_key(a, {"access_rights": rights()})
+    key = create_key(a, {"access_rights": rights("shared")})["key"]
     assert requests.get(b.url + "/shared/", headers={"Authorization": key}, timeout=5).status_code == 200
 
 
 def test_delete_on_one_node_is_refused_on_the_other_within_a_second(two_nodes):
     a, b = two_nodes
-    key = create_key(a, {"access_rights": rights()})
+    key = create_key(a, {"access_rights": rights("shared")})["key"]
     # Node B has the key in its local cache now.
     for _ in range(3):
         assert requests.get(b.url + "/shared/", headers={"Authorization": key}, timeout=5).status_code == 200
@@ -69,7 +58,7 @@ def test_delete_on_one_node_is_refused_on_the_other_within_a_second(two_nodes):
 
 def test_quota_is_shared_exactly_across_nodes(two_nodes):
     a, b = two_nodes
-    key = create_key(a, {"access_rights": rights(), "quota_max": 40, "quota_renewal_rate": 3600})
+    key = create_key(a, {"access_rights": rights("shared"), "quota_max": 40, "quota_renewal_rate": 3600})["key"]
     urls = [(a if i % 2 else b).url + "/shared/" for i in range(70)]
 
     def hit(url: str) -> int:
@@ -84,9 +73,9 @@ def test_quota_is_shared_exactly_across_nodes(two_nodes):
 
 def test_update_on_one_node_applies_on_the_other(two_nodes):
     a, b = two_nodes
-    key = create_key(a, {"access_rights": rights()})
+    key = create_key(a, {"access_rights": rights("shared")})["key"]
     assert requests.get(b.url + "/shared/", headers={"Authorization": key}, timeout=5).status_code == 200
-    r = requests.put(a.url + f"/tyk/keys/{key}", json={"access_rights": rights(), "is_inactive": True},
+    r = requests.put(a.url + f"/tyk/keys/{key}", json={"access_rights": rights("shared"), "is_inactive": True},
                      headers=ADMIN, timeout=5)
     assert r.status_code == 200
     deadline = time.monotonic() + 1.0  # the event reaches node B in milliseconds; allow a loaded machine
@@ -130,10 +119,10 @@ def own_redis():
 
 
 def test_redis_outage_fails_closed_and_recovers(make_gateway, upstream, own_redis):
-    gw = make_gateway([api(upstream.url)], {"storage": {"url": own_redis.url}})
-    limited = create_key(gw, {"access_rights": rights(), "quota_max": 1000, "quota_renewal_rate": 3600})
-    plain = create_key(gw, {"access_rights": rights()})
-    doomed = create_key(gw, {"access_rights": rights()})
+    gw = make_gateway([token_api("shared", upstream.url)], {"storage": {"url": own_redis.url}})
+    limited = create_key(gw, {"access_rights": rights("shared"), "quota_max": 1000, "quota_renewal_rate": 3600})["key"]
+    plain = create_key(gw, {"access_rights": rights("shared")})["key"]
+    doomed = create_key(gw, {"access_rights": rights("shared")})["key"]
     for key in (limited, plain, doomed):
         assert requests.get(gw.url + "/shared/", headers={"Authorization": key}, timeout=5).status_code == 200
     assert requests.delete(gw.url + f"/tyk/keys/{doomed}", headers=ADMIN, timeout=5).status_code == 200
@@ -146,7 +135,7 @@ def test_redis_outage_fails_closed_and_recovers(make_gateway, upstream, own_redi
     down = requests.get(gw.url + "/shared/", headers={"Authorization": limited}, timeout=5)
     assert down.status_code == 503
     assert "unavailable" in down.json()["error"]
-    admin_down = requests.post(gw.url + "/tyk/keys/create", json={"access_rights": rights()}, headers=ADMIN, timeout=5)
+    admin_down = requests.post(gw.url + "/tyk/keys/create", json={"access_rights": rights("shared")}, headers=ADMIN, timeout=5)
     assert admin_down.status_code == 503
     assert gw.proc.poll() is None  # still running
 
@@ -154,7 +143,7 @@ def test_redis_outage_fails_closed_and_recovers(make_gateway, upstream, own_redi
     deadline = time.monotonic() + 10
     fresh = None
     while time.monotonic() < deadline:
-        r = requests.post(gw.url + "/tyk/keys/create", json={"access_rights": rights()}, headers=ADMIN, timeout=5)
+        r = requests.post(gw.url + "/tyk/keys/create", json={"access_rights": rights("shared")}, headers=ADMIN, timeout=5)
         if r.status_code == 200:
             fresh = r.json()["key"]
             break

@@ -12,10 +12,11 @@ from typing import Iterator
 
 import pytest
 
-from tests.support.procs import Gateway, classic_api
-from tests.support.raw import RawClient
-from tests.support.scripted import ScriptedUpstream
-from tests.support.upstream import PATTERN
+from tests.kit.procs import Gateway, echo, headers_of
+from tests.kit.apis import classic_api
+from tests.kit.raw import RawClient
+from tests.kit.scripted import ScriptedUpstream
+from tests.kit.upstream import PATTERN
 
 DOMAIN = "api.example.com"
 
@@ -56,21 +57,6 @@ def gw(tmp_path_factory, upstream) -> Iterator[Gateway]:
     gateway = Gateway(tmp_path_factory.mktemp("http1"), apis)
     yield gateway
     gateway.stop()
-
-
-@pytest.fixture
-def up(upstream):
-    upstream.reset()
-    return upstream
-
-
-def echo(resp) -> dict:
-    assert resp.status == 200, (resp.status, resp.body[:300])
-    return json.loads(resp.body)
-
-
-def headers_of(record: dict) -> dict[str, str]:
-    return {k.lower(): v for k, v in record["headers"]}
 
 
 # ---- keep-alive ------------------------------------------------------------------------------

@@ -17,11 +17,13 @@ import pytest
 import requests
 
 from fastgate.auth.jwt.session import virtual_session_token
-from tests.conftest import REDIS_TEST_URL, _flush_redis_db
-from tests.support.jwks import EcKey, EdKey, JwksServer, RsaKey, b64, hs256
-from tests.support.procs import SECRET, Gateway, classic_api
+from tests.kit.fixtures import REDIS_TEST_URL, flush_redis_db
+from tests.kit.jwks import EcKey, EdKey, JwksServer, RsaKey, b64, hs256
+from tests.kit.procs import Gateway
+from tests.kit.apis import classic_api, oas_jwt_api, rights
+from tests.kit.gateway_api import ADMIN, create_key
 
-ADMIN = {"X-Tyk-Authorization": SECRET}
+
 HMAC_SECRET = "integration-hmac-secret-32-bytes!"
 RSA = RsaKey("central")
 EC = EcKey("ec")
@@ -32,10 +34,6 @@ JWT_APIS = (
     "defaults", "scopes", "scopes-only", "plain", "ecdsa", "eddsa", "bla", "bad-pem", "locations", "jwt-and-token",
     "expiry", "narrow", "revoked",
 )
-
-
-def rights(*apis: str) -> dict[str, Any]:
-    return {a: {"api_id": a, "api_name": a, "versions": ["Default"]} for a in apis}
 
 
 def policy(pid: str, *apis: str, **extra: Any) -> dict[str, Any]:
@@ -124,10 +122,10 @@ def expect(r: requests.Response, status: int, message: str | None = None) -> Non
         assert r.json() == {"error": message}
 
 
-def create_key(gw: Gateway, name: str, secret: str | bytes, *apis: str) -> None:
-    body = {"org_id": "default", "access_rights": rights(*apis), "jwt_data": {"secret": secret if isinstance(secret, str) else secret.decode()}}
-    r = requests.post(gw.url + "/tyk/keys/" + name, json=body, headers=ADMIN, timeout=5)
-    assert r.status_code == 200, r.text
+def jwt_key(gw: Gateway, name: str, secret: str | bytes, *apis: str) -> None:
+    """Create the key ``name`` holding a one-to-one JWT ``secret`` for ``apis``."""
+    secret = secret if isinstance(secret, str) else secret.decode()
+    create_key(gw, {"org_id": "default", "access_rights": rights(*apis), "jwt_data": {"secret": secret}}, name)
 
 
 def virtual_session(gw: Gateway, identity: str) -> dict[str, Any]:
@@ -153,25 +151,25 @@ def test_missing_and_malformed_tokens(gw: Gateway) -> None:
 
 def test_one_to_one_hmac_key_named_by_kid_scenario_35(gw: Gateway) -> None:
     name = user()
-    create_key(gw, name, HMAC_SECRET, "o2o-hmac")
+    jwt_key(gw, name, HMAC_SECRET, "o2o-hmac")
     token = hs256({"sub": "whoever"}, HMAC_SECRET, kid=name)
     expect(get(gw, "/o2o-hmac/", token), 200)
     expect(get(gw, "/o2o-hmac/", "Bearer " + token), 200)
     expect(get(gw, "/o2o-hmac/", hs256({"sub": "x"}, HMAC_SECRET, kid="no-such-key")), 403, "Key not authorized")
     expect(get(gw, "/o2o-hmac/", hs256({"sub": "x"}, "another-secret-another-secret-123", kid=name)), 403, "Key not authorized")
     # the key's secret changes: tokens verified with the old one stop working at once
-    create_key(gw, name, "a-new-secret-a-new-secret-a-new-1", "o2o-hmac")
+    jwt_key(gw, name, "a-new-secret-a-new-secret-a-new-1", "o2o-hmac")
     expect(get(gw, "/o2o-hmac/", token), 403, "Key not authorized")
 
 
 def test_skip_kid_scenario_36(gw: Gateway) -> None:
     name = user()
-    create_key(gw, name, HMAC_SECRET, "o2o-hmac", "o2o-skip")
+    jwt_key(gw, name, HMAC_SECRET, "o2o-hmac", "o2o-skip")
     token = hs256({"sub": name}, HMAC_SECRET, kid="ignore-this-id")
     expect(get(gw, "/o2o-hmac/", token), 403, "Key not authorized")
     expect(get(gw, "/o2o-skip/", token), 200)
     rsa_name = user()
-    create_key(gw, rsa_name, RSA.public_pem, "o2o-rsa", "o2o-skip-rsa")
+    jwt_key(gw, rsa_name, RSA.public_pem, "o2o-rsa", "o2o-skip-rsa")
     rsa_token = RSA.sign({"sub": rsa_name}, kid="ignore-this-id")
     expect(get(gw, "/o2o-rsa/", rsa_token), 403, "Key not authorized")
     expect(get(gw, "/o2o-skip-rsa/", rsa_token), 200)
@@ -179,7 +177,7 @@ def test_skip_kid_scenario_36(gw: Gateway) -> None:
 
 def test_one_to_one_rsa_scenario_37(gw: Gateway) -> None:
     name = user()
-    create_key(gw, name, RSA.public_pem, "o2o-rsa")
+    jwt_key(gw, name, RSA.public_pem, "o2o-rsa")
     token = RSA.sign({"sub": "x"}, kid=name)
     expect(get(gw, "/o2o-rsa/", token), 200)
     expect(get(gw, "/o2o-rsa/", "Bearer " + token), 200)
@@ -368,27 +366,8 @@ def test_revocation_by_jti_and_by_sub(gw: Gateway) -> None:
 # ---- OAS claim checks (51) -----------------------------------------------------------------------
 
 
-def oas_api(api_id: str, upstream_url: str, scheme: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "openapi": "3.0.3",
-        "info": {"title": api_id, "version": "1"},
-        "paths": {},
-        "components": {"securitySchemes": {"jwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
-        "security": [{"jwt": []}],
-        "x-tyk-api-gateway": {
-            "info": {"id": api_id, "name": api_id, "orgId": "default", "state": {"active": True}},
-            "upstream": {"url": upstream_url},
-            "server": {
-                "listenPath": {"value": f"/{api_id}/", "strip": True},
-                "authentication": {"enabled": True, "securitySchemes": {"jwt": {
-                    "enabled": True, "header": {"enabled": True, "name": "Authorization"}, **scheme}}},
-            },
-        },
-    }
-
-
 def test_oas_claim_validation_scenario_51(make_gateway: Any, upstream: Any) -> None:
-    gw = make_gateway([oas_api("oas-claims", upstream.url, {
+    gw = make_gateway([oas_jwt_api("oas-claims", upstream.url, info={"orgId": "default"}, scheme={"header": {"enabled": True, "name": "Authorization"},
         "source": b64(HMAC_SECRET), "signingMethod": "hmac", "basePolicyClaims": ["pol"],
         "allowedIssuers": ["https://idp"], "allowedAudiences": ["api"], "jtiValidation": {"enabled": True},
         "allowedSubjects": ["alice", "bob"], "subjectClaims": ["sub"], "skipKid": True,
@@ -523,7 +502,7 @@ def test_oas_several_jwks_uris_scenario_52(make_gateway: Any, upstream: Any) -> 
     try:
         one, two = RsaKey("one"), RsaKey("two")
         first.keys, second.keys = [one.jwk()], [two.jwk()]
-        gw = make_gateway([oas_api("multi", upstream.url, {
+        gw = make_gateway([oas_jwt_api("multi", upstream.url, info={"orgId": "default"}, scheme={"header": {"enabled": True, "name": "Authorization"},
             "signingMethod": "rsa", "basePolicyClaims": ["pol"],
             "jwksURIs": [{"url": first.url, "cacheTimeout": "5m"}, {"url": second.url}],
         })], FAST_JWKS, policies={"pol-all": policy("pol-all", "multi")})
@@ -581,12 +560,14 @@ def test_centralised_session_life_cycle(make_gateway: Any, upstream: Any, store_
 
 
 def test_jwks_flush_reaches_other_nodes(make_gateway: Any, upstream: Any, idp: JwksServer) -> None:
-    _flush_redis_db(REDIS_TEST_URL)
+    flush_redis_db(REDIS_TEST_URL)
     key = RsaKey("k")
     idp.keys = [key.jwk()]
     settings = {"storage": {"url": REDIS_TEST_URL}, "jwks": {"cache_timeout": 300, "refetch_cooldown": 30}}
-    one = make_gateway([jwks_api("jwks", upstream.url, idp.url)], settings, policies=JWKS_POLICIES)
-    two = make_gateway([jwks_api("jwks", upstream.url, idp.url)], settings, policies=JWKS_POLICIES)
+    one = make_gateway([jwks_api("jwks", upstream.url, idp.url)], settings, policies=JWKS_POLICIES, wait=False)
+    two = make_gateway([jwks_api("jwks", upstream.url, idp.url)], settings, policies=JWKS_POLICIES, wait=False)
+    one.ready()
+    two.ready()
     assert idp.hits == 2
     assert one.admin("DELETE", "/tyk/cache/jwks")[0] == 200
     deadline = time.monotonic() + 3
@@ -594,7 +575,7 @@ def test_jwks_flush_reaches_other_nodes(make_gateway: Any, upstream: Any, idp: J
         time.sleep(0.05)
     assert idp.hits == 4
     expect(get(two, "/jwks/", key.sign({"sub": user(), "pol": "pol-all"})), 200)
-    _flush_redis_db(REDIS_TEST_URL)
+    flush_redis_db(REDIS_TEST_URL)
 
 
 def test_check_command_accepts_jwt_apis(tmp_path: Path, upstream: Any) -> None:
@@ -602,7 +583,7 @@ def test_check_command_accepts_jwt_apis(tmp_path: Path, upstream: Any) -> None:
     import subprocess
     import sys
 
-    from tests.support.procs import ROOT, write_config
+    from tests.kit.procs import ROOT, write_config
 
     (tmp_path / "apps").mkdir()
     for api in all_apis(upstream.url):

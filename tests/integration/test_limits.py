@@ -14,9 +14,10 @@ from typing import Iterator
 import pytest
 import requests
 
-from tests.support.procs import Gateway, classic_api, free_port
-from tests.support.raw import RawClient
-from tests.support.scripted import ScriptedUpstream
+from tests.kit.procs import Gateway, free_port
+from tests.kit.apis import classic_api
+from tests.kit.raw import RawClient
+from tests.kit.scripted import ScriptedUpstream
 
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 1.0
@@ -56,12 +57,6 @@ def gw(tmp_path_factory, upstream) -> Iterator[Gateway]:
     gateway = Gateway(tmp_path_factory.mktemp("limits"), apis, settings)
     yield gateway
     gateway.stop()
-
-
-@pytest.fixture
-def up(upstream):
-    upstream.reset()
-    return upstream
 
 
 def chunked(body: bytes, size: int = 64) -> bytes:

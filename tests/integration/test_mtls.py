@@ -15,11 +15,12 @@ import redis
 import requests
 
 from fastgate.sessions.key_ids import generate_token
-from tests.conftest import REDIS_TEST_URL
-from tests.support.procs import SECRET, classic_api
-from tests.support.tls import Pki, client_context, curl, https_get
+from tests.kit.fixtures import REDIS_TEST_URL
+from tests.kit.apis import classic_api, rights
+from tests.kit.tls import Pki, client_context, curl, https_get
+from tests.kit.gateway_api import ADMIN, create_key, error_of
 
-ADMIN = {"X-Tyk-Authorization": SECRET}
+
 ORG = "default"
 DISALLOWED = "Access to this API has been disallowed"
 
@@ -29,29 +30,15 @@ def pki(tmp_path):
     return Pki(tmp_path / "pki")
 
 
-def rights(*api_ids):
-    return {a: {"api_id": a, "api_name": a, "versions": ["Default"]} for a in api_ids}
-
-
 def get(gw, pki, path, cert=None, **kw):
     return requests.get(gw.url + path, verify=str(pki.server_ca_path), cert=cert.pair if cert else None,
                         timeout=5, **kw)
-
-
-def error_of(r):
-    return r.json()["error"]
 
 
 def upload(gw, pem, org=ORG):
     status, body = gw.admin("POST", f"/tyk/certs?org_id={org}", pem)
     assert status == 200, body
     return body["id"]
-
-
-def create_key(gw, session):
-    status, body = gw.admin("POST", "/tyk/keys/create", {"org_id": ORG, **session})
-    assert status == 200, body
-    return body["key"]
 
 
 def refused_handshake(gw, pki, cert, path="/"):
@@ -185,8 +172,8 @@ def test_key_bound_to_one_certificate(make_gateway, upstream, pki):
         {"http_server_options": pki.server_settings()},
     )
     cert1_id, cert2_id = upload(gw, cert1.pem), upload(gw, cert2.pem)
-    bound = create_key(gw, {"access_rights": rights("bound"), "mtls_static_certificate_bindings": [cert1_id]})
-    free = create_key(gw, {"access_rights": rights("bound")})
+    bound = create_key(gw, {"org_id": ORG, "access_rights": rights("bound"), "mtls_static_certificate_bindings": [cert1_id]})["key"]
+    free = create_key(gw, {"org_id": ORG, "access_rights": rights("bound")})["key"]
 
     assert get(gw, pki, "/bound/get", cert1, headers={"Authorization": bound}).status_code == 200
     other = get(gw, pki, "/bound/get", cert2, headers={"Authorization": bound})
@@ -238,7 +225,7 @@ def test_certificate_derived_keys(make_gateway, upstream, pki, store_url):
     nokey = get(gw, pki, "/dyn/get", cert1)
     assert nokey.status_code == 401 and error_of(nokey) == DISALLOWED
 
-    key = create_key(gw, {"certificate": cert1_id, "access_rights": rights("dyn", "plain")})
+    key = create_key(gw, {"org_id": ORG, "certificate": cert1_id, "access_rights": rights("dyn", "plain")})["key"]
     assert key == generate_token(ORG, cert1_id, "sha256")  # Tyk's key for a certificate
     assert get(gw, pki, "/dyn/get", cert1).status_code == 200
     assert get(gw, pki, "/dyn/get", cert1).status_code == 200  # cached
@@ -276,7 +263,7 @@ def test_deleted_certificate_leaves_the_handshake_trust(make_gateway, upstream, 
     gw = make_gateway([dynamic_api("dyn", upstream.url)], {"http_server_options": pki.server_settings()})
     assert "ALERT" in refused_handshake(gw, pki, cert, "/dyn/get").upper()  # not registered yet
     cert_id = upload(gw, cert.pem)
-    create_key(gw, {"certificate": cert_id, "access_rights": rights("dyn")})
+    create_key(gw, {"org_id": ORG, "certificate": cert_id, "access_rights": rights("dyn")})
     assert get(gw, pki, "/dyn/get", cert).status_code == 200
     gw.admin("DELETE", f"/tyk/certs/{cert_id}")
     assert "ALERT" in refused_handshake(gw, pki, cert, "/dyn/get").upper()
@@ -288,7 +275,7 @@ def test_unsafe_dynamic_mtls_token_is_tyks_legacy_mode(make_gateway, upstream, p
                       {"http_server_options": pki.server_settings(),
                        "security": {"allow_unsafe_dynamic_mtls_token": True}})
     cert_id = upload(gw, cert.pem)
-    key = create_key(gw, {"certificate": cert_id, "access_rights": rights("dyn")})
+    key = create_key(gw, {"org_id": ORG, "certificate": cert_id, "access_rights": rights("dyn")})["key"]
     assert get(gw, pki, "/dyn/get", cert).status_code == 200
     assert get(gw, pki, "/dyn/get", headers={"Authorization": key}).status_code == 200
     # The hole PR 7671 closed by default: the certificate id alone opens the key.
@@ -306,7 +293,7 @@ def test_san_uri_identity_maps_workloads_to_keys(make_gateway, upstream, pki):
                      client_certificate_identity="san_uri")],
         {"http_server_options": pki.server_settings()},
     )
-    create_key(gw, {"certificate": "san_uri:spiffe://example.org/ns/prod/sa/web", "access_rights": rights("svc")})
+    create_key(gw, {"org_id": ORG, "certificate": "san_uri:spiffe://example.org/ns/prod/sa/web", "access_rights": rights("svc")})
     r = get(gw, pki, "/svc/get", web)
     assert r.status_code == 200, r.text
     other = get(gw, pki, "/svc/get", db)
@@ -322,7 +309,7 @@ def test_check_reports_mtls_definitions_that_cannot_work(tmp_path):
     import sys
     from pathlib import Path
 
-    from tests.support.procs import ROOT, write_config
+    from tests.kit.procs import ROOT, write_config
 
     (tmp_path / "apps").mkdir()
     api = dynamic_api("svc", "http://127.0.0.1:9", client_certificate_identity="san_uri")
@@ -415,16 +402,18 @@ def test_reload_that_adds_an_mtls_api_updates_the_live_listener(make_gateway, up
 
 @pytest.mark.redis
 def test_certificates_reach_every_node(make_gateway, upstream, pki):
-    from tests.conftest import _flush_redis_db
+    from tests.kit.fixtures import flush_redis_db
 
-    _flush_redis_db(REDIS_TEST_URL)
+    flush_redis_db(REDIS_TEST_URL)
     cert = pki.client(pki.ca())
     settings = {"http_server_options": pki.server_settings(), "storage": {"url": REDIS_TEST_URL}}
-    node_a = make_gateway([dynamic_api("dyn", upstream.url)], settings)
-    node_b = make_gateway([dynamic_api("dyn", upstream.url)], settings)
+    node_a = make_gateway([dynamic_api("dyn", upstream.url)], settings, wait=False)
+    node_b = make_gateway([dynamic_api("dyn", upstream.url)], settings, wait=False)
+    node_a.ready()
+    node_b.ready()
     try:
         cert_id = upload(node_a, cert.pem)
-        create_key(node_a, {"certificate": cert_id, "access_rights": rights("dyn")})
+        create_key(node_a, {"org_id": ORG, "certificate": cert_id, "access_rights": rights("dyn")})
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:  # node b rebuilds its trust store on the event
             try:
@@ -445,7 +434,7 @@ def test_certificates_reach_every_node(make_gateway, upstream, pki):
         with pytest.raises(requests.exceptions.SSLError):
             get(node_b, pki, "/dyn/get", cert)
     finally:
-        _flush_redis_db(REDIS_TEST_URL)
+        flush_redis_db(REDIS_TEST_URL)
 
 
 # ---- helpers ----------------------------------------------------------------------------------
@@ -456,6 +445,6 @@ def trustme_intermediate(root):
 
 
 def free_port():
-    from tests.support.procs import free_port as port
+    from tests.kit.procs import free_port as port
 
     return port()

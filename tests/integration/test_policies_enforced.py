@@ -6,13 +6,8 @@ import json
 
 import requests
 
-from tests.support.procs import SECRET, classic_api
-
-ADMIN = {"X-Tyk-Authorization": SECRET}
-
-
-def token_api(api_id: str, listen_path: str, upstream_url: str):
-    return classic_api(api_id, listen_path, upstream_url, use_keyless=False, use_standard_auth=True)
+from tests.kit.apis import token_api
+from tests.kit.gateway_api import ADMIN
 
 
 def policy(pid: str, apis: list[str], rate: int, quota: int, **extra):
@@ -37,7 +32,7 @@ def remaining(gw, path, key):
 
 def test_multi_policy_key_has_one_counter_per_policy(make_gateway, upstream, store_url):
     gw = make_gateway(
-        [token_api(a, f"/{a}/", upstream.url) for a in ("api1", "api2", "api3")],
+        [token_api(a, upstream.url) for a in ("api1", "api2", "api3")],
         {"storage": {"url": store_url}},
         policies={"p1": policy("p1", ["api1"], 1000, 50), "p2": policy("p2", ["api2", "api3"], 100, 100)},
     )
@@ -69,7 +64,7 @@ def test_multi_policy_key_has_one_counter_per_policy(make_gateway, upstream, sto
 def test_granular_access_from_key_and_from_policy(make_gateway, upstream, store_url):
     rules = [{"url": "^/valid_path", "methods": ["GET"]}, {"url": "^/test/try_valid_path", "methods": ["GET"]}]
     gw = make_gateway(
-        [token_api("test", "/test", upstream.url)],
+        [token_api("test", upstream.url, "/test")],
         {"storage": {"url": store_url}, "http_server_options": {"enable_path_prefix_matching": True}},
         policies={"acl": policy("acl", ["test"], 0, -1, access_rights={
             "test": {"api_id": "test", "versions": ["Default"], "allowed_urls": rules}})},
@@ -91,7 +86,7 @@ def test_granular_access_from_key_and_from_policy(make_gateway, upstream, store_
 
 def test_unknown_single_policy_makes_the_key_unusable(make_gateway, upstream, store_url):
     gw = make_gateway(
-        [token_api("api1", "/api1/", upstream.url)],
+        [token_api("api1", upstream.url)],
         {"storage": {"url": store_url}},
         policies={"p1": policy("p1", ["api1"], 100, -1)},
     )

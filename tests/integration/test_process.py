@@ -17,21 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.procs import ROOT, SECRET, Gateway, classic_api, free_port, wait_port, write_config
-from tests.support.raw import RawClient
-from tests.support.redisdb import PROCESS_TESTS_URL
+from tests.kit.procs import ROOT, SECRET, Gateway, free_port, run_cli, wait_port, write_config
+from tests.kit.apis import classic_api
+from tests.kit.raw import RawClient
+from tests.kit.redisdb import PROCESS_TESTS_URL
 
 FASTGATE = str(Path(sys.executable).parent / "fastgate")
 FORBIDDEN = {"status": "error", "message": "Attempted administrative access with invalid or missing key!"}
 REDIS_URL = PROCESS_TESTS_URL
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 20) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("FASTGATE_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [FASTGATE, *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout
-    )
 
 
 def make_dir(tmp_path: Path, apis: dict[str, object], settings: dict[str, object] | None = None) -> Path:

@@ -3,7 +3,7 @@
 import json
 import urllib.request
 
-from tests.support.procs import classic_api
+from tests.kit.apis import classic_api
 
 
 def test_keyless_api_proxies_to_upstream(make_gateway, upstream):

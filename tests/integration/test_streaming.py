@@ -12,8 +12,9 @@ from typing import Iterator
 
 import pytest
 
-from tests.support.procs import Gateway, classic_api
-from tests.support.stream import RssSampler, download, expected_sha, upload
+from tests.kit.procs import Gateway
+from tests.kit.apis import classic_api
+from tests.kit.stream import RssSampler, download, expected_sha, upload
 
 SIZE = 256 * 1024 * 1024
 MAX_GROWTH_MIB = 100

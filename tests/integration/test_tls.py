@@ -7,18 +7,14 @@ import hashlib
 import os
 import socket
 import ssl
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import requests
 import trustme
 
-from tests.support.procs import ROOT, classic_api, free_port, write_config
-from tests.support.tls import Pki, client_context, curl, https_get
-
-FASTGATE = str(Path(sys.executable).parent / "fastgate")
+from tests.kit.procs import free_port, run_cli, write_config
+from tests.kit.apis import classic_api
+from tests.kit.tls import Pki, client_context, curl, https_get
 
 
 @pytest.fixture
@@ -148,8 +144,7 @@ def test_bad_tls_settings_stop_start_up_and_fail_check(tmp_path, pki, change, ne
     config = write_config(tmp_path, {"listen_port": free_port(), "app_path": "apps", "http_server_options": options})
     expected = needle.format(**values)
     for command in ("check", "run"):
-        out = subprocess.run([FASTGATE, command, "--config", str(config)], cwd=ROOT, capture_output=True,
-                             text=True, timeout=20, env={k: v for k, v in os.environ.items() if not k.startswith("FASTGATE_")})
+        out = run_cli(command, "--config", str(config))
         assert out.returncode == 1, (command, out.stdout, out.stderr)
         assert f"{config}: {expected}" in out.stdout + out.stderr, (command, out.stderr)
 

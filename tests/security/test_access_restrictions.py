@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import requests
 
-from tests.support.procs import classic_api
-from tests.support.raw import RawClient
+from tests.kit.apis import classic_api, oas_api
+from tests.kit.raw import RawClient
 
 
 def _paths(**lists):
@@ -73,7 +73,7 @@ def test_ip_lists_read_a_trusted_proxy_header_only_when_configured(make_gateway,
 
 
 def test_oas_ip_access_control(make_gateway, upstream):
-    oas = _oas("oasip", "/oasip/", upstream.url, server_extra={"ipAccessControl": {"enabled": True, "block": ["127.0.0.0/8"]}})
+    oas = oas_api("oasip", "/oasip/", upstream.url, middleware={"operations": {}}, server={"ipAccessControl": {"enabled": True, "block": ["127.0.0.0/8"]}})
     gw = make_gateway([oas])
     upstream.reset()
     r = requests.get(gw.url + "/oasip/x", timeout=5)
@@ -140,16 +140,16 @@ def test_internal_endpoints_and_apis_are_not_reachable_from_outside(make_gateway
 
 
 def test_oas_operations_allow_block_ignore_internal(make_gateway, upstream):
-    doc = _oas("oasops", "/oasops/", upstream.url, paths={
+    doc = oas_api("oasops", "/oasops/", upstream.url, paths={
         "/pets/{id}": {"get": {"operationId": "getPet"}, "delete": {"operationId": "deletePet"}},
         "/status": {"get": {"operationId": "status"}},
         "/debug": {"get": {"operationId": "debug"}},
-    }, operations={
+    }, middleware={"operations": {
         "getPet": {"allow": {"enabled": True}},
         "deletePet": {"block": {"enabled": True}},
         "status": {"ignoreAuthentication": {"enabled": True}},
         "debug": {"internal": {"enabled": True}},
-    })
+    }})
     gw = make_gateway([doc], {"http_server_options": {"enable_path_prefix_matching": True, "enable_path_suffix_matching": True}})
     upstream.reset()
     assert requests.get(gw.url + "/oasops/pets/1", timeout=5).status_code == 200
@@ -174,7 +174,7 @@ def test_global_rate_limit_answers_429(make_gateway, upstream, store_url):
 
 
 def test_oas_upstream_rate_limit(make_gateway, upstream):
-    doc = _oas("oasrl", "/oasrl/", upstream.url, upstream_extra={"rateLimit": {"enabled": True, "rate": 1, "per": "1m"}})
+    doc = oas_api("oasrl", "/oasrl/", upstream.url, middleware={"operations": {}}, upstream={"rateLimit": {"enabled": True, "rate": 1, "per": "1m"}})
     gw = make_gateway([doc])
     codes = [requests.get(gw.url + "/oasrl/x", timeout=5).status_code for _ in range(2)]
     assert codes == [200, 429]
@@ -217,16 +217,3 @@ def test_method_override_is_checked_when_allowed(make_gateway, upstream):
     (seen,) = upstream.seen()
     assert ("X-HTTP-Method-Override", "GET") in [tuple(h) for h in seen["headers"]]
 
-
-def _oas(api_id, listen_path, url, *, paths=None, operations=None, server_extra=None, upstream_extra=None):
-    return {
-        "openapi": "3.0.3",
-        "info": {"title": api_id, "version": "1.0.0"},
-        "paths": paths or {},
-        "x-tyk-api-gateway": {
-            "info": {"id": api_id, "name": api_id, "state": {"active": True}},
-            "server": {"listenPath": {"value": listen_path, "strip": True}, **(server_extra or {})},
-            "upstream": {"url": url, **(upstream_extra or {})},
-            "middleware": {"operations": operations or {}},
-        },
-    }

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.procs import ROOT, classic_api, write_config
+from tests.kit.procs import ROOT, write_config
+from tests.kit.apis import classic_api
+from tests.kit.fixtures import shared_gateway
 
 
 def _check(tmp_path: Path, apis: dict[str, dict], settings: dict | None = None, env: dict | None = None):
@@ -138,6 +140,12 @@ def test_same_listen_path_with_and_without_slash_is_one_route(make_gateway, upst
     assert "already served by" in gw.log
 
 
+@pytest.fixture(scope="module")
+def empty_gw(tmp_path_factory):
+    """A gateway serving nothing, for the refusal tests: each checks that nothing was written."""
+    yield from shared_gateway(tmp_path_factory, "apidef-refusals", [])
+
+
 @pytest.mark.parametrize("body, field", [
     (classic_api("p1", "/p1/", "http://169.254.169.254/"), "proxy.target_url"),
     (classic_api("p2", "/p2/", "http://[::ffff:169.254.169.254]/"), "proxy.target_url"),
@@ -146,8 +154,8 @@ def test_same_listen_path_with_and_without_slash_is_one_route(make_gateway, upst
      "version_data.versions.Default.extended_paths.size_limits"),
     (classic_api("p5", "/p5/", UP, enable_ip_blacklisting=True, blacklisted_ips=["not-an-ip"]), "blacklisted_ips[0]"),
 ])
-def test_gateway_api_post_refuses_with_the_field(make_gateway, body, field):
-    gw = make_gateway([])
+def test_gateway_api_post_refuses_with_the_field(empty_gw, body, field):
+    gw = empty_gw
     status, answer = gw.admin("POST", "/tyk/apis", body)
     assert status == 400, answer
     assert field in answer["message"], answer
@@ -155,8 +163,8 @@ def test_gateway_api_post_refuses_with_the_field(make_gateway, body, field):
 
 
 @pytest.mark.parametrize("api_id", ["../escape", "..%2fescape", "%2e%2e", "a\\b", "a\u0000b", ".hidden"])
-def test_gateway_api_refuses_unsafe_ids(make_gateway, api_id):
-    gw = make_gateway([])
+def test_gateway_api_refuses_unsafe_ids(empty_gw, api_id):
+    gw = empty_gw
     status, answer = gw.admin("POST", "/tyk/apis", classic_api(api_id, "/u/", UP))
     assert status == 400, answer
     assert list((gw.dir / "apps").iterdir()) == []

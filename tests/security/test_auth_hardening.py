@@ -24,17 +24,13 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from tests.support.jwks import b64, b64u, hs256
-from tests.support.procs import (
-    ROOT,
-    SECRET,
-    Gateway,
-    Upstream,
-    classic_api,
-    write_config,
-)
+from tests.kit.jwks import b64, b64u, hs256
+from tests.kit.procs import ROOT, SECRET, Gateway, Upstream, write_config
+from tests.kit.apis import classic_api
+from tests.kit.apis import oas_jwt_api, rights
+from tests.kit.gateway_api import ADMIN, create_key
 
-ADMIN = {"X-Tyk-Authorization": SECRET}
+
 HMAC_INVALID = {"error": "Authorization field missing, malformed or invalid"}
 JWT_SECRET = "auth-hardening-jwt-secret-32-bytes!!"
 SHORT_SECRET = "short-secret"  # 12 bytes
@@ -42,10 +38,6 @@ SHORT_SECRET = "short-secret"  # 12 bytes
 
 def protected(api_id: str, upstream: Upstream, **fields: Any) -> dict[str, Any]:
     return classic_api(api_id, f"/{api_id}/", upstream.url, use_keyless=False, **fields)
-
-
-def rights(*api_ids: str) -> dict[str, Any]:
-    return {a: {"api_id": a, "api_name": a, "versions": ["Default"]} for a in api_ids}
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -65,8 +57,7 @@ def hmac_gw(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Ite
     gateway = Gateway(tmp_path_factory.mktemp("hmac-skew"), apis)
     body = {"org_id": "default", "hmac_enabled": True, "hmac_string": "hmac-key-secret",
             "access_rights": rights("sig", "sig-zero", "sig-off")}
-    r = requests.post(f"{gateway.url}/tyk/keys/signer", json=body, headers=ADMIN, timeout=10)
-    assert r.status_code == 200, r.text
+    create_key(gateway, body, "signer")
     yield gateway
     gateway.stop()
     assert "Traceback" not in gateway.log
@@ -140,8 +131,7 @@ def throttled_gw(tmp_path: Path, upstream: Upstream) -> Iterator[Gateway]:
     gateway = Gateway(tmp_path, [protected("basic", upstream, use_basic_auth=True)], settings)
     for user in ("bob", "carol"):
         body = {"org_id": "default", "basic_auth_data": {"password": f"{user}-password"}, "access_rights": rights("basic")}
-        r = requests.post(f"{gateway.url}/tyk/keys/{user}", json=body, headers=ADMIN, timeout=10)
-        assert r.status_code == 200, r.text
+        create_key(gateway, body, user)
     yield gateway
     gateway.stop()
     assert "Traceback" not in gateway.log
@@ -266,7 +256,7 @@ def test_jwt_short_hmac_secret_refused_at_load_unless_allowed(jwt_gw: Gateway) -
 
 
 def test_check_names_the_short_secret_field(tmp_path: Path, upstream: Upstream) -> None:
-    oas = oas_jwt("oas-short", upstream, b64(SHORT_SECRET))
+    oas = oas_jwt_api("oas-short", upstream.url, {"source": b64(SHORT_SECRET), "signingMethod": "hmac"})
     config = config_dir(tmp_path, [
         protected("short", upstream, enable_jwt=True, jwt_signing_method="hmac", jwt_source=b64(SHORT_SECRET)),
         protected("long", upstream, enable_jwt=True, jwt_signing_method="hmac", jwt_source=b64(JWT_SECRET)),
@@ -282,23 +272,6 @@ def test_check_names_the_short_secret_field(tmp_path: Path, upstream: Upstream) 
     assert "long.json" not in out.stdout
 
 
-def oas_jwt(api_id: str, upstream: Upstream, source: str) -> dict[str, Any]:
-    return {
-        "openapi": "3.0.3",
-        "info": {"title": api_id, "version": "1"},
-        "paths": {},
-        "components": {"securitySchemes": {"jwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
-        "security": [{"jwt": []}],
-        "x-tyk-api-gateway": {
-            "info": {"id": api_id, "name": api_id, "state": {"active": True}},
-            "upstream": {"url": upstream.url},
-            "server": {"listenPath": {"value": f"/{api_id}/", "strip": True},
-                       "authentication": {"enabled": True, "securitySchemes": {
-                           "jwt": {"enabled": True, "source": source, "signingMethod": "hmac"}}}},
-        },
-    }
-
-
 def test_gateway_api_refuses_short_hmac_secrets(jwt_gw: Gateway, upstream: Upstream) -> None:
     api = protected("posted", upstream, enable_jwt=True, jwt_signing_method="hmac", jwt_source=b64(SHORT_SECRET))
     status, body = jwt_gw.admin("POST", "/tyk/apis", api)
@@ -308,7 +281,7 @@ def test_gateway_api_refuses_short_hmac_secrets(jwt_gw: Gateway, upstream: Upstr
     api["jwt_source"] = b64(SHORT_SECRET)
     status, body = jwt_gw.admin("PUT", "/tyk/apis/posted", api)
     assert status == 400 and "jwt_source: the HMAC secret is 12 bytes" in body["message"], body
-    status, body = jwt_gw.admin("POST", "/tyk/apis/oas", oas_jwt("oas-posted", upstream, b64(SHORT_SECRET)))
+    status, body = jwt_gw.admin("POST", "/tyk/apis/oas", oas_jwt_api("oas-posted", upstream.url, {"source": b64(SHORT_SECRET), "signingMethod": "hmac"}))
     assert status == 400 and "securitySchemes.jwt.source: the HMAC secret is 12 bytes" in body["message"], body
     api["jwt_allow_short_hmac_secret"] = True
     assert jwt_gw.admin("PUT", "/tyk/apis/posted", api)[0] == 200

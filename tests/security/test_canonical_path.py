@@ -15,8 +15,10 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.support.procs import SECRET, Gateway, classic_api
-from tests.support.raw import RawClient
+from tests.kit.procs import SECRET, Gateway
+from tests.kit.apis import classic_api, rights
+from tests.kit.raw import RawClient
+from tests.kit.gateway_api import create_key
 
 
 @pytest.fixture(scope="module")
@@ -40,22 +42,9 @@ def gw(tmp_path_factory, upstream) -> Iterator[Gateway]:
     gateway.stop()
 
 
-@pytest.fixture
-def up(upstream):
-    upstream.reset()
-    return upstream
-
-
 @pytest.fixture(scope="module")
 def key(gw) -> str:
-    r = requests.post(
-        gw.url + "/tyk/keys/create",
-        json={"access_rights": {"private": {"api_id": "private", "api_name": "private", "versions": ["Default"]}}},
-        headers={"X-Tyk-Authorization": SECRET},
-        timeout=5,
-    )
-    assert r.status_code == 200, r.text
-    return r.json()["key"]
+    return create_key(gw, {"access_rights": rights("private")})["key"]
 
 
 def get(gw: Gateway, target: str, headers: str = "") -> tuple[int, dict]:

@@ -13,14 +13,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import requests
 
-from tests.support.jwks import b64, hs256
-from tests.support.procs import SECRET, Gateway, Upstream, classic_api
-from tests.support.raw import RawClient
+from tests.kit.jwks import b64, hs256
+from tests.kit.procs import Gateway, Upstream
+from tests.kit.apis import classic_api
+from tests.kit.raw import RawClient
+from tests.kit.apis import rights
+from tests.kit.gateway_api import create_key
 
 JWT_SECRET = "credential-tests-jwt-secret-32-bytes!"
-ADMIN = {"X-Tyk-Authorization": SECRET}
+
+
 MULTIPLE = {"error": "Multiple credentials in one request: send each credential once"}
 APIS = ("tok", "jwt", "basic", "cookie")
 
@@ -47,23 +50,15 @@ def gw(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterator
     assert "Traceback" not in gateway.log
 
 
-def rights() -> dict[str, Any]:
-    return {a: {"api_id": a, "api_name": a, "versions": ["Default"]} for a in APIS}
-
-
 @pytest.fixture(scope="module")
 def token(gw: Gateway) -> str:
-    r = requests.post(f"{gw.url}/tyk/keys/create", json={"org_id": "default", "access_rights": rights()},
-                      headers=ADMIN, timeout=10)
-    assert r.status_code == 200, r.text
-    return r.json()["key"]
+    return create_key(gw, {"org_id": "default", "access_rights": rights(*APIS)})["key"]
 
 
 @pytest.fixture(scope="module")
 def basic_user(gw: Gateway) -> str:
-    body = {"org_id": "default", "basic_auth_data": {"password": "right-password"}, "access_rights": rights()}
-    r = requests.post(f"{gw.url}/tyk/keys/alice", json=body, headers=ADMIN, timeout=10)
-    assert r.status_code == 200, r.text
+    body = {"org_id": "default", "basic_auth_data": {"password": "right-password"}, "access_rights": rights(*APIS)}
+    create_key(gw, body, "alice")
     return "Basic " + base64.b64encode(b"alice:right-password").decode()
 
 

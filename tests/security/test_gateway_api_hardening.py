@@ -9,37 +9,18 @@ limits the stores cannot hold refused with 400 on the memory and the Redis store
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
-import sys
 import tomllib
 
 import pytest
 
-from tests.support.procs import (
-    ROOT,
-    SECRET,
-    Gateway,
-    classic_api,
-    free_port,
-    write_config,
-)
-from tests.support.raw import RawClient
-
-ADMIN_HEADER = f"X-Tyk-Authorization: {SECRET}\r\n"
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FASTGATE_")}
-    env.update(extra)
-    return env
-
-
-def fastgate(*args: str, env: dict[str, str] | None = None, timeout: float = 20) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fastgate", *args], cwd=ROOT, env=env or clean_env(),
-                          capture_output=True, text=True, timeout=timeout, check=False)
+from tests.kit.procs import ROOT, SECRET, Gateway, free_port, run_cli, write_config
+from tests.kit.apis import classic_api, rights
+from tests.kit.raw import RawClient
+from tests.kit.gateway_api import ADMIN_HEADER
+from tests.kit.fixtures import STORE_IDS, STORES, module_gateway, shared_gateway
 
 
 def raw_get(port: int, path: str, host: str, headers: str = "", source: str | None = None):
@@ -61,7 +42,7 @@ def test_the_shipped_config_has_no_secret_and_passes_check():
     config = tomllib.loads((ROOT / "conf" / "fastgate.toml").read_text())
     assert config.get("secret", "") == ""
     assert "352d20ee67be67f6340b4c0605b044b7" not in (ROOT / "conf" / "fastgate.toml").read_text()
-    out = fastgate("check", "--config", "conf/fastgate.toml")
+    out = run_cli("check", "--config", "conf/fastgate.toml")
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -71,7 +52,7 @@ def test_a_weak_or_published_secret_stops_start_up(tmp_path, secret):
     port = free_port()
     (tmp_path / "apps").mkdir()
     config = write_config(tmp_path, {"listen_port": port, "secret": secret, "app_path": "apps"})
-    out = fastgate("run", "--config", str(config), timeout=20)
+    out = run_cli("run", "--config", str(config), timeout=20)
     assert out.returncode != 0
     assert "secret:" in out.stderr
     if secret != "secret":  # (the word itself is in every message)
@@ -79,9 +60,9 @@ def test_a_weak_or_published_secret_stops_start_up(tmp_path, secret):
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
     # The same refusal from `fastgate check`, and from a FASTGATE_SECRET override.
-    assert fastgate("check", "--config", str(config)).returncode != 0
+    assert run_cli("check", "--config", str(config)).returncode != 0
     (tmp_path / "ok.toml").write_text(f"listen_port = {port}\napp_path = \"apps\"\n")
-    out = fastgate("check", "--config", str(tmp_path / "ok.toml"), env=clean_env(FASTGATE_SECRET=secret))
+    out = run_cli("check", "--config", str(tmp_path / "ok.toml"), env={"FASTGATE_SECRET": secret})
     assert out.returncode != 0 and "secret:" in out.stderr
 
 
@@ -95,15 +76,15 @@ def test_make_run_generates_a_private_secret_once_and_the_gateway_takes_it(tmp_p
     assert ignored.returncode == 0, f"{secret_file} must be git-ignored"
 
     path = tmp_path / "conf" / "local.secret"
-    first = fastgate("secret", "--file", str(path))
+    first = run_cli("secret", "--file", str(path))
     assert first.returncode == 0, first.stderr
     secret = first.stdout.strip()
     assert re.fullmatch(r"[0-9a-f]{32}", secret)
     assert "X-Tyk-Authorization: " + secret in first.stderr and "generated" in first.stderr
     assert path.stat().st_mode & 0o777 == 0o600
-    again = fastgate("secret", "--file", str(path))
+    again = run_cli("secret", "--file", str(path))
     assert again.stdout.strip() == secret  # kept across runs
-    other = fastgate("secret", "--file", str(tmp_path / "other.secret"))
+    other = run_cli("secret", "--file", str(tmp_path / "other.secret"))
     assert other.stdout.strip() != secret  # random
 
     (tmp_path / "gw").mkdir()
@@ -118,7 +99,7 @@ def test_make_run_generates_a_private_secret_once_and_the_gateway_takes_it(tmp_p
 def test_a_published_secret_in_the_secret_file_is_refused(tmp_path):
     path = tmp_path / "local.secret"
     path.write_text("352d20ee67be67f6340b4c0605b044b7\n")
-    out = fastgate("secret", "--file", str(path))
+    out = run_cli("secret", "--file", str(path))
     assert out.returncode != 0 and "secret:" in out.stderr and out.stdout == ""
 
 
@@ -132,10 +113,23 @@ def test_an_empty_secret_keeps_the_gateway_api_off(make_gateway, upstream):
 # ---- 4. which Host reaches /tyk/ on the main listener ------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def hosts_gw(tmp_path_factory, upstream):
+    """Read by the Host tests only (GETs of /tyk/apis, unknown paths and /hello): shared."""
+    yield from shared_gateway(tmp_path_factory, "hosts", [classic_api("k", "/k/", upstream.url)],
+                              {"control_api_hostnames": ["admin.internal"]})
+
+
+@pytest.fixture(scope="module")
+def default_hosts_gw(tmp_path_factory, upstream):
+    """The same without control_api_hostnames: admin.internal is then an ordinary host."""
+    yield from shared_gateway(tmp_path_factory, "default-hosts", [classic_api("k", "/k/", upstream.url)])
+
+
 @pytest.mark.parametrize("host", ["localhost", "localhost:{port}", "LOCALHOST.", "127.0.0.1", "127.0.0.1:{port}",
                                   "127.9.8.7", "[::1]", "[::1]:{port}", "admin.internal", "Admin.Internal:8443"])
-def test_loopback_and_configured_hosts_reach_the_gateway_api(make_gateway, upstream, host):
-    gw = make_gateway([classic_api("k", "/k/", upstream.url)], {"control_api_hostnames": ["admin.internal"]})
+def test_loopback_and_configured_hosts_reach_the_gateway_api(hosts_gw, host):
+    gw = hosts_gw
     resp = raw_get(gw.port, "/tyk/apis", host.format(port=gw.port), ADMIN_HEADER)
     assert resp.status == 200, resp.body
     assert isinstance(resp.json(), list)
@@ -143,8 +137,8 @@ def test_loopback_and_configured_hosts_reach_the_gateway_api(make_gateway, upstr
 
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1.evil.example", "localhost.evil",
                                   "10.0.0.1", "[::2]", "0.0.0.0", "admin.internal", ""])
-def test_other_hosts_get_the_404_of_an_unknown_path(make_gateway, upstream, host):
-    gw = make_gateway([classic_api("k", "/k/", upstream.url)])
+def test_other_hosts_get_the_404_of_an_unknown_path(default_hosts_gw, host):
+    gw = default_hosts_gw
     host = host.format(port=gw.port)
     unknown = raw_get(gw.port, "/no-such-api/", host)
     for path in ("/tyk/apis", "/tyk/keys/create", "/tyk/reload", "/tyk"):
@@ -213,21 +207,21 @@ API = "lim"
 BAD_IDS = ['a"b', "a\\b", "a\x01b", "a\tb", "a\x7fb"]
 
 
-def rights(**limit) -> dict:
-    right = {"api_id": API, "api_name": API, "versions": ["Default"]}
-    if limit:
-        right["limit"] = limit
-    return {API: right}
+def api_rights(**limit) -> dict:
+    """Access to the test API, with ``limit`` as its per-API limit when given."""
+    return rights(API, limit=limit) if limit else rights(API)
 
 
 def key_body(**fields) -> dict:
-    return {"org_id": "default", "access_rights": rights(), **fields}
+    return {"org_id": "default", "access_rights": api_rights(), **fields}
 
 
-@pytest.fixture
-def store_gw(make_gateway, upstream, store_url):
-    return make_gateway([classic_api(API, "/lim/", upstream.url, use_keyless=False, auth={"auth_header_name": "Authorization"})],
-                        {"storage": {"url": store_url}})
+@pytest.fixture(scope="module", params=STORES, ids=STORE_IDS)
+def store_gw(request, tmp_path_factory, upstream):
+    """One gateway per store for the module: its tests are refusals that store nothing, and keys
+    under fresh random ids."""
+    api = classic_api(API, "/lim/", upstream.url, use_keyless=False, auth={"auth_header_name": "Authorization"})
+    yield from module_gateway(request.param, tmp_path_factory.mktemp("store-gw"), [api])
 
 
 @pytest.mark.parametrize("org_id", BAD_IDS)
@@ -237,7 +231,7 @@ def test_org_ids_with_quotes_backslashes_or_control_characters_are_400(store_gw,
     status, body = store_gw.admin("POST", "/tyk/keys/customkey123", key_body(org_id=org_id))
     assert status == 400 and "org_id" in body["message"], body
     status, body = store_gw.admin("POST", "/tyk/policies", {"id": "p1", "org_id": org_id, "rate": 1, "per": 1,
-                                                            "access_rights": rights()})
+                                                            "access_rights": api_rights()})
     assert status == 400 and "org_id" in body["message"], body
     quoted = org_id.replace('"', "%22").replace("\\", "%5C").replace("\x01", "%01").replace("\t", "%09").replace("\x7f", "%7F")
     for method in ("GET", "DELETE"):
@@ -279,13 +273,13 @@ def test_limits_the_redis_limiter_cannot_run_are_400_naming_the_field(store_gw, 
     status, answer = store_gw.admin("POST", "/tyk/keys/create", body)
     assert status == 400 and field in answer["message"], answer
     # The same inside an access right, and in a policy (top level and per API).
-    status, answer = store_gw.admin("POST", "/tyk/keys/create", key_body(access_rights=rights(**fields)))
+    status, answer = store_gw.admin("POST", "/tyk/keys/create", key_body(access_rights=api_rights(**fields)))
     assert status == 400 and field in answer["message"], answer
     status, answer = store_gw.admin("POST", "/tyk/policies", {"id": "p", "org_id": "default", **fields,
-                                                              "access_rights": rights()})
+                                                              "access_rights": api_rights()})
     assert status == 400 and field in answer["message"], answer
     status, answer = store_gw.admin("POST", "/tyk/policies", {"id": "p", "org_id": "default", "rate": 1, "per": 1,
-                                                              "access_rights": rights(**fields)})
+                                                              "access_rights": api_rights(**fields)})
     assert status == 400 and field in answer["message"], answer
     assert store_gw.admin("GET", "/tyk/policies/p")[0] == 404  # nothing written
 
@@ -320,6 +314,6 @@ def test_a_policy_file_with_a_limit_the_limiter_cannot_run_is_named_by_check(tmp
         {"bad": {"id": "bad", "org_id": "default", "rate": 10, "per": 1e300, "access_rights": {}}}))
     config = write_config(tmp_path, {"listen_port": free_port(), "secret": SECRET, "app_path": "apps",
                                      "policies": {"policy_path": "policies"}})
-    out = fastgate("check", "--config", str(config))
+    out = run_cli("check", "--config", str(config))
     assert out.returncode == 1
     assert "bad.json" in out.stdout and "per" in out.stdout

@@ -21,8 +21,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from fastgate.auth.jwt import jose
-from tests.support.jwks import EcKey, JwksServer, RsaKey, b64, b64u, hs256, signed
-from tests.support.procs import SECRET, Gateway, classic_api
+from tests.kit.jwks import EcKey, JwksServer, RsaKey, b64, b64u, hs256, signed
+from tests.kit.procs import Gateway
+from tests.kit.apis import classic_api, rights
+from tests.kit.gateway_api import create_key
 
 SECRET_A = "attack-tests-secret-A-32-bytes!!"
 SECRET_B = "attack-tests-secret-B-32-bytes!!"
@@ -133,10 +135,8 @@ def test_public_key_used_as_hmac_secret(gw: Gateway, form: str) -> None:
 
 def test_public_jwk_as_one_to_one_hmac_secret(gw: Gateway) -> None:
     jwk_text = json.dumps(RSA.jwk())
-    body = {"org_id": "default", "access_rights": {"hs-o2o": {"api_id": "hs-o2o", "api_name": "x", "versions": ["Default"]}},
-            "jwt_data": {"secret": jwk_text}}
-    r = requests.post(gw.url + "/tyk/keys/jwk-holder", json=body, headers={"X-Tyk-Authorization": SECRET}, timeout=5)
-    assert r.status_code == 200
+    body = {"org_id": "default", "access_rights": rights("hs-o2o"), "jwt_data": {"secret": jwk_text}}
+    create_key(gw, body, "jwk-holder")
     refused(call(gw, "hs-o2o", signed({"alg": "HS256", "kid": "jwk-holder"}, CLAIMS, jwk_text.encode())))
 
 

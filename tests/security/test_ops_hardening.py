@@ -20,16 +20,13 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from tests.support.procs import classic_api, free_port
-from tests.support.raw import RawClient
-from tests.support.redisdb import GATEWAY_TESTS_URL
-from tests.support.tls import Pki
+from tests.kit.procs import free_port
+from tests.kit.apis import classic_api, rights
+from tests.kit.raw import RawClient
+from tests.kit.redisdb import GATEWAY_TESTS_URL
+from tests.kit.tls import Pki
 
 ORG = "default"
-
-
-def rights(*api_ids):
-    return {a: {"api_id": a, "api_name": a, "versions": ["Default"]} for a in api_ids}
 
 
 # ---- 11. the access log never holds a key ------------------------------------------------------

@@ -14,9 +14,10 @@ from typing import Iterator
 
 import pytest
 
-from tests.support.procs import Gateway, classic_api
-from tests.support.raw import RawClient
-from tests.support.scripted import ScriptedUpstream
+from tests.kit.procs import Gateway
+from tests.kit.apis import classic_api
+from tests.kit.raw import RawClient
+from tests.kit.scripted import ScriptedUpstream
 
 SMUGGLED = b"GET /k/smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
 

@@ -12,9 +12,11 @@ from collections.abc import Iterator
 import pytest
 from cryptography import x509
 
-from tests.support.procs import Gateway, classic_api
-from tests.support.raw import RawClient
-from tests.support.tls import Pki, client_context, https_get
+from tests.kit.procs import Gateway, echo, headers_of
+from tests.kit.apis import classic_api
+from tests.kit.raw import RawClient
+from tests.kit.tls import Pki, client_context, https_get
+from tests.kit.gateway_api import error_of
 
 DOMAIN = "api.test"
 
@@ -30,25 +32,6 @@ def gw(tmp_path_factory, upstream) -> Iterator[Gateway]:
     gateway = Gateway(tmp_path_factory.mktemp("wire"), apis, settings)
     yield gateway
     gateway.stop()
-
-
-@pytest.fixture
-def up(upstream):
-    upstream.reset()
-    return upstream
-
-
-def echo(resp) -> dict:
-    assert resp.status == 200, (resp.status, resp.body[:300])
-    return json.loads(resp.body)
-
-
-def headers_of(record: dict) -> dict[str, str]:
-    return {k.lower(): v for k, v in record["headers"]}
-
-
-def error_of(resp) -> str:
-    return json.loads(resp.body)["error"]
 
 
 # ---- 18: number of header fields ------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Store fixtures: every test runs against both backends, the Redis one on a real server.
 
-Redis tests use their own database (tests/support/redisdb.py) of the server on 127.0.0.1:6379, flushed before and after each test,
+Redis tests use their own database (tests/kit/redisdb.py) of the server on 127.0.0.1:6379, flushed before and after each test,
 and are never skipped: if the server is unreachable they fail. `async def` tests run on a fresh
 event loop each; stores opened through the `stores` fixture are closed on that same loop.
 """
@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from fastgate.store import Store, open_store
-from tests.support.redisdb import STORE_TESTS_URL
+from tests.kit.redisdb import STORE_TESTS_URL
 
 REDIS_URL = STORE_TESTS_URL
 

@@ -25,7 +25,7 @@ from fastgate.auth.body import CREDENTIALS_BODY_LIMIT, BodyTap
 from fastgate.auth.passwords import PasswordChecker, PasswordTooLong, check_fast, hash_password
 from fastgate.sessions.key_ids import hash_bytes
 from fastgate.sessions.session import BasicAuthData
-from tests.support.services import make_services
+from tests.kit.services import make_services
 
 
 def b64(text: bytes) -> str:

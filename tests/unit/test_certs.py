@@ -17,10 +17,10 @@ from fastgate.apidef.classic import decode_classic
 from fastgate.apidef.oas import decode_oas
 from fastgate.apidef.spec import DefinitionError
 from fastgate.auth import mtls
-from fastgate.certs.store import (
-    CertificateError, CertificateStore, decode_stored, encode_stored, open_private_key, parse_bundle,
-    seal_private_key,
+from fastgate.certs.bundle import (
+    CertificateError, decode_stored, encode_stored, open_private_key, parse_bundle, seal_private_key,
 )
+from fastgate.certs.store import CertificateStore
 from fastgate.config import config_from_mapping
 from fastgate.pipeline.stage import Denial
 from fastgate.certs.peer import PeerCertificate

@@ -29,7 +29,7 @@ from fastgate.pipeline.stage import Denial
 from fastgate.http.request import Request
 from fastgate.sessions.session import SessionState
 from fastgate.services import Services
-from tests.support.services import make_services, put_keys
+from tests.kit.services import make_services, put_keys
 
 DATE = "Tue, 07 Jun 2014 20:51:35 GMT"
 

@@ -1,4 +1,5 @@
-"""The pure HTTP/1.1 rules: request-target normalisation and the bytes of local responses."""
+"""The pure HTTP/1.1 rules: request-target normalisation, the bytes of local responses, the
+request object and the response-header filter (no sockets)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,20 @@ from email.utils import parsedate_to_datetime
 import pytest
 
 from fastgate.http.h1 import (
+    CONTINUE_100,
+    HOP_BY_HOP,
     LAST_CHUNK,
     ProtocolError,
     chunk,
     error_response,
     http_date,
+    json_escape,
     normalize_target,
     simple_response,
     status_line,
 )
+from fastgate.http.request import Request
+from fastgate.server.exchange import _drop_listed
 
 
 def parse(raw: bytes) -> tuple[bytes, dict[str, str], bytes]:
@@ -159,3 +165,70 @@ def test_chunk_framing():
 def test_http_date():
     assert http_date(0) == b"Thu, 01 Jan 1970 00:00:00 GMT"
     assert re.fullmatch(rb"\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT", http_date())
+
+
+def test_error_responses_with_extra_headers_are_not_shared():
+    limited = error_response(429, "Rate limit exceeded", keep_alive=True, extra=((b"Retry-After", b"3"),))
+    other = error_response(429, "Rate limit exceeded", keep_alive=True, extra=((b"Retry-After", b"9"),))
+    plain = error_response(429, "Rate limit exceeded", keep_alive=True)
+    assert parse(limited)[1]["retry-after"] == "3" and parse(other)[1]["retry-after"] == "9"
+    assert "retry-after" not in parse(plain)[1]
+
+
+def test_json_escape_keeps_a_message_one_json_string():
+    assert json_escape('a"b\\c\r\nd') == 'a\\"b\\\\c\\r\\nd'
+    assert json.loads('"%s"' % json_escape('"}, "injected": {"')) == '"}, "injected": {"'
+
+
+def test_simple_response_content_type():
+    line, headers, body = parse(simple_response(503, b"down", keep_alive=True, content_type=b"text/plain"))
+    assert line == b"HTTP/1.1 503 Service Unavailable"
+    assert headers["content-type"] == "text/plain" and headers["connection"] == "keep-alive"
+    assert body == b"down"
+
+
+def test_interim_and_hop_by_hop_constants():
+    assert CONTINUE_100 == b"HTTP/1.1 100 Continue\r\n\r\n"
+    for name in (b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade",
+                 b"proxy-authorization", b"proxy-connection"):
+        assert name in HOP_BY_HOP
+    assert b"content-length" not in HOP_BY_HOP and b"host" not in HOP_BY_HOP
+
+
+def test_protocol_error_carries_the_status():
+    err = ProtocolError(414, "URI too long")
+    assert (err.status, err.message, str(err)) == (414, "URI too long", "URI too long")
+
+
+# ---- the request object ----------------------------------------------------------------------
+
+
+def test_request_header_lookup_is_case_insensitive_and_first_wins():
+    req = Request()
+    req.headers = [(b"X-Token", b"one"), (b"x-token", b"two"), (b"X-Tokens", b"other")]
+    assert req.header(b"x-token") == b"one"
+    assert req.header(b"x-missing") is None
+    req.remove_header(b"x-token")
+    assert req.headers == [(b"X-Tokens", b"other")]
+
+
+@pytest.mark.parametrize(
+    "chunked,length,has_body",
+    [(False, None, False), (False, 0, False), (False, 5, True), (True, None, True)],
+)
+def test_request_has_body(chunked, length, has_body):
+    req = Request()
+    req.chunked, req.content_length = chunked, length
+    assert req.has_body is has_body
+
+
+# ---- response headers the upstream's Connection header names ---------------------------------
+
+
+def test_headers_listed_in_the_upstream_connection_header_are_dropped():
+    out = [b"HTTP/1.1 200 OK\r\n", b"X-Hop: 1\r\n", b"x-other: 2\r\n", b"Keep: 3\r\n"]
+    _drop_listed(out, [b"x-hop", b"x-other", b"close", b""])
+    assert out == [b"HTTP/1.1 200 OK\r\n", b"Keep: 3\r\n"]
+    unchanged = [b"HTTP/1.1 200 OK\r\n", b"Keep-Alive: timeout=5\r\n"]
+    _drop_listed(unchanged, [b"keep-alive", b"close"])  # these name no header of their own
+    assert unchanged == [b"HTTP/1.1 200 OK\r\n", b"Keep-Alive: timeout=5\r\n"]

@@ -36,8 +36,8 @@ from fastgate.sessions.policies import decode_policy
 from fastgate.http.request import Request
 from fastgate.sessions.session import JWTData, SessionState
 from fastgate.store.memory import MemoryStore
-from tests.support.jwks import EcKey, EdKey, RsaKey, b64, hs256
-from tests.support.services import make_services
+from tests.kit.jwks import EcKey, EdKey, RsaKey, b64, hs256
+from tests.kit.services import make_services
 
 SECRET = "unit-test-hmac-secret-of-32-bytes"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

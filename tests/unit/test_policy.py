@@ -10,8 +10,10 @@ import orjson
 import pytest
 
 from fastgate.sessions.policies import (
-    MIXED_PER_API, Policy, PolicyApplier, PolicyError, PolicyPartitions, apply_policies, decode_policy,
-    decode_policy_file, encode_policy, expiry_for_new_key, load_policy_dir, merge_allowed_urls,
+    Policy, PolicyPartitions, decode_policy, decode_policy_file, encode_policy, load_policy_dir,
+)
+from fastgate.sessions.policy_apply import (
+    MIXED_PER_API, PolicyApplier, PolicyError, apply_policies, expiry_for_new_key, merge_allowed_urls,
     merge_endpoint_limits,
 )
 from fastgate.sessions.session import (

@@ -10,7 +10,7 @@ from fastgate.apidef.oas import decode_oas
 from fastgate.apidef.spec import ApiSpec
 from fastgate.sessions.key_ids import storage_key_id
 from fastgate.sessions.session import SessionState
-from tests.support.services import make_services, put_keys
+from tests.kit.services import make_services, put_keys
 
 SPEC = ApiSpec(api_id="a", name="a", listen_path="/a/", target_url="http://x")
 

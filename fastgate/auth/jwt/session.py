@@ -28,7 +28,8 @@ from typing import Any, Final, Mapping
 
 from fastgate.auth.jwt.config import JwtConfig
 from fastgate.sessions.key_ids import generate_token
-from fastgate.sessions.policies import Policy, PolicyError, apply_policies
+from fastgate.sessions.policies import Policy
+from fastgate.sessions.policy_apply import PolicyError, apply_policies
 from fastgate.sessions.session import SessionState, clone_session
 
 __all__ = [

@@ -1,6 +1,6 @@
 """A real upstream for the tests: its own process, raw asyncio + httptools, recording what it saw.
 
-Run as ``python -m tests.support.upstream PORT``. Behaviour by path (after any listen path is
+Run as ``python -m tests.kit.upstream PORT``. Behaviour by path (after any listen path is
 stripped by the gateway):
 
 - ``/echo...``     200 JSON: method, path, query, headers (as a list), body length and sha256

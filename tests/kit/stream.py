@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Iterator
 
-from tests.support.upstream import PATTERN
+from tests.kit.upstream import PATTERN
 
 __all__ = ["RssSampler", "blocks", "upload", "download", "rss_kib"]
 

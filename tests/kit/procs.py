@@ -14,6 +14,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.kit.raw import RawResponse
+
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "test-secret-0123456789"
 
@@ -37,14 +39,28 @@ def wait_port(port: int, timeout: float = 10.0, proc: subprocess.Popen | None = 
     raise TimeoutError(f"nothing listening on {port} after {timeout}s")
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any ``FASTGATE_*`` variable, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FASTGATE_")}
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 20) -> subprocess.CompletedProcess:
+    """``python -m fastgate *args`` to completion in the repository, with ``env`` added to a clean
+    environment; output captured as text."""
+    return subprocess.run([sys.executable, "-m", "fastgate", *args], cwd=ROOT, env=clean_env(**(env or {})),
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
 class Upstream:
-    """The test upstream (``tests/support/upstream.py``) in its own process."""
+    """The test upstream (``tests/kit/upstream.py``) in its own process."""
 
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.upstream", str(self.port)],
+            [sys.executable, "-m", "tests.kit.upstream", str(self.port)],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
         )
@@ -58,6 +74,7 @@ class Upstream:
         urllib.request.urlopen(f"{self.url}/__reset", timeout=5).read()
 
     def stop(self) -> None:
+        """Terminate the process (killed when it does not exit within 5 s)."""
         self.proc.terminate()
         try:
             self.proc.wait(5)
@@ -66,21 +83,15 @@ class Upstream:
             self.proc.wait()
 
 
-def classic_api(api_id: str, listen_path: str, target_url: str, **fields: Any) -> dict[str, Any]:
-    """A Tyk Classic API definition with the given overrides."""
-    api: dict[str, Any] = {
-        "name": api_id,
-        "api_id": api_id,
-        "org_id": "default",
-        "use_keyless": True,
-        "active": True,
-        "proxy": {"listen_path": listen_path, "target_url": target_url, "strip_listen_path": True},
-    }
-    proxy = fields.pop("proxy", None)
-    if proxy:
-        api["proxy"].update(proxy)
-    api.update(fields)
-    return api
+def echo(resp: RawResponse) -> dict[str, Any]:
+    """The upstream's ``/echo`` record in a 200 answer (fails the test on any other status)."""
+    assert resp.status == 200, (resp.status, resp.body[:300])
+    return json.loads(resp.body)
+
+
+def headers_of(record: dict[str, Any]) -> dict[str, str]:
+    """An echo record's request headers, names lower-cased (the last of repeated ones wins)."""
+    return {k.lower(): v for k, v in record["headers"]}
 
 
 def _toml_value(value: Any) -> str:
@@ -125,6 +136,7 @@ class Gateway:
         policies: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
         port: int | None = None,
+        wait: bool = True,
     ) -> None:
         self.dir = directory
         self.port = port or free_port()
@@ -154,11 +166,12 @@ class Gateway:
         self.log_path = directory / "gateway.log"
         self.env = env or {}
         self.proc: subprocess.Popen | None = None
-        self.start()
+        self.start(wait=wait)
 
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FASTGATE_")}
-        env.update(self.env)
+    def start(self, wait: bool = True) -> None:
+        """Spawn the process; with ``wait`` (the default) return once it listens, else call
+        ``ready()`` later (several gateways then start side by side)."""
+        env = clean_env(**self.env)
         self.log_file = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fastgate", "run", "--config", str(self.config)],
@@ -167,13 +180,20 @@ class Gateway:
             stderr=subprocess.STDOUT,
             env=env,
         )
+        if wait:
+            self.ready()
+
+    def ready(self) -> None:
+        """Wait until the gateway listens (fails when the process exits first)."""
         wait_port(self.port, proc=self.proc)
 
     @property
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def admin(self, method: str, path: str, body: Any = None, secret: str = SECRET) -> tuple[int, Any]:
+    def admin(self, method: str, path: str, body: Any = None, secret: str = SECRET, timeout: float = 10
+              ) -> tuple[int, Any]:
+        """One Gateway API call: ``(status, decoded JSON body)`` (the raw bytes when not JSON)."""
         data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
         req = urllib.request.Request(self.url + path, data=data, method=method)
         if secret is not None:
@@ -181,7 +201,7 @@ class Gateway:
         # A TLS gateway's certificate is the test's own: its Gateway API is called without checking it.
         context = ssl._create_unverified_context() if self.url.startswith("https") else None
         try:
-            with urllib.request.urlopen(req, timeout=10, context=context) as r:
+            with urllib.request.urlopen(req, timeout=timeout, context=context) as r:
                 return r.status, json.loads(r.read() or b"null")
         except urllib.error.HTTPError as e:
             raw = e.read()
@@ -195,6 +215,7 @@ class Gateway:
         self.proc.send_signal(sig)
 
     def stop(self, timeout: float = 20) -> int:
+        """SIGTERM and wait for the exit code (SIGKILL after ``timeout``)."""
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else 0
         self.proc.send_signal(signal.SIGTERM)
@@ -205,3 +226,12 @@ class Gateway:
             code = self.proc.wait()
         self.log_file.close()
         return code
+
+
+def stop_all(gateways: list[Gateway]) -> None:
+    """Stop several gateways with overlapping graceful shutdowns: SIGTERM to each, then wait."""
+    for gw in gateways:
+        if gw.proc is not None and gw.proc.poll() is None:
+            gw.proc.send_signal(signal.SIGTERM)
+    for gw in gateways:
+        gw.stop()
