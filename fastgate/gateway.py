@@ -181,11 +181,8 @@ class Gateway:
         ):
             req.api = None
             return True
-        host = req.host
-        if ":" in host and not host.endswith("]"):
-            host = host.rsplit(":", 1)[0]
         if ";" not in path:
-            match = self.router.match(host, path)
+            match = self.router.route(req.host, path)
             if match is None:
                 return False
             api, req.listen_base = match
@@ -194,7 +191,7 @@ class Gateway:
             return True
         # Routing matches the path an upstream that drops ";" parameters would read; the API
         # found decides whether the parameters may reach it at all.
-        match = self.router.match(host, without_path_parameters(path))
+        match = self.router.route(req.host, without_path_parameters(path))
         if match is None:
             return False
         api, req.listen_base = match

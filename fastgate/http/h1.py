@@ -154,13 +154,31 @@ def simple_response(
     return b"".join(head)
 
 
+_TARGETS: dict[bytes, tuple[str, str, str]] = {}
+MAX_TARGETS = 4096
+
+
 def normalize_target(target: bytes) -> tuple[str, str, str]:
     """Split a request target into ``(host_from_target, path, query)`` with the path made canonical.
 
     The path that routing and policies see must be the path the upstream receives, so it is made
     canonical here, once (see ``canonical_path``). The query is left as sent.
     Raises ``ProtocolError(400)`` for a target that is neither origin- nor absolute-form.
+
+    The answer is a pure function of the exact target bytes, so accepted targets are remembered
+    (at most ``MAX_TARGETS``; refusals are never remembered and are worked out each time).
     """
+    found = _TARGETS.get(target)
+    if found is not None:
+        return found
+    found = _normalize_target(target)
+    if len(_TARGETS) >= MAX_TARGETS:
+        _TARGETS.clear()
+    _TARGETS[target] = found
+    return found
+
+
+def _normalize_target(target: bytes) -> tuple[str, str, str]:
     host = ""
     if not target.startswith(b"/"):
         lowered = target[:8].lower()

@@ -84,7 +84,7 @@ class Exchange:
         self.deadline = 0.0
         self.retried = False
         self.status = 0
-        self.started = monotonic()
+        self.started = 0.0  # set by begin(): one clock read per request
         self.keep_alive = req.keep_alive
         self.local = False  # answered by the gateway itself (Gateway API, /hello)
 

@@ -93,6 +93,21 @@ def test_query_is_not_normalised():
     assert normalize_target(b"/a?p=%2e%2e%2f..\\") == ("", "/a", "p=%2e%2e%2f..\\")
 
 
+def test_remembered_targets_are_exact_and_refusals_never_remembered():
+    from fastgate.http import h1
+
+    assert normalize_target(b"/m/%61/./b?q") == ("", "/m/a/b", "q")
+    assert normalize_target(b"/m/%61/./b?q") == ("", "/m/a/b", "q")  # a hit: the same answer
+    assert normalize_target(b"/M/%61/./b?q") == ("", "/M/a/b", "q")  # other bytes, other entry
+    for _ in range(2):
+        with pytest.raises(ProtocolError):
+            normalize_target(b"/m/%2e%2e/x")
+    assert b"/m/%2e%2e/x" not in h1._TARGETS
+    for i in range(h1.MAX_TARGETS + 1):
+        normalize_target(b"/fill/%d" % i)
+    assert len(h1._TARGETS) <= h1.MAX_TARGETS
+
+
 # ---- responses -------------------------------------------------------------------------------
 
 
