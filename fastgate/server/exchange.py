@@ -282,8 +282,8 @@ class Exchange:
         if not dated:
             # A proxy forwarding a response without Date must add one (RFC 9110 §6.6.1).
             out.append(b"Date: %b\r\n" % http_date())
-        if req.response_headers:
-            out.extend(b"%b: %b\r\n" % header for header in req.response_headers)
+        if req.response_lines:
+            out.append(req.response_lines)
         keep_alive = self.keep_alive and not self.client.closing
         if req.method == "HEAD" or status in (204, 304):
             if length is not None and status != 204:  # a 204 never has one (RFC 9110 §8.6)
