@@ -174,3 +174,35 @@ def test_chunk_framing():
 def test_http_date():
     assert http_date(0) == b"Thu, 01 Jan 1970 00:00:00 GMT"
     assert re.fullmatch(rb"\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT", http_date())
+
+
+def test_response_fields_are_sorted_by_name_in_any_case():
+    from fastgate.http import h1
+
+    kinds = {
+        b"Date": h1.FIELD_DATE,
+        b"CONTENT-LENGTH": h1.FIELD_LENGTH,
+        b"transfer-Encoding": h1.FIELD_TRANSFER_ENCODING,
+        b"Connection": h1.FIELD_CONNECTION,
+        b"Keep-Alive": h1.FIELD_HOP,
+        b"Proxy-Authenticate": h1.FIELD_HOP,
+        b"Upgrade": h1.FIELD_HOP,
+        b"Content-Type": h1.FIELD_PASS,
+        b"Set-Cookie": h1.FIELD_PASS,
+        b"Content-Length-X": h1.FIELD_PASS,
+    }
+    for name, kind in kinds.items():
+        assert h1.response_field_kind(name) == kind, name
+        assert h1.response_field_kind(name) == kind, name  # remembered
+    for i in range(h1.MAX_RESPONSE_FIELDS + 1):
+        h1.response_field_kind(b"X-Fill-%d" % i)
+    assert len(h1.RESPONSE_FIELDS) <= h1.MAX_RESPONSE_FIELDS
+    assert h1.response_field_kind(b"CONNECTION") == h1.FIELD_CONNECTION  # also when not kept
+
+
+def test_upstream_status_line_keeps_the_upstreams_reason():
+    from fastgate.http.h1 import upstream_status_line
+
+    assert upstream_status_line(200, b"Fine") == b"HTTP/1.1 200 Fine\r\n"
+    assert upstream_status_line(200, b"") == b"HTTP/1.1 200 OK\r\n"
+    assert upstream_status_line(599, b"") == b"HTTP/1.1 599 Unknown\r\n"
