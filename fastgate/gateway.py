@@ -195,11 +195,8 @@ class Gateway:
         ):
             req.api = None
             return True
-        host = req.host
-        if ":" in host and not host.endswith("]"):
-            host = host.rsplit(":", 1)[0]
         if ";" not in path:
-            match = self.router.match(host, path)
+            match = self.router.route(req.host, path)
             if match is None:
                 return False
             api, req.listen_base = match
@@ -208,7 +205,7 @@ class Gateway:
             return True
         # Routing matches the path an upstream that drops ";" parameters would read; the API
         # found decides whether the parameters may reach it at all.
-        match = self.router.match(host, without_path_parameters(path))
+        match = self.router.route(req.host, without_path_parameters(path))
         if match is None:
             return False
         api, req.listen_base = match
@@ -227,30 +224,33 @@ class Gateway:
         assert api is not None
         listed = req.conn_tokens
         keep = METHOD_OVERRIDE_HEADERS if api.spec.access.allow_method_override else _KEEP_NONE
-        out = [b"%b %b HTTP/1.1\r\n" % (req.method.encode(), api.upstream_path(req).encode())]
+        out = [api.request_line(req)]
         verdicts = _DROP_VERDICTS
         for name, value in req.headers:
-            lname = name.lower()
-            dropped = verdicts.get(lname)
+            # Verdicts are kept by the name as sent: the common case costs no lower().
+            dropped = verdicts.get(name)
             if dropped is None:
-                dropped = _dropped_from_client(lname)
+                dropped = _dropped_from_client(name.lower())
                 if len(verdicts) < _MAX_VERDICTS:
-                    verdicts[lname] = dropped
-            if (dropped and lname not in keep) or (listed is not None and lname in listed):
+                    verdicts[name] = dropped
+            if dropped:
+                if not keep or name.lower() not in keep:
+                    continue
+            if listed is not None and name.lower() in listed:
                 continue
             out.append(b"%b: %b\r\n" % (name, value))
         host = req.host.encode() if api.spec.preserve_host_header and req.host else api.upstream.host_header
-        client_ip = req.client_ip.encode()
-        forwarded_for = req.forwarded_for + b", " + client_ip if req.forwarded_for else client_ip
-        scheme = req.scheme.encode()
-        request_host = req.host.encode()
-        forwarded = forwarded_element(client_ip, scheme, request_host)
-        if req.forwarded:
-            forwarded = req.forwarded + b", " + forwarded
-        out.append(
-            b"Host: %b\r\nX-Forwarded-For: %b\r\nX-Forwarded-Proto: %b\r\nX-Forwarded-Host: %b\r\nForwarded: %b\r\n"
-            % (host, forwarded_for, scheme, request_host, forwarded)
-        )
+        if req.forwarded_for or req.forwarded:
+            out.append(_forwarded_block(host, req))
+        else:
+            # The common case: the block depends only on the connection (client address, scheme)
+            # and the two hosts, so a keep-alive connection builds it once.
+            client = exchange.client
+            if client.forwarded_host != host or client.forwarded_request_host != req.host:
+                client.forwarded_block = _forwarded_block(host, req)
+                client.forwarded_host = host
+                client.forwarded_request_host = req.host
+            out.append(client.forwarded_block)
         peer = req.peer_cert
         if self.options.set_forwarded_client_cert and peer is not None and not peer.expired():
             out.append(b"X-Forwarded-Client-Cert: %b\r\n" % forwarded_client_cert(peer))
@@ -355,6 +355,21 @@ class Gateway:
         for closer in self.services.lifecycle.closers:
             await closer()
         log.info("stopped")
+
+
+def _forwarded_block(host: bytes, req: Request) -> bytes:
+    """``Host`` and the ``X-Forwarded-*`` / ``Forwarded`` lines the upstream receives."""
+    client_ip = req.client_ip.encode()
+    forwarded_for = req.forwarded_for + b", " + client_ip if req.forwarded_for else client_ip
+    scheme = req.scheme.encode()
+    request_host = req.host.encode()
+    forwarded = forwarded_element(client_ip, scheme, request_host)
+    if req.forwarded:
+        forwarded = req.forwarded + b", " + forwarded
+    return (
+        b"Host: %b\r\nX-Forwarded-For: %b\r\nX-Forwarded-Proto: %b\r\nX-Forwarded-Host: %b\r\nForwarded: %b\r\n"
+        % (host, forwarded_for, scheme, request_host, forwarded)
+    )
 
 
 def _tls_options(context: Any, handshake_timeout: float) -> dict[str, Any]:

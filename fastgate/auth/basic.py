@@ -61,6 +61,7 @@ PASSWORD_GROUP = Denial(400, "password should be inside regexp match group")
 BODY_TOO_LARGE = Denial(413, "Request body is too large to read credentials from")
 BODY_TIMEOUT = Denial(408, "Request timed out")
 BUSY = Denial(503, "Too many password checks in progress; try again shortly", ((b"Retry-After", b"1"),))
+MAX_MEMO = 10_000  # Authorization values remembered per API
 # Checked for users that do not exist, so they cost what a wrong password costs. Cost 10 as
 # passwords are stored (fastgate.auth.passwords.BCRYPT_COST); the password is random and forgotten.
 DUMMY_BCRYPT_HASH = "$2b$10$JJaQ4PmR3ZEfEN0U2oochuRumEjjXcBxo49Uuw.ztZryLG8.zhYfW"
@@ -156,21 +157,66 @@ def compile_basic_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]
             tokens[user] = token
         return token
 
+    # The exact Authorization value -> (throttle key, storage id, session, valid until,
+    # session-cache version, policy applier) after a password check that needed no waiting: kept
+    # while no key was invalidated anywhere, no policy reloaded, and neither the cached session
+    # nor the cached bcrypt result (both on time.monotonic) has expired, so it is exactly as
+    # strict as the caches it stands on. Throttling still applies on every request. Bounded.
+    memo: dict[str, tuple[str, str, SessionState, float, int, Any]] = {}
+
     def check_basic(req: Request) -> Denial | None | Awaitable[Denial | None]:
         value = extract(req)
+        if value:
+            hit = memo.get(value)
+            cache = sessions.cache
+            if hit is not None and hit[4] == cache.version and hit[5] is sessions.applier and cache.now() < hit[3]:
+                if throttling:
+                    denial = throttled(req, hit[0])
+                    if denial is not None:
+                        return denial
+                offer_session(req, base, "basic_auth_user", hit[1], hit[2])
+                return None
         creds = parse_basic_credentials(value) if value else missing
         if type(creds) is Denial:
             return _from_body(req) if from_body else creds
-        return guarded(req, *creds)  # type: ignore[misc]
+        version = sessions.cache.version
+        applier = sessions.applier
+        result = guarded(req, *creds)  # type: ignore[misc]
+        if result is None and version >= 0:
+            remember(value, *creds, version, applier)  # type: ignore[misc]
+        return result
+
+    def remember(value: str, user: str, password: bytes, version: int, applier: Any) -> None:
+        """Keep what a password check that has just passed synchronously stood on."""
+        token = user_token(user)
+        found = sessions.cached(token, spec) if token is not None else None
+        if not found:
+            return
+        storage_id, session = found
+        stored = session.basic_auth_data
+        until = sessions.cache.expires_at(storage_id)
+        if check_fast(stored, password) is None:  # bcrypt: only as long as its result is cached
+            if not caching:
+                return
+            until = min(until, checker.cached_until(checker.cache_key(stored.password, password), ttl))
+        if len(memo) >= MAX_MEMO:
+            memo.clear()
+        memo[value] = (org + "\0" + user, storage_id, session, until, version, applier)
+
+    def throttled(req: Request, user_key: str) -> Denial | None:
+        wait = max(per_user.retry_after(user_key), per_client.retry_after(req.client_ip))
+        if wait:
+            return Denial(429, THROTTLED_MESSAGE.format(wait), ((b"Retry-After", str(wait).encode()),))
+        return None
 
     def guarded(req: Request, user: str, password: bytes) -> Denial | None | Awaitable[Denial | None]:
         """``verify``, refused while the user or the client is throttled, failures counted."""
         if not throttling:
             return verify(req, user, password)
         user_key = org + "\0" + user
-        wait = max(per_user.retry_after(user_key), per_client.retry_after(req.client_ip))
-        if wait:
-            return Denial(429, THROTTLED_MESSAGE.format(wait), ((b"Retry-After", str(wait).encode()),))
+        denial = throttled(req, user_key)
+        if denial is not None:
+            return denial
         result = verify(req, user, password)
         if result is None:
             return None

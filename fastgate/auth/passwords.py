@@ -109,6 +109,12 @@ class PasswordChecker:
         self._cache.move_to_end(key)
         return entry[0]
 
+    def cached_until(self, key: tuple[str, bytes], ttl: float) -> float:
+        """When the remembered result for ``key`` stops being used (``time.monotonic``); 0 when
+        none is remembered."""
+        entry = self._cache.get(key)
+        return entry[1] + ttl if entry is not None else 0.0
+
     async def check(self, key: tuple[str, bytes], password: bytes, *, remember: bool) -> bool | None:
         """Run bcrypt for ``key`` off the loop; None when too many checks are already waiting."""
         if len(password) > BCRYPT_MAX_BYTES:

@@ -50,18 +50,37 @@ def compile_token_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]
     # Certificate-bound keys, and keys derived from certificates refused as header tokens.
     certificate_check = compile_token_certificate_checks(spec, services)
 
+    cache = sessions.cache
+    # credential -> (found, valid until, session-cache version, policy applier): what
+    # ``sessions.cached`` answered, kept while nothing it depends on can have changed (no key
+    # invalidated anywhere, no policy reload, the cached session not expired), so it is exactly
+    # as strict as the caches it stands on. Bounded.
+    memo: dict[str, tuple[Any, float, int, Any]] = {}
+
     def check_token(req: Request) -> Denial | None | Awaitable[Denial | None]:
         credential = extract(req)
         if not credential:
             return MISSING
+        hit = memo.get(credential)
+        if hit is not None and hit[2] == cache.version and hit[3] is sessions.applier and cache.now() < hit[1]:
+            return _accept(req, hit[0], base, certificate_check)
+        version = cache.version
+        applier = sessions.applier
         found = sessions.cached(credential, spec)
         if found is None:
             return _lookup(sessions, credential, spec, req, base, certificate_check)
         if found is False:
             return DISALLOWED
+        if version >= 0:
+            if len(memo) >= MAX_MEMO:
+                memo.clear()
+            memo[credential] = (found, cache.expires_at(found[0]), version, applier)
         return _accept(req, found, base, certificate_check)
 
     return (check_token,)
+
+
+MAX_MEMO = 10_000
 
 
 async def _lookup(sessions: "SessionManager", credential: str, spec: ApiSpec, req: Request, base: str,

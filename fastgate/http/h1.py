@@ -22,6 +22,15 @@ from typing import Iterable
 
 __all__ = [
     "HOP_BY_HOP",
+    "FIELD_PASS",
+    "FIELD_DATE",
+    "FIELD_LENGTH",
+    "FIELD_TRANSFER_ENCODING",
+    "FIELD_CONNECTION",
+    "FIELD_HOP",
+    "RESPONSE_FIELDS",
+    "response_field_kind",
+    "upstream_status_line",
     "ProtocolError",
     "error_response",
     "normalize_target",
@@ -53,6 +62,38 @@ HOP_BY_HOP = frozenset(
         b"proxy-authorization",
     }
 )
+
+# What the gateway does with a field of an upstream's response head, by the name as sent (kept
+# once per distinct name, so a response costs one dict lookup per field and no lower()):
+# forwarded as is, forwarded and noted (Date), or consumed (framing and hop-by-hop fields).
+FIELD_PASS, FIELD_DATE, FIELD_LENGTH, FIELD_TRANSFER_ENCODING, FIELD_CONNECTION, FIELD_HOP = range(6)
+RESPONSE_FIELDS: dict[bytes, int] = {}
+MAX_RESPONSE_FIELDS = 4096
+
+
+def response_field_kind(name: bytes) -> int:
+    """The ``FIELD_*`` kind of a response field called ``name`` (any case), remembered in
+    ``RESPONSE_FIELDS`` (bounded)."""
+    kind = RESPONSE_FIELDS.get(name)
+    if kind is not None:
+        return kind
+    lname = name.lower()
+    if lname == b"date":
+        kind = FIELD_DATE
+    elif lname == b"content-length":
+        kind = FIELD_LENGTH
+    elif lname == b"transfer-encoding":
+        kind = FIELD_TRANSFER_ENCODING
+    elif lname == b"connection":
+        kind = FIELD_CONNECTION
+    elif lname in HOP_BY_HOP:
+        kind = FIELD_HOP
+    else:
+        kind = FIELD_PASS
+    if len(RESPONSE_FIELDS) < MAX_RESPONSE_FIELDS:
+        RESPONSE_FIELDS[name] = kind
+    return kind
+
 
 CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
@@ -93,6 +134,21 @@ def status_line(status: int) -> bytes:
     """A prebuilt ``HTTP/1.1 <status> <reason>`` line."""
     line = _STATUS_LINES.get(status)
     return line if line is not None else b"HTTP/1.1 %d Unknown\r\n" % status
+
+
+_UPSTREAM_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
+
+
+def upstream_status_line(status: int, reason: bytes) -> bytes:
+    """The status line forwarded for an upstream's ``status`` and ``reason`` (ours when it sent
+    none), built once per distinct pair (at most 1024 kept)."""
+    key = (status, reason)
+    line = _UPSTREAM_STATUS_LINES.get(key)
+    if line is None:
+        line = b"HTTP/1.1 %d %b\r\n" % (status, reason) if reason else status_line(status)
+        if len(_UPSTREAM_STATUS_LINES) < 1024:
+            _UPSTREAM_STATUS_LINES[key] = line
+    return line
 
 
 def json_escape(text: str) -> str:
@@ -154,13 +210,31 @@ def simple_response(
     return b"".join(head)
 
 
+_TARGETS: dict[bytes, tuple[str, str, str]] = {}
+MAX_TARGETS = 4096
+
+
 def normalize_target(target: bytes) -> tuple[str, str, str]:
     """Split a request target into ``(host_from_target, path, query)`` with the path made canonical.
 
     The path that routing and policies see must be the path the upstream receives, so it is made
     canonical here, once (see ``canonical_path``). The query is left as sent.
     Raises ``ProtocolError(400)`` for a target that is neither origin- nor absolute-form.
+
+    The answer is a pure function of the exact target bytes, so accepted targets are remembered
+    (at most ``MAX_TARGETS``; refusals are never remembered and are worked out each time).
     """
+    found = _TARGETS.get(target)
+    if found is not None:
+        return found
+    found = _normalize_target(target)
+    if len(_TARGETS) >= MAX_TARGETS:
+        _TARGETS.clear()
+    _TARGETS[target] = found
+    return found
+
+
+def _normalize_target(target: bytes) -> tuple[str, str, str]:
     host = ""
     if not target.startswith(b"/"):
         lowered = target[:8].lower()

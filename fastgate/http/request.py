@@ -42,7 +42,7 @@ class Request:
         "conn_tokens",
         "forwarded_for",
         "forwarded",
-        "response_headers",
+        "response_lines",
         "body_tap",
     )
 
@@ -72,8 +72,9 @@ class Request:
         self.conn_tokens: list[bytes] | None = None  # header names the client's Connection lists
         self.forwarded_for = b""  # the client's own X-Forwarded-For chain, if any
         self.forwarded = b""  # the client's own Forwarded chain (RFC 7239), if any
-        # Headers stages add to the client's response (rate-limit and quota headers).
-        self.response_headers: list[tuple[bytes, bytes]] | None = None
+        # Header lines stages add to the client's response (rate-limit and quota headers), each
+        # ``Name: value\r\n``, formatted once by the stage that knows them.
+        self.response_lines = b""
         # Sees each body piece before it is forwarded (fastgate.auth.body): HMAC digests,
         # basic-auth credentials read from the body.
         self.body_tap: Any = None

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CompiledApi", "UpstreamTarget", "compile_api"]
 
+MAX_REQUEST_LINES = 4096
+
 
 @dataclass(frozen=True, slots=True)
 class UpstreamTarget:
@@ -80,6 +82,22 @@ class CompiledApi:
     # Picks the stage set for a request when it is routed (fastgate.pipeline.access): endpoint lists,
     # method overrides. None on APIs without either.
     select: Callable[[Request], "CompiledApi"] | None = None
+    # The upstream request line per (method, canonical path, query): built once, bounded. The
+    # stage-set variants made by ``select`` share it (same spec, same target).
+    request_lines: dict[tuple[str, str, str], bytes] = field(default_factory=dict)
+
+    def request_line(self, req: Request) -> bytes:
+        """``METHOD <upstream path> HTTP/1.1\r\n`` for ``req``, remembered per method, path and
+        query (the listen base is a function of the path on one API)."""
+        key = (req.method, req.path, req.query)
+        lines = self.request_lines
+        line = lines.get(key)
+        if line is None:
+            line = b"%b %b HTTP/1.1\r\n" % (req.method.encode(), self.upstream_path(req).encode())
+            if len(lines) >= MAX_REQUEST_LINES:
+                lines.clear()
+            lines[key] = line
+        return line
 
     def upstream_path(self, req: Request) -> str:
         """The path (and query) the upstream receives for ``req``."""

@@ -27,7 +27,16 @@ from typing import TYPE_CHECKING, Any, Awaitable
 
 from fastgate.pipeline.access import effective_method
 from fastgate.apidef.spec import ApiSpec
-from fastgate.store.limits import QuotaDecision, RateDecision, RateParams, quota_key, rate_limit_key, rate_params
+from fastgate.store.limits import (
+    US,
+    QuotaDecision,
+    RateDecision,
+    RateParams,
+    quota_key,
+    rate_decision,
+    rate_limit_key,
+    rate_params,
+)
 from fastgate.pipeline.stage import Denial, Stage
 from fastgate.http.request import Request
 from fastgate.sessions.session import SessionState
@@ -72,6 +81,8 @@ def compile_post_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]:
     store = services.store
     # The memory store answers without waiting: then the stage stays synchronous (no task).
     hit_now = getattr(store, "limits_hit_now", None)
+    # ... and a rate limit without a quota is one plain call that returns the numbers only.
+    rate_step_now = getattr(store, "rate_step_now", None)
 
     def check_limits(req: Request) -> Denial | None | Awaitable[Denial | None]:
         session: SessionState = req.session
@@ -80,22 +91,34 @@ def compile_post_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]:
         hit = memo.get(memo_key)
         if hit is not None and hit[0] is session:  # identity: an id can be reused once freed
             names = hit[1]
+            lines = hit[2]
         else:
             names = _limit_names(session, spec.api_id, key_id)
+            lines = _rate_lines(names[1].limit) if names and names[1] is not None and names[2] is None else b""
             if len(memo) >= MEMO_SIZE:
                 memo.clear()
-            memo[memo_key] = (session, names)
+            memo[memo_key] = (session, names, lines)
         if names is None:
             return None
         if names is False:
             return API_DISALLOWED
+        if lines and rate_step_now is not None:
+            params: RateParams = names[1]
+            allowed, tat, now_us = rate_step_now(names[0], params)
+            if not allowed:
+                return _decide(req, rate_decision(False, tat, now_us, params), None)
+            ahead = tat - now_us  # > 0: an allowed hit moved the TAT past now
+            remaining = min(max((params.tolerance_us - ahead) // params.interval_us + 1, 0), params.limit)
+            req.response_lines = lines % (remaining, int(time.time() + ahead / US + 0.999))
+            return None
         if hit_now is not None:
             return _decide(req, *hit_now(*names))
         return _hit_limits(req, store, names)
 
     # Applied sessions are shared, read-only objects (PolicyApplier hands out the same one until
-    # the key or the policies change), so what they mean for this API is worked out once.
-    memo: dict[tuple[int, str], tuple[SessionState, Any]] = {}
+    # the key or the policies change), so what they mean for this API is worked out once, with
+    # the rate-limit header lines prebuilt for the key's limit (None/False: no limit/no access).
+    memo: dict[tuple[int, str], tuple[SessionState, Any, bytes]] = {}
 
     return (check_access, check_limits)
 
@@ -133,10 +156,20 @@ def _decide(req: Request, rate: RateDecision | None, quota: QuotaDecision | None
     if quota is not None:
         if not quota.allowed:
             return Denial(403, QUOTA_EXCEEDED, _quota_headers(quota))
-        req.response_headers = list(_quota_headers(quota))
+        req.response_lines = _header_lines(_quota_headers(quota))
     elif rate is not None:
-        req.response_headers = list(_rate_headers(rate, retry=False))
+        req.response_lines = _header_lines(_rate_headers(rate, retry=False))
     return None
+
+
+@lru_cache(maxsize=1024)
+def _rate_lines(limit: int) -> bytes:
+    """The rate-limit header lines for ``limit``, to be %-formatted with (remaining, reset)."""
+    return b"X-RateLimit-Limit: %d\r\nX-RateLimit-Remaining: %%d\r\nX-RateLimit-Reset: %%d\r\n" % limit
+
+
+def _header_lines(headers: tuple[tuple[bytes, bytes], ...]) -> bytes:
+    return b"".join(b"%b: %b\r\n" % header for header in headers)
 
 
 def _quota_headers(quota: QuotaDecision) -> tuple[tuple[bytes, bytes], ...]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastgate import clock
 from fastgate.pipeline.stage import Denial
-from fastgate.http.h1 import HOP_BY_HOP, LAST_CHUNK, CONTINUE_100, chunk, error_response, http_date, status_line
+from fastgate.http.h1 import LAST_CHUNK, CONTINUE_100, chunk, error_response, http_date, upstream_status_line
 from fastgate.http.request import Request
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ class Exchange:
         self.deadline = 0.0
         self.retried = False
         self.status = 0
-        self.started = monotonic()
+        self.started = 0.0  # set by begin(): one clock read per request
         self.keep_alive = req.keep_alive
         self.local = False  # answered by the gateway itself (Gateway API, /hello)
 
@@ -246,7 +246,9 @@ class Exchange:
 
     # ---- response from the upstream ---------------------------------------------------------
 
-    def on_response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    def on_response_head(self, status: int, reason: bytes, head: "UpstreamConnection") -> None:
+        """The upstream's response head is complete: ``head`` holds its fields, already sorted
+        (``UpstreamConnection.on_header``); write ours to the client."""
         if status < 200:
             # 1xx: our own 100 Continue already went to the client; drop the upstream's.
             self.skip_informational = True
@@ -255,35 +257,18 @@ class Exchange:
         self.status = status
         self.deadline = clock.now + self.client.gateway.upstream_timeout
         req = self.req
-        out = [b"HTTP/1.1 %d %b\r\n" % (status, reason) if reason else status_line(status)]
-        length = None
-        transfer_encoding = None
-        listed: list[bytes] = []
-        dated = False
-        for name, value in headers:
-            lname = name.lower()
-            if lname == b"date":
-                dated = True
-            elif lname in HOP_BY_HOP:
-                if lname == b"transfer-encoding":
-                    transfer_encoding = value
-                elif lname == b"connection":
-                    lvalue = value.lower()
-                    # "keep-alive" and "close" name no header: the common case costs no split.
-                    if lvalue != b"keep-alive" and lvalue != b"close":
-                        listed.extend(t.strip() for t in lvalue.split(b","))
-                continue
-            if lname == b"content-length":
-                length = value
-                continue
-            out.append(b"%b: %b\r\n" % (name, value))
-        if listed:
-            _drop_listed(out, listed)
+        out = head.lines  # made for this response; slot 0 waits for the status line
+        out[0] = upstream_status_line(status, reason)
+        length = head.length
+        transfer_encoding = head.transfer_encoding
+        dated = head.dated
+        if head.listed:
+            _drop_listed(out, head.listed)
         if not dated:
             # A proxy forwarding a response without Date must add one (RFC 9110 §6.6.1).
             out.append(b"Date: %b\r\n" % http_date())
-        if req.response_headers:
-            out.extend(b"%b: %b\r\n" % header for header in req.response_headers)
+        if req.response_lines:
+            out.append(req.response_lines)
         keep_alive = self.keep_alive and not self.client.closing
         if req.method == "HEAD" or status in (204, 304):
             if length is not None and status != 204:  # a 204 never has one (RFC 9110 §8.6)

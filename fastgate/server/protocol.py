@@ -116,6 +116,9 @@ class HttpConnection(asyncio.Protocol):
         "final_seen",
         "messages",
         "out",
+        "forwarded_host",
+        "forwarded_request_host",
+        "forwarded_block",
     )
 
     def __init__(self, gateway: GatewayHost, *, admin: bool = False) -> None:
@@ -151,6 +154,11 @@ class HttpConnection(asyncio.Protocol):
         # after it may be processed (RFC 9112 §9.6), even bytes already in the same segment.
         self.final_seen = False
         self.messages = 0  # requests completely parsed on this connection
+        # The upstream's Host and X-Forwarded-* lines, built by the gateway for the first request
+        # and reused while the two hosts stay the same (client address and scheme cannot change).
+        self.forwarded_host: bytes | None = None  # None: nothing built yet
+        self.forwarded_request_host = ""
+        self.forwarded_block = b""
 
     # ---- asyncio callbacks -------------------------------------------------------------------
 

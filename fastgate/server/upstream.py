@@ -24,6 +24,15 @@ from typing import TYPE_CHECKING, Any
 import httptools
 
 from fastgate import clock
+from fastgate.http.h1 import (
+    FIELD_CONNECTION,
+    FIELD_DATE,
+    FIELD_LENGTH,
+    FIELD_PASS,
+    FIELD_TRANSFER_ENCODING,
+    RESPONSE_FIELDS,
+    response_field_kind,
+)
 
 if TYPE_CHECKING:
     from fastgate.server.exchange import Exchange
@@ -58,7 +67,11 @@ class UpstreamConnection(asyncio.Protocol):
         "reused",
         "status",
         "reason",
-        "headers",
+        "lines",
+        "length",
+        "transfer_encoding",
+        "listed",
+        "dated",
         "paused",
         "answered",
         "head_size",
@@ -74,7 +87,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.alive = False
         self.reused = False
         self.reason = b""
-        self.headers: list[tuple[bytes, bytes]] = []
+        # The response head, sorted while httptools reports it (one pass, no list of pairs):
+        # ``lines`` holds the forwarded field lines after a slot for the status line; the
+        # framing and hop-by-hop fields are kept apart for the exchange to decide on.
+        self.lines: list[bytes] = [b""]
+        self.length: bytes | None = None  # the last Content-Length value
+        self.transfer_encoding: bytes | None = None  # the last Transfer-Encoding value
+        self.listed: list[bytes] = []  # names the upstream's Connection header lists
+        self.dated = False
         self.paused = False
         self.head_size = 0  # bytes of the current response head so far
         self.in_head = True  # between requests and until a response head is complete
@@ -156,7 +176,11 @@ class UpstreamConnection(asyncio.Protocol):
             # A second response in the read that ended ours: never let it answer whoever has
             # the connection now (response desync); the connection is dropped as garbage.
             raise _Unsolicited
-        self.headers = []
+        self.lines = [b""]
+        self.length = None
+        self.transfer_encoding = None
+        self.listed = []
+        self.dated = False
         self.reason = b""
         self.head_size = 0
         self.in_head = True
@@ -168,12 +192,29 @@ class UpstreamConnection(asyncio.Protocol):
         self.head_size += len(name) + len(value) + 4
         if self.head_size > MAX_RESPONSE_HEAD:
             raise _HeadTooLarge
-        self.headers.append((name, value))
+        kind = RESPONSE_FIELDS.get(name)
+        if kind is None:
+            kind = response_field_kind(name)
+        if kind == FIELD_PASS:
+            self.lines.append(b"%b: %b\r\n" % (name, value))
+        elif kind == FIELD_DATE:
+            self.dated = True
+            self.lines.append(b"%b: %b\r\n" % (name, value))
+        elif kind == FIELD_LENGTH:
+            self.length = value
+        elif kind == FIELD_TRANSFER_ENCODING:
+            self.transfer_encoding = value
+        elif kind == FIELD_CONNECTION:
+            lvalue = value.lower()
+            # "keep-alive" and "close" name no header: the common case costs no split.
+            if lvalue != b"keep-alive" and lvalue != b"close":
+                self.listed.extend(t.strip() for t in lvalue.split(b","))
+        # FIELD_HOP: never forwarded
 
     def on_headers_complete(self) -> None:
         self.in_head = False
         if self.exchange is not None:
-            self.exchange.on_response_head(self.parser.get_status_code(), self.reason, self.headers)
+            self.exchange.on_response_head(self.parser.get_status_code(), self.reason, self)
 
     def on_body(self, body: bytes) -> None:
         if self.exchange is not None:

@@ -99,6 +99,23 @@ class SessionCache:
         hit = self._lookup(key_id)
         return MISS if hit is None else hit[0]
 
+    @property
+    def version(self) -> int:
+        """Changes whenever anything cached here may have changed (any invalidation, a clear, a
+        gap in events); -1 while the cache is bypassed. A memo built on a cached session is
+        valid while this is the same (and not -1) and the entry's ``expires_at`` has not passed."""
+        return self._generation if self.live else -1
+
+    def expires_at(self, key_id: str) -> float:
+        """When the cached entry for ``key_id`` stops being used (on this cache's clock); 0 when
+        there is none."""
+        entry = self._entries.get(key_id)
+        return entry[1] if entry is not None else 0.0
+
+    def now(self) -> float:
+        """This cache's clock, the one ``expires_at`` is measured on."""
+        return self._clock()
+
     async def get(self, key_id: str) -> SessionState | None:
         """The session stored under `key_id`, None when there is none (or it is unreadable)."""
         found = await self.get_first((key_id,))

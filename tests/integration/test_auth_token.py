@@ -108,6 +108,29 @@ def test_delete_key(gw):
     assert again.status_code == 404 and again.json() == {"status": "error", "message": "There is no such key found"}
 
 
+def test_a_remembered_credential_stops_working_as_soon_as_its_key_is_deleted(gw):
+    # Several requests on one connection: the first finds the key in the store, the next ones are
+    # answered from the stage's credential memo; the deletion must end that at once.
+    key = create_key(gw, {"access_rights": rights("api1")})
+    other = create_key(gw, {"access_rights": rights("api1")})
+    with requests.Session() as client:
+        for _ in range(5):
+            assert client.get(gw.url + "/api1/", headers={"Authorization": key}, timeout=5).status_code == 200
+            assert client.get(gw.url + "/api1/", headers={"Authorization": other}, timeout=5).status_code == 200
+        r = requests.delete(gw.url + f"/tyk/keys/{key}", headers=ADMIN, timeout=5)
+        assert r.status_code == 200
+        for _ in range(3):
+            denied = client.get(gw.url + "/api1/", headers={"Authorization": key}, timeout=5)
+            assert denied.status_code == 403 and error_of(denied) == "Access to this API has been disallowed"
+            assert client.get(gw.url + "/api1/", headers={"Authorization": other}, timeout=5).status_code == 200
+        # A changed key is seen at once too.
+        r = requests.put(gw.url + f"/tyk/keys/{other}", json={"access_rights": rights("api2")}, headers=ADMIN, timeout=5)
+        assert r.status_code == 200
+        moved = client.get(gw.url + "/api1/", headers={"Authorization": other}, timeout=5)
+        assert moved.status_code == 403 and error_of(moved) == "Access to this API has been disallowed"
+        assert client.get(gw.url + "/api2/", headers={"Authorization": other}, timeout=5).status_code == 200
+
+
 def test_rate_limit_429_with_headers(gw):
     key = create_key(gw, {"access_rights": rights("api1"), "rate": 3, "per": 60})["key"]
     codes = [requests.get(gw.url + "/api1/", headers={"Authorization": key}, timeout=5) for _ in range(4)]

@@ -164,6 +164,23 @@ def test_password_change_and_delete_take_effect(gw):
     assert requests.get(gw.url + "/basic/echo", auth=("carol", "second"), timeout=5).status_code == 401
 
 
+def test_a_remembered_login_stops_working_as_soon_as_its_user_is_deleted(gw):
+    # The first requests check the password (bcrypt, then its cached result); the next ones are
+    # answered from the stage's memo of the Authorization value. Deleting the user ends it at once.
+    create_user(gw, "erin", "pass-1", "basic")
+    create_user(gw, "frank", "pass-2", "basic")
+    with requests.Session() as client:
+        for _ in range(5):
+            assert client.get(gw.url + "/basic/echo", auth=("erin", "pass-1"), timeout=5).status_code == 200
+            assert client.get(gw.url + "/basic/echo", auth=("frank", "pass-2"), timeout=5).status_code == 200
+        assert client.get(gw.url + "/basic/echo", auth=("erin", "pass-2"), timeout=5).status_code == 401
+        assert requests.delete(gw.url + "/tyk/keys/erin?org_id=default", headers=ADMIN, timeout=5).ok
+        for _ in range(3):
+            denied = client.get(gw.url + "/basic/echo", auth=("erin", "pass-1"), timeout=5)
+            assert denied.status_code == 401 and error_of(denied) == "User not authorised"
+            assert client.get(gw.url + "/basic/echo", auth=("frank", "pass-2"), timeout=5).status_code == 200
+
+
 def test_passwords_over_72_bytes(gw):
     r = requests.post(f"{gw.url}/tyk/keys/longpw", headers=ADMIN, timeout=10, json={
         "org_id": "default", "basic_auth_data": {"password": "x" * 73},

@@ -510,6 +510,28 @@ def test_x_forwarded_headers_are_set(gw, up):
     assert chained["x-forwarded-for"] == "198.51.100.7, 127.0.0.1"
 
 
+def test_forwarded_lines_follow_each_request_on_one_connection(gw, up):
+    # The Host / X-Forwarded-* block is reused on a connection only while both hosts are the same.
+    with RawClient(gw.port) as c:
+        got = [
+            headers_of(echo(c.request("GET", "/k/echo", host=host, headers=extra)))
+            for host, extra in [
+                ("one.example", ""),
+                ("one.example", ""),
+                ("two.example:81", ""),
+                ("two.example:81", "X-Forwarded-For: 198.51.100.7\r\n"),
+                ("two.example:81", ""),
+                ("one.example", "Forwarded: for=192.0.2.1\r\n"),
+                ("one.example", ""),
+            ]
+        ]
+    assert [h["x-forwarded-host"] for h in got] == ["one.example"] * 2 + ["two.example:81"] * 3 + ["one.example"] * 2
+    assert [h["x-forwarded-for"] for h in got] == ["127.0.0.1"] * 3 + ["198.51.100.7, 127.0.0.1"] + ["127.0.0.1"] * 3
+    assert got[5]["forwarded"] == 'for=192.0.2.1, for=127.0.0.1;proto=http;host="one.example"'
+    assert got[6]["forwarded"] == 'for=127.0.0.1;proto=http;host="one.example"'
+    assert len({h["host"] for h in got}) == 1  # the upstream's own Host, whatever the client sent
+
+
 def test_hop_by_hop_response_headers_are_dropped(gw, up):
     query = "Keep-Alive=timeout%3D5&Connection=X-Internal%2C+X-Also&X-Internal=1&X-Also=2&Proxy-Connection=x&Upgrade=h2c&X-Public=ok"
     with RawClient(gw.port) as c:

@@ -99,6 +99,21 @@ def test_query_is_not_normalised():
     assert normalize_target(b"/a?p=%2e%2e%2f..\\") == ("", "/a", "p=%2e%2e%2f..\\")
 
 
+def test_remembered_targets_are_exact_and_refusals_never_remembered():
+    from fastgate.http import h1
+
+    assert normalize_target(b"/m/%61/./b?q") == ("", "/m/a/b", "q")
+    assert normalize_target(b"/m/%61/./b?q") == ("", "/m/a/b", "q")  # a hit: the same answer
+    assert normalize_target(b"/M/%61/./b?q") == ("", "/M/a/b", "q")  # other bytes, other entry
+    for _ in range(2):
+        with pytest.raises(ProtocolError):
+            normalize_target(b"/m/%2e%2e/x")
+    assert b"/m/%2e%2e/x" not in h1._TARGETS
+    for i in range(h1.MAX_TARGETS + 1):
+        normalize_target(b"/fill/%d" % i)
+    assert len(h1._TARGETS) <= h1.MAX_TARGETS
+
+
 # ---- responses -------------------------------------------------------------------------------
 
 
@@ -232,3 +247,35 @@ def test_headers_listed_in_the_upstream_connection_header_are_dropped():
     unchanged = [b"HTTP/1.1 200 OK\r\n", b"Keep-Alive: timeout=5\r\n"]
     _drop_listed(unchanged, [b"keep-alive", b"close"])  # these name no header of their own
     assert unchanged == [b"HTTP/1.1 200 OK\r\n", b"Keep-Alive: timeout=5\r\n"]
+
+
+def test_response_fields_are_sorted_by_name_in_any_case():
+    from fastgate.http import h1
+
+    kinds = {
+        b"Date": h1.FIELD_DATE,
+        b"CONTENT-LENGTH": h1.FIELD_LENGTH,
+        b"transfer-Encoding": h1.FIELD_TRANSFER_ENCODING,
+        b"Connection": h1.FIELD_CONNECTION,
+        b"Keep-Alive": h1.FIELD_HOP,
+        b"Proxy-Authenticate": h1.FIELD_HOP,
+        b"Upgrade": h1.FIELD_HOP,
+        b"Content-Type": h1.FIELD_PASS,
+        b"Set-Cookie": h1.FIELD_PASS,
+        b"Content-Length-X": h1.FIELD_PASS,
+    }
+    for name, kind in kinds.items():
+        assert h1.response_field_kind(name) == kind, name
+        assert h1.response_field_kind(name) == kind, name  # remembered
+    for i in range(h1.MAX_RESPONSE_FIELDS + 1):
+        h1.response_field_kind(b"X-Fill-%d" % i)
+    assert len(h1.RESPONSE_FIELDS) <= h1.MAX_RESPONSE_FIELDS
+    assert h1.response_field_kind(b"CONNECTION") == h1.FIELD_CONNECTION  # also when not kept
+
+
+def test_upstream_status_line_keeps_the_upstreams_reason():
+    from fastgate.http.h1 import upstream_status_line
+
+    assert upstream_status_line(200, b"Fine") == b"HTTP/1.1 200 Fine\r\n"
+    assert upstream_status_line(200, b"") == b"HTTP/1.1 200 OK\r\n"
+    assert upstream_status_line(599, b"") == b"HTTP/1.1 599 Unknown\r\n"

@@ -131,3 +131,25 @@ def test_limit_names_cover_every_scope_and_endpoint() -> None:
     assert quotas == ["h4sh", "p1-h4sh", "p2-h4sh"]
     assert rates == ["h4sh", "p1-h4sh", "p2-h4sh",
                      "p2-h4sh-" + endpoint_key_suffix("GET", "/get")]
+
+
+def test_memory_rate_step_updates_a_live_limiter_in_place_and_forgets_an_expired_one() -> None:
+    from fastgate.store.limits import rate_decision, rate_params
+    from fastgate.store.memory import MemoryStore
+
+    now = [1000.0]
+    store = MemoryStore(clock=lambda: now[0])
+    params = rate_params(2, 1)
+    assert params is not None
+    allowed, tat, now_us = store.rate_step_now("k", params)
+    assert allowed and now_us == 1_000_000_000
+    state = store._rates["k"]
+    allowed, tat, now_us = store.rate_step_now("k", params)
+    assert allowed and store._rates["k"] is state and state[0] == tat  # updated in place
+    # The third hit in the same instant is refused and leaves the state as it was.
+    allowed, refused_tat, _ = store.rate_step_now("k", params)
+    assert not allowed and refused_tat == tat and state[0] == tat
+    assert rate_decision(False, refused_tat, now_us, params) == store.rate_hit_now("k", params)
+    now[0] += 5  # past the state's expiry: a fresh limiter
+    allowed, tat, now_us = store.rate_step_now("k", params)
+    assert allowed and store._rates["k"] is not state and tat == now_us + params.interval_us

@@ -78,3 +78,22 @@ def test_many_apis_are_dict_lookups():
     router = Router([("", f"/svc{i}/", i) for i in range(5000)])
     assert router.match("h", "/svc4321/deep/er/path") == (4321, "/svc4321")
     assert router.match("h", "/svc5000/") is None
+
+
+def test_route_strips_the_port_and_remembers_exactly() -> None:
+    from fastgate.pipeline import router as router_module
+
+    r: Router[str] = Router(ROUTES)
+    assert r.route("pets.example.com:8080", "/api/x") == ("pets-api", "/api")
+    assert r.route("pets.example.com", "/api/x") == ("pets-api", "/api")
+    assert r.route("[::1]", "/api/x") == ("api", "/api")
+    assert r.route("other.example.com:80", "/only-on-pets/") == ("root", "")
+    assert r.route("other.example.com:80", "/only-on-pets/") == ("root", "")  # remembered
+    empty: Router[str] = Router([("", "/api", "api")])
+    assert empty.route("h", "/nothing") is None
+    assert empty.route("h", "/nothing") is None  # "no API" is remembered too
+    for i in range(router_module.MAX_MEMO + 1):
+        empty.route("h", f"/fill/{i}")
+    assert len(empty._memo) <= router_module.MAX_MEMO
+    # A new router (a reload) starts with nothing remembered.
+    assert Router(ROUTES)._memo == {}
