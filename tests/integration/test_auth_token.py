@@ -111,8 +111,8 @@ def test_delete_key(gw):
 def test_a_remembered_credential_stops_working_as_soon_as_its_key_is_deleted(gw):
     # Several requests on one connection: the first finds the key in the store, the next ones are
     # answered from the stage's credential memo; the deletion must end that at once.
-    key = create_key(gw, {"access_rights": rights("api1")})
-    other = create_key(gw, {"access_rights": rights("api1")})
+    key = create_key(gw, {"access_rights": rights("api1")})["key"]
+    other = create_key(gw, {"access_rights": rights("api1")})["key"]
     with requests.Session() as client:
         for _ in range(5):
             assert client.get(gw.url + "/api1/", headers={"Authorization": key}, timeout=5).status_code == 200
