@@ -127,6 +127,7 @@ class _Connection(asyncio.Protocol):
             return
         buffer, self._buffer = self._buffer, []
         self._written += len(buffer)
+        self._client.writes += 1
         now = self._loop.time()
         self._batches.append((self._written, now))
         assert self._transport is not None
@@ -198,6 +199,7 @@ class RespClient:
         self._conn: _Connection | None = None
         self._connecting: asyncio.Future[_Connection] | None = None
         self._closed = False
+        self.writes = 0  # batches written, all connections (tests and benchmarks read it)
 
     async def execute(self, command: bytes) -> Any:
         """Send one encoded command (batched with others of this loop iteration); its reply."""
