@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
-from typing import Any, Final, Sequence
+from typing import Any, Awaitable, Final, Sequence
 
 import hiredis
 
@@ -201,13 +201,23 @@ class RespClient:
         self._closed = False
         self.writes = 0  # batches written, all connections (tests and benchmarks read it)
 
-    async def execute(self, command: bytes) -> Any:
-        """Send one encoded command (batched with others of this loop iteration); its reply."""
+    def execute(self, command: bytes) -> Awaitable[Any]:
+        """Send one encoded command (batched with others of this loop iteration); its reply.
+
+        Connected, this is the reply's future itself (no coroutine in between: this runs once
+        per request); otherwise a coroutine that connects first.
+        """
         conn = self._conn
         if conn is None:
-            conn = await self._connect()
+            return self._connect_and_send(command)
         if conn.pending >= self._max_pending:
-            raise Overloaded(f"redis at {self.where}: {self._max_pending} commands waiting")
+            shed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            shed.set_exception(Overloaded(f"redis at {self.where}: {self._max_pending} commands waiting"))
+            return shed
+        return conn.send(command)
+
+    async def _connect_and_send(self, command: bytes) -> Any:
+        conn = await self._connect()
         return await conn.send(command)
 
     async def close(self) -> None:
