@@ -111,6 +111,9 @@ class _Connection(asyncio.Protocol):
     def send(self, command: bytes) -> asyncio.Future[Any]:
         """Queue `command`; its reply (or ReplyError) is the future's result."""
         future = self._loop.create_future()
+        if self.broken:  # (only the handshake can hold a connection that broke meanwhile)
+            future.set_exception(StoreUnavailable(f"redis at {self._client.where}: connection lost"))
+            return future
         if not self._buffer:
             self._loop.call_soon(self._flush)
         self._buffer.append(command)
