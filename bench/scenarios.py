@@ -19,6 +19,7 @@ https scenario's ``nginx_server`` must listen), ``{{fastgate_port}}``, ``{{secre
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,7 +81,8 @@ class Scenario:
 
 
 # Redis database the Redis scenarios use (flushed before each of them); tests use 13-15.
-BENCH_REDIS_URL = "redis://127.0.0.1:6379/11"
+# FGBENCH_REDIS_URL moves it, when two runs share one Redis server (each flushes its own).
+BENCH_REDIS_URL = os.environ.get("FGBENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
 
 
 def flush_bench_redis() -> None:

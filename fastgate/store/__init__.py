@@ -5,7 +5,8 @@
   parameters tune it: `prefix` (prepended to every key and channel), `socket_timeout`,
   `socket_connect_timeout` (seconds, default 1 each), `max_connections` (default 64),
   `pool_timeout` (wait for a free connection, default 2), `breaker_seconds` (fail-fast window
-  after a failure, default 0.25); any other parameter is passed on to redis-py.
+  after a failure, default 0.25), `fast_path` (default true: the per-request commands use the
+  store's own pipelined client, see `redis`); any other parameter is passed on to redis-py.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ def open_store(url: str, **options: Any) -> Store:
     for name, value in parse_qsl(parts.query):
         if name == "prefix":
             ours[name] = value
+        elif name == "fast_path":
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"storage url: fast_path={value!r} is not true or false")
+            ours[name] = value.lower() in ("true", "1")
         elif name in _FLOAT_OPTIONS or name == "max_connections":
             try:
                 ours[name] = int(value) if name == "max_connections" else float(value)

@@ -20,8 +20,8 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from tests.kit.procs import free_port
 from tests.kit.apis import classic_api, rights
+from tests.kit.procs import SECRET, free_port
 from tests.kit.raw import RawClient
 from tests.kit.redisdb import GATEWAY_TESTS_URL
 from tests.kit.tls import Pki
@@ -249,3 +249,38 @@ def test_hello_on_the_memory_store_passes(make_gateway, upstream):
     gw = make_gateway([classic_api("k", "/k/", upstream.url)])
     resp = hello(gw.port)
     assert resp.status == 200 and resp.json()["status"] == "pass"
+
+
+def test_limited_requests_fail_closed_while_redis_is_cut_and_recover(make_gateway, upstream):
+    """The per-request limits step (the store's pipelined client): 503 while its connection is
+    gone, never a pass without counting; the next requests reconnect by themselves."""
+    relay = Relay(("127.0.0.1", 6379))
+    relay.start()
+    db = GATEWAY_TESTS_URL.rsplit("/", 1)[1]
+    api = classic_api("lim", "/lim/", upstream.url, use_keyless=False, use_standard_auth=True)
+    try:
+        gw = make_gateway([api], {"storage": {"url": f"redis://127.0.0.1:{relay.port}/{db}",
+                                              "timeout": 0.5}})
+        wait_for_hello(gw.port, "pass")
+        key = requests.post(gw.url + "/tyk/keys/create", headers={"X-Tyk-Authorization": SECRET},
+                            json={"rate": 1000, "per": 1, "quota_max": 100, "quota_renewal_rate": 3600,
+                                  "access_rights": {"lim": {"api_id": "lim", "api_name": "lim",
+                                                            "versions": ["Default"]}}},
+                            timeout=5).json()["key"]
+        auth = {"Authorization": key}
+        first = requests.get(gw.url + "/lim/get", headers=auth, timeout=5)
+        assert first.status_code == 200 and first.headers["X-RateLimit-Remaining"] == "99"
+
+        relay.stop()  # every connection through the relay is cut, and new ones are refused
+        down = requests.get(gw.url + "/lim/get", headers=auth, timeout=5)
+        assert down.status_code == 503
+        assert "store is unavailable" in down.json()["error"]
+
+        relay.start()
+        deadline = time.monotonic() + 5
+        while (back := requests.get(gw.url + "/lim/get", headers=auth, timeout=5)).status_code != 200:
+            assert back.status_code == 503 and time.monotonic() < deadline
+            time.sleep(0.1)
+        assert back.headers["X-RateLimit-Remaining"] == "98"  # the 503s were not counted
+    finally:
+        relay.stop()

@@ -1,5 +1,9 @@
 """Store fixtures: every test runs against both backends, the Redis one on a real server.
 
+Redis runs twice: with the store's own pipelined client for the per-request commands (`redis`,
+the default) and with redis-py for everything (`redis-py`: `fast_path=False`, what `rediss://`
+and URLs with redis-py options get).
+
 Redis tests use their own database (tests/kit/redisdb.py) of the server on 127.0.0.1:6379, flushed before and after each test,
 and are never skipped: if the server is unreachable they fail. `async def` tests run on a fresh
 event loop each; stores opened through the `stores` fixture are closed on that same loop.
@@ -40,6 +44,8 @@ class Stores:
                 self._memory = open_store("memory://")
                 self.opened.append(self._memory)
             return self._memory
+        if self.backend == "redis-py":
+            options = {"fast_path": False, **options}
         store = open_store(REDIS_URL, **options)
         self.opened.append(store)
         return store
@@ -49,13 +55,14 @@ class Stores:
             await store.close()
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("redis-py", marks=pytest.mark.redis)])
 def stores(request: pytest.FixtureRequest) -> Iterator[Stores]:
     """Stores of each backend in turn; the Redis test database is flushed around the test."""
-    if request.param == "redis":
+    if request.param != "memory":
         flush()
     yield Stores(request.param)
-    if request.param == "redis":
+    if request.param != "memory":
         flush()
 
 
