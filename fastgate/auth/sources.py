@@ -135,11 +135,11 @@ def compile_credential_check(
             return MULTIPLE_CREDENTIALS
         for names in several:
             found = ""
-            for value in _values(req, names):
-                if value:
-                    if found and value != found:
+            for text in _values(req, names):
+                if text:
+                    if found and text != found:
                         return MULTIPLE_CREDENTIALS
-                    found = value
+                    found = text
         return None
 
     return check_credentials

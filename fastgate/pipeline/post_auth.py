@@ -145,7 +145,7 @@ def _quota_headers(quota: QuotaDecision) -> tuple[tuple[bytes, bytes], ...]:
 
 
 def _rate_headers(rate: RateDecision, *, retry: bool) -> tuple[tuple[bytes, bytes], ...]:
-    headers = (
+    headers: tuple[tuple[bytes, bytes], ...] = (
         (b"X-RateLimit-Limit", b"%d" % rate.limit),
         (b"X-RateLimit-Remaining", b"%d" % rate.remaining),
         (b"X-RateLimit-Reset", b"%d" % int(time.time() + rate.reset + 0.999)),

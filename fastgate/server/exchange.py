@@ -129,7 +129,7 @@ class Exchange:
                 result = stages[next_stage](self.req)
                 next_stage += 1
                 if result is not None and type(result) is not Denial:
-                    result = await result
+                    result = await result  # type: ignore[misc]  # not a Denial: the awaitable
         except Exception as exc:  # a stage bug or store failure must not kill the connection
             result = self.client.gateway.stage_failed(self, exc)
         if self.state != CHECKING:

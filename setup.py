@@ -1,0 +1,60 @@
+"""The build: mypyc compiles fastgate's hot modules when it can, the pure-Python sources otherwise.
+
+pyproject.toml holds the metadata; this file only adds the compiled extensions. Three ways to a
+pure-Python install, each said in one line on stderr: ``FASTGATE_PURE=1``, mypyc failing to
+translate (its import or type check), and the C compiler failing (missing, or an error). The
+``.py`` sources are installed either way, so a module without its extension still imports.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+HERE = Path(__file__).resolve().parent
+
+
+def _say(message: str) -> None:
+    print(f"fastgate build: {message}", file=sys.stderr, flush=True)
+
+
+def _compiled_modules() -> tuple[str, ...]:
+    """``fastgate.build.COMPILED_MODULES``, read without importing fastgate."""
+    namespace: dict[str, object] = {}
+    exec(compile((HERE / "fastgate" / "build.py").read_text(), "fastgate/build.py", "exec"), namespace)
+    return namespace["COMPILED_MODULES"]  # type: ignore[return-value]
+
+
+def _extensions() -> list:
+    if os.environ.get("FASTGATE_PURE") == "1":
+        _say("FASTGATE_PURE=1: installing pure Python")
+        return []
+    paths = [str(Path("fastgate", *name.split(".")[1:])) + ".py" for name in _compiled_modules()]
+    try:
+        from mypyc.build import mypycify
+
+        return mypycify(["--ignore-missing-imports", "--follow-imports=silent", *paths], opt_level="3", debug_level="0")
+    except (Exception, SystemExit) as exc:  # mypyc missing, or its type check failed
+        _say(f"mypyc could not translate the hot modules ({exc!r}); installing pure Python")
+        return []
+
+
+class OptionalBuildExt(build_ext):
+    """Builds the extensions, or none of them: a compile error falls back to the sources."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # CompileError, LinkError, a missing compiler
+            for ext in self.extensions:
+                for path in (self.get_ext_fullpath(ext.name), os.path.join(self.build_lib, self.get_ext_filename(ext.name))):
+                    if os.path.exists(path):
+                        os.remove(path)
+            _say(f"compiling the hot modules failed ({type(exc).__name__}: {exc}); installing pure Python")
+
+
+setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})
