@@ -29,16 +29,33 @@ def _compiled_modules() -> tuple[str, ...]:
     return namespace["COMPILED_MODULES"]  # type: ignore[return-value]
 
 
+def _remove_stale_extensions() -> None:
+    """Deletes extensions an earlier in-place build left beside the sources (`make install`).
+
+    Python imports ``x.cpython-*.so`` before ``x.py``: a stale one would shadow the pure build.
+    """
+    for name in _compiled_modules():
+        for path in (HERE / "fastgate").joinpath(*name.split(".")[1:-1]).glob(name.rsplit(".", 1)[1] + ".*.so"):
+            path.unlink()
+    for path in HERE.glob("*__mypyc.*.so"):
+        path.unlink()
+
+
 def _extensions() -> list:
     if os.environ.get("FASTGATE_PURE") == "1":
+        _remove_stale_extensions()
         _say("FASTGATE_PURE=1: installing pure Python")
         return []
     paths = [str(Path("fastgate", *name.split(".")[1:])) + ".py" for name in _compiled_modules()]
     try:
         from mypyc.build import mypycify
 
-        return mypycify(["--ignore-missing-imports", "--follow-imports=silent", *paths], opt_level="3", debug_level="0")
+        # Imported packages without type information (or not installed in an isolated build
+        # environment) count as Any; errors in the modules not compiled are not this build's.
+        flags = ["--ignore-missing-imports", "--follow-imports=silent"]
+        return mypycify([*flags, *paths], opt_level="3", debug_level="0")
     except (Exception, SystemExit) as exc:  # mypyc missing, or its type check failed
+        _remove_stale_extensions()
         _say(f"mypyc could not translate the hot modules ({exc!r}); installing pure Python")
         return []
 
@@ -50,10 +67,11 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except Exception as exc:  # CompileError, LinkError, a missing compiler
-            for ext in self.extensions:
-                for path in (self.get_ext_fullpath(ext.name), os.path.join(self.build_lib, self.get_ext_filename(ext.name))):
-                    if os.path.exists(path):
-                        os.remove(path)
+            _remove_stale_extensions()
+            for ext in self.extensions:  # none or all: a module's shim without the shared library fails
+                path = os.path.join(self.build_lib, self.get_ext_filename(ext.name))
+                if os.path.exists(path):
+                    os.remove(path)
             _say(f"compiling the hot modules failed ({type(exc).__name__}: {exc}); installing pure Python")
 
 

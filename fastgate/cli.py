@@ -70,11 +70,13 @@ def main(argv: list[str] | None = None) -> int:
                                              "generating a random one the first time")
     secret_p.add_argument("--file", "-f", default=DEFAULT_SECRET_FILE, help="where the secret is kept")
     secret_p.add_argument("--quiet", "-q", action="store_true", help="print only the secret")
-    sub.add_parser("version", help="print the version")
+    sub.add_parser("version", help="print the version and which build runs (mypyc-compiled or pure Python)")
     args = parser.parse_args(argv)
 
     if args.command == "version":
-        print(f"fastgate {__version__}")
+        from fastgate.build import describe  # imports the hot modules: only this command pays for it
+
+        print(f"fastgate {__version__} ({describe()})")
         return 0
     if args.command == "secret":
         return print_local_secret(Path(args.file), quiet=args.quiet)
