@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
+from typing import Final
 
 from fastgate.apidef.spec import AuthSource
 from fastgate.http.request import Request
@@ -33,7 +34,7 @@ __all__ = [
     "strip_credentials",
 ]
 
-MULTIPLE_CREDENTIALS = Denial(400, "Multiple credentials in one request: send each credential once")
+MULTIPLE_CREDENTIALS: Final = Denial(400, "Multiple credentials in one request: send each credential once")
 
 Extractor = Callable[[Request], str]
 

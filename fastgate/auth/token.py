@@ -11,7 +11,7 @@ or, as in Tyk, when a protected API enables no other method.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable
+from typing import Any, Awaitable, Final
 
 from fastgate.apidef.spec import ApiSpec, AuthSource
 from fastgate.auth.identity import base_identity, offer_session
@@ -24,11 +24,11 @@ from fastgate.http.request import Request
 
 __all__ = ["compile_token_auth", "uses_token_auth", "MISSING", "DISALLOWED"]
 
-MISSING = Denial(401, "Authorization field missing")
-DISALLOWED = Denial(403, "Access to this API has been disallowed")
+MISSING: Final = Denial(401, "Authorization field missing")
+DISALLOWED: Final = Denial(403, "Access to this API has been disallowed")
 
 # Classic flags of the other methods: a protected API with none of them defaults to auth token.
-_OTHER_METHODS = (
+_OTHER_METHODS: Final = (
     "use_oauth2",
     "use_basic_auth",
     "enable_signature_checking",

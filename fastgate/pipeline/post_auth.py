@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import time
 from functools import lru_cache
-from typing import Any, Awaitable
+from typing import Any, Awaitable, Final
 
 from fastgate.pipeline.access import effective_method
 from fastgate.apidef.spec import ApiSpec
@@ -34,13 +34,13 @@ from fastgate.sessions.session import SessionState
 
 __all__ = ["compile_post_auth", "INACTIVE", "EXPIRED", "API_DISALLOWED", "RESOURCE_DISALLOWED"]
 
-INACTIVE = Denial(403, "Key is inactive, please renew")
-EXPIRED = Denial(401, "Key has expired, please renew")
-API_DISALLOWED = Denial(403, "Access to this API has been disallowed")
-RESOURCE_DISALLOWED = Denial(403, "Access to this resource has been disallowed")
-NO_SESSION = Denial(400, "Session state is missing or unset! Please make sure that auth headers are properly applied")
-RATE_EXCEEDED = "Rate Limit Exceeded"
-QUOTA_EXCEEDED = "Quota exceeded"
+INACTIVE: Final = Denial(403, "Key is inactive, please renew")
+EXPIRED: Final = Denial(401, "Key has expired, please renew")
+API_DISALLOWED: Final = Denial(403, "Access to this API has been disallowed")
+RESOURCE_DISALLOWED: Final = Denial(403, "Access to this resource has been disallowed")
+NO_SESSION: Final = Denial(400, "Session state is missing or unset! Please make sure that auth headers are properly applied")
+RATE_EXCEEDED: Final = "Rate Limit Exceeded"
+QUOTA_EXCEEDED: Final = "Quota exceeded"
 
 
 def compile_post_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
@@ -97,7 +97,7 @@ def compile_post_auth(spec: ApiSpec, gateway: Any) -> tuple[Stage, ...]:
     return (check_access, check_limits)
 
 
-MEMO_SIZE = 10_000
+MEMO_SIZE: Final = 10_000
 
 
 def _limit_names(session: SessionState, api_id: str, key_id: str) -> Any:
