@@ -72,7 +72,8 @@ class OptionalBuildExt(build_ext):
                 path = os.path.join(self.build_lib, self.get_ext_filename(ext.name))
                 if os.path.exists(path):
                     os.remove(path)
-            _say(f"compiling the hot modules failed ({type(exc).__name__}: {exc}); installing pure Python")
+            _say(f"compiling the hot modules failed ({type(exc).__name__}, the compiler's words above;"
+                 " gcc and python3-dev compile them); installing pure Python")
 
 
 setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})
