@@ -14,8 +14,9 @@ BUILT := $(VENV)/.built
 PURE := $(VENV)/.pure
 SOURCES := $(shell find fastgate -name '*.py')
 # [build-system] requires of pyproject.toml: installed into the venv, the build runs there
-# (--no-build-isolation), so mypy sees the dependencies' types.
-BUILD_REQUIRES := 'setuptools>=68' 'mypy>=2.4' 'mypy-extensions>=1.0'
+# (--no-build-isolation), so mypy sees the dependencies' types. setuptools stays below 81 here:
+# httpsig (a test dependency) imports pkg_resources, which setuptools 81 removed.
+BUILD_REQUIRES := 'setuptools>=68,<81' 'mypy>=2.4' 'mypy-extensions>=1.0'
 
 .PHONY: install dev run lint test bench check clean
 
