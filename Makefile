@@ -67,5 +67,5 @@ bench: $(BUILT)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info *__mypyc.*.so
+	rm -rf $(VENV) build *.egg-info
 	find fastgate -name '*.so' -delete

@@ -16,6 +16,10 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
+# mypyc puts the compiled code of all the modules in one shared library, ``<group>__mypyc``, the
+# modules' own extensions being small shims importing it. Inside the package it is found wherever
+# fastgate is (a top-level one beside fastgate/ is missed by the editable install's finder).
+GROUP = "fastgate.native"
 
 
 def _say(message: str) -> None:
@@ -37,7 +41,7 @@ def _remove_stale_extensions() -> None:
     for name in _compiled_modules():
         for path in (HERE / "fastgate").joinpath(*name.split(".")[1:-1]).glob(name.rsplit(".", 1)[1] + ".*.so"):
             path.unlink()
-    for path in HERE.glob("*__mypyc.*.so"):
+    for path in (HERE / "fastgate").glob(f"{GROUP.rsplit('.', 1)[1]}__mypyc.*.so"):
         path.unlink()
 
 
@@ -53,7 +57,7 @@ def _extensions() -> list:
         # Imported packages without type information (or not installed in an isolated build
         # environment) count as Any; errors in the modules not compiled are not this build's.
         flags = ["--ignore-missing-imports", "--follow-imports=silent"]
-        return mypycify([*flags, *paths], opt_level="3", debug_level="0")
+        return mypycify([*flags, *paths], opt_level="3", debug_level="0", group_name=GROUP)
     except (Exception, SystemExit) as exc:  # mypyc missing, or its type check failed
         _remove_stale_extensions()
         _say(f"mypyc could not translate the hot modules ({exc!r}); installing pure Python")
