@@ -122,7 +122,7 @@ async def main() -> int:
         raw = json.dumps(body).encode()
         ct.out.clear()
         client.data_received(
-            b"%s %s HTTP/1.1\r\nHost: x\r\nX-Tyk-Authorization: %s\r\nContent-Length: %d\r\n\r\n%s"
+            b"%s %s HTTP/1.1\r\nHost: localhost\r\nX-Tyk-Authorization: %s\r\nContent-Length: %d\r\n\r\n%s"
             % (method, path, SECRET.encode(), len(raw), raw))
 
     session = {"org_id": "default", "rate": 10**9, "per": 1, "quota_max": -1, "access_rights": rights}
