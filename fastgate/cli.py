@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from fastgate import __version__
+from fastgate.build import describe
 from fastgate.apidef.loader import load_api_dir
 from fastgate.checks import extra_checks, extra_warnings
 from fastgate.config import Config, ConfigError, load_config, secret_problem
@@ -74,8 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "version":
-        from fastgate.build import describe  # imports the hot modules: only this command pays for it
-
         print(f"fastgate {__version__} ({describe()})")
         return 0
     if args.command == "secret":
