@@ -46,6 +46,7 @@ def _remove_stale_extensions() -> None:
 
 
 def _extensions() -> list:
+    """mypyc's extensions for the hot modules, or none (each fallback said in one line)."""
     if os.environ.get("FASTGATE_PURE") == "1":
         _remove_stale_extensions()
         _say("FASTGATE_PURE=1: installing pure Python")
@@ -53,14 +54,18 @@ def _extensions() -> list:
     paths = [str(Path("fastgate", *name.split(".")[1:])) + ".py" for name in _compiled_modules()]
     try:
         from mypyc.build import mypycify
-
+    except ImportError:
+        _say("mypyc is not installed (pip install mypy); installing pure Python")
+        return []
+    try:
         # Imported packages without type information (or not installed in an isolated build
         # environment) count as Any; errors in the modules not compiled are not this build's.
         flags = ["--ignore-missing-imports", "--follow-imports=silent"]
         return mypycify([*flags, *paths], opt_level="3", debug_level="0", group_name=GROUP)
-    except (Exception, SystemExit) as exc:  # mypyc missing, or its type check failed
+    except (Exception, SystemExit) as exc:  # mypy's type check failed (SystemExit), or mypyc did
         _remove_stale_extensions()
-        _say(f"mypyc could not translate the hot modules ({exc!r}); installing pure Python")
+        _say(f"mypyc could not translate the hot modules ({type(exc).__name__}, mypy's words above);"
+             " installing pure Python")
         return []
 
 
