@@ -55,6 +55,7 @@ def _extensions() -> list:
     try:
         from mypyc.build import mypycify
     except ImportError:
+        _remove_stale_extensions()
         _say("mypyc is not installed (pip install mypy); installing pure Python")
         return []
     try:
