@@ -10,7 +10,8 @@ wrk-like request to the client side and an nginx-like response to the upstream s
 the client got a response. What is timed is exactly the Python that runs per request (callbacks,
 stages, head building, pool), not uvloop's socket code nor the kernel.
 It imports the module paths of this checkout (server/protocol.py, server/upstream.py, gateway.py);
-follow the code when the layout changes.
+follow the code when the layout changes. It prints which build ran (`fastgate version`'s words):
+compare the mypyc-compiled build (`make install`) with the pure one (`make dev`).
 """
 from __future__ import annotations
 
@@ -224,7 +225,9 @@ async def main() -> int:
             await slow(a.n)
         dt = (timer() - t0) / a.n * 1e6
         best = min(best, dt)
-    print(f"{a.mode}: {best:.2f} us per proxied request (best of {a.repeat} x {a.n}, {a.clock} time), python path only")
+    from fastgate.build import describe
+    print(f"{a.mode}: {best:.2f} us per proxied request (best of {a.repeat} x {a.n}, {a.clock} time), python path only,"
+          f" {describe()}")
     return 0
 
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from fastgate import __version__
+from fastgate.build import describe
 from fastgate.apidef.loader import load_api_dir
 from fastgate.checks import check_tls_files, extra_checks, extra_warnings
 from fastgate.config import Config, ConfigError, load_config, secret_problem
@@ -70,11 +71,11 @@ def main(argv: list[str] | None = None) -> int:
                                              "generating a random one the first time")
     secret_p.add_argument("--file", "-f", default=DEFAULT_SECRET_FILE, help="where the secret is kept")
     secret_p.add_argument("--quiet", "-q", action="store_true", help="print only the secret")
-    sub.add_parser("version", help="print the version")
+    sub.add_parser("version", help="print the version and which build runs (mypyc-compiled or pure Python)")
     args = parser.parse_args(argv)
 
     if args.command == "version":
-        print(f"fastgate {__version__}")
+        print(f"fastgate {__version__} ({describe()})")
         return 0
     if args.command == "secret":
         return print_local_secret(Path(args.file), quiet=args.quiet)

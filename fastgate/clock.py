@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from typing import Final
 
 __all__ = ["now", "wall", "slack", "tick", "reset", "TICK_SECONDS"]
 
-TICK_SECONDS = 0.25
+TICK_SECONDS: Final = 0.25
 
 now: float = time.monotonic()
 wall: float = time.time()

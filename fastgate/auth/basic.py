@@ -31,7 +31,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Final
 
 
 from fastgate.apidef.auth_settings import BasicSettings
@@ -51,21 +51,21 @@ if TYPE_CHECKING:
 __all__ = ["basic_config", "compile_basic_auth", "parse_basic_credentials",
            "credentials_from_body", "needs_body"]
 
-MALFORMED_HEADER = Denial(400, "Attempted access with malformed header, header not in basic auth format")
-MALFORMED_ENCODING = Denial(400, "Attempted access with malformed header, auth data not encoded correctly")
-MALFORMED_VALUES = Denial(400, "Attempted access with malformed header, values not in basic auth format")
-NO_BODY_USER = Denial(400, "Body do not contain username")
-USER_GROUP = Denial(400, "username should be inside regexp match group")
-NO_BODY_PASSWORD = Denial(400, "Body do not contain password")
-PASSWORD_GROUP = Denial(400, "password should be inside regexp match group")
-BODY_TOO_LARGE = Denial(413, "Request body is too large to read credentials from")
-BODY_TIMEOUT = Denial(408, "Request timed out")
-BUSY = Denial(503, "Too many password checks in progress; try again shortly", ((b"Retry-After", b"1"),))
-MAX_MEMO = 10_000  # Authorization values remembered per API
+MALFORMED_HEADER: Final = Denial(400, "Attempted access with malformed header, header not in basic auth format")
+MALFORMED_ENCODING: Final = Denial(400, "Attempted access with malformed header, auth data not encoded correctly")
+MALFORMED_VALUES: Final = Denial(400, "Attempted access with malformed header, values not in basic auth format")
+NO_BODY_USER: Final = Denial(400, "Body do not contain username")
+USER_GROUP: Final = Denial(400, "username should be inside regexp match group")
+NO_BODY_PASSWORD: Final = Denial(400, "Body do not contain password")
+PASSWORD_GROUP: Final = Denial(400, "password should be inside regexp match group")
+BODY_TOO_LARGE: Final = Denial(413, "Request body is too large to read credentials from")
+BODY_TIMEOUT: Final = Denial(408, "Request timed out")
+BUSY: Final = Denial(503, "Too many password checks in progress; try again shortly", ((b"Retry-After", b"1"),))
+MAX_MEMO: Final = 10_000  # Authorization values remembered per API
 # Checked for users that do not exist, so they cost what a wrong password costs. Cost 10 as
 # passwords are stored (fastgate.auth.passwords.BCRYPT_COST); the password is random and forgotten.
-DUMMY_BCRYPT_HASH = "$2b$10$JJaQ4PmR3ZEfEN0U2oochuRumEjjXcBxo49Uuw.ztZryLG8.zhYfW"
-THROTTLED_MESSAGE = "Too many failed login attempts; try again in {} seconds"
+DUMMY_BCRYPT_HASH: Final = "$2b$10$JJaQ4PmR3ZEfEN0U2oochuRumEjjXcBxo49Uuw.ztZryLG8.zhYfW"
+THROTTLED_MESSAGE: Final = "Too many failed login attempts; try again in {} seconds"
 log = logging.getLogger("fastgate.auth")
 
 

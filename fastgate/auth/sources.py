@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
+from typing import Final
 
 from fastgate.apidef.spec import AuthSource
 from fastgate.http.request import Request
@@ -33,7 +34,7 @@ __all__ = [
     "strip_credentials",
 ]
 
-MULTIPLE_CREDENTIALS = Denial(400, "Multiple credentials in one request: send each credential once")
+MULTIPLE_CREDENTIALS: Final = Denial(400, "Multiple credentials in one request: send each credential once")
 
 Extractor = Callable[[Request], str]
 
@@ -135,11 +136,11 @@ def compile_credential_check(
             return MULTIPLE_CREDENTIALS
         for names in several:
             found = ""
-            for value in _values(req, names):
-                if value:
-                    if found and value != found:
+            for text in _values(req, names):
+                if text:
+                    if found and text != found:
                         return MULTIPLE_CREDENTIALS
-                    found = value
+                    found = text
         return None
 
     return check_credentials

@@ -11,7 +11,7 @@ or, as in Tyk, when a protected API enables no other method.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Awaitable
+from typing import TYPE_CHECKING, Any, Awaitable, Final
 
 from fastgate.apidef.spec import ApiSpec
 from fastgate.auth.identity import offer_session
@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = ["compile_token_auth", "uses_token_auth", "MISSING", "DISALLOWED"]
 
-MISSING = Denial(401, "Authorization field missing")
-DISALLOWED = Denial(403, "Access to this API has been disallowed")
+MISSING: Final = Denial(401, "Authorization field missing")
+DISALLOWED: Final = Denial(403, "Access to this API has been disallowed")
 
 def uses_token_auth(spec: ApiSpec) -> bool:
     """True when requests to ``spec`` authenticate with an auth token."""

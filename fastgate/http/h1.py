@@ -18,7 +18,7 @@ import re
 import time
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Iterable
+from typing import Final, Iterable
 
 __all__ = [
     "HOP_BY_HOP",
@@ -49,7 +49,7 @@ __all__ = [
 
 # Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), plus the ones we
 # always set ourselves so a client cannot smuggle its own values past us.
-HOP_BY_HOP = frozenset(
+HOP_BY_HOP: Final = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -68,7 +68,7 @@ HOP_BY_HOP = frozenset(
 # forwarded as is, forwarded and noted (Date), or consumed (framing and hop-by-hop fields).
 FIELD_PASS, FIELD_DATE, FIELD_LENGTH, FIELD_TRANSFER_ENCODING, FIELD_CONNECTION, FIELD_HOP = range(6)
 RESPONSE_FIELDS: dict[bytes, int] = {}
-MAX_RESPONSE_FIELDS = 4096
+MAX_RESPONSE_FIELDS: Final = 4096
 
 
 def response_field_kind(name: bytes) -> int:
@@ -95,8 +95,8 @@ def response_field_kind(name: bytes) -> int:
     return kind
 
 
-CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
-LAST_CHUNK = b"0\r\n\r\n"
+CONTINUE_100: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+LAST_CHUNK: Final = b"0\r\n\r\n"
 
 
 class ProtocolError(Exception):
@@ -125,7 +125,7 @@ def http_date(now: float | None = None) -> bytes:
     return _date_cache[1]  # type: ignore[return-value]
 
 
-_STATUS_LINES = {
+_STATUS_LINES: Final = {
     int(s): b"HTTP/1.1 %d %b\r\n" % (int(s), s.phrase.encode()) for s in HTTPStatus
 }
 
@@ -294,7 +294,7 @@ def canonical_path(path: str) -> str:
     return path
 
 
-PATH_PARAMETERS_REFUSED = "Path parameters (';') are not allowed in the path of this API"
+PATH_PARAMETERS_REFUSED: Final = "Path parameters (';') are not allowed in the path of this API"
 
 
 def path_parameters_refusal(path: str, listen_base: str, allowed: bool) -> str | None:
@@ -316,9 +316,9 @@ def without_path_parameters(path: str) -> str:
     return "/".join(segment.partition(";")[0] for segment in path.split("/"))
 
 
-_SLASH_RUN = re.compile("/{2,}")
-_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_~")
-_HEX = "0123456789ABCDEFabcdef"
+_SLASH_RUN: Final = re.compile("/{2,}")
+_UNRESERVED: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_~")
+_HEX: Final = "0123456789ABCDEFabcdef"
 
 
 def _escape_table() -> dict[str, str]:
@@ -340,7 +340,7 @@ def _escape_table() -> dict[str, str]:
     return table
 
 
-_ESCAPES = _escape_table()
+_ESCAPES: Final = _escape_table()
 
 
 def _canonical_escapes(path: str) -> str:
@@ -361,7 +361,7 @@ def _canonical_escapes(path: str) -> str:
 # and sub-delim characters (no "%": percent-encoded host names are not served), then an optional
 # port. Lower-case already. Anything else (spaces, "@", "/", "?", "#", "\\") could be read as
 # another authority by whatever parses it next.
-_HOST = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9._~!$&'()*+,;=-]*)(?::(.*))?")
+_HOST: Final = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9._~!$&'()*+,;=-]*)(?::(.*))?")
 _HOSTS: dict[str, str] = {}
 
 
@@ -403,7 +403,7 @@ def forwarded_element(client_ip: bytes, scheme: bytes, host: bytes) -> bytes:
 # this size. httptools reports neither extensions nor line lengths (only ``on_chunk_header`` once
 # a size line has ended), so the connection measures framing as the bytes read during a chunked
 # body minus the data they carried.
-MAX_CHUNK_EXCESS = 4096
+MAX_CHUNK_EXCESS: Final = 4096
 
 
 def chunk_framing_excess(excess: int, framing: int, chunks: int, data: int) -> int:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote
 
 from fastgate.apidef.access import parse_networks
@@ -53,12 +53,12 @@ __all__ = [
     "read_method_override",
 ]
 
-IP_DISALLOWED = Denial(403, "access from this IP has been disallowed")
-ENDPOINT_FORBIDDEN = Denial(403, "Requested endpoint is forbidden")
-API_RATE_EXCEEDED = "API Rate limit exceeded"
-CONFLICTING_OVERRIDE = Denial(400, "Conflicting method override headers")
-METHOD_OVERRIDE_HEADERS = frozenset({b"x-http-method-override", b"x-http-method", b"x-method-override"})
-_OVERRIDE_KEY = "method_override"
+IP_DISALLOWED: Final = Denial(403, "access from this IP has been disallowed")
+ENDPOINT_FORBIDDEN: Final = Denial(403, "Requested endpoint is forbidden")
+API_RATE_EXCEEDED: Final = "API Rate limit exceeded"
+CONFLICTING_OVERRIDE: Final = Denial(400, "Conflicting method override headers")
+METHOD_OVERRIDE_HEADERS: Final = frozenset({b"x-http-method-override", b"x-http-method", b"x-method-override"})
+_OVERRIDE_KEY: Final = "method_override"
 
 
 def effective_method(req: Request) -> str:
@@ -148,7 +148,7 @@ def _parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address |
 
 # ---- endpoint lists ----------------------------------------------------------------------------
 
-_PARAM = re.compile(r"\{[^}/]*\}")
+_PARAM: Final = re.compile(r"\{[^}/]*\}")
 
 
 class PathMatcher:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import time
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Awaitable
+from typing import TYPE_CHECKING, Any, Awaitable, Final
 
 from fastgate.pipeline.access import effective_method
 from fastgate.apidef.spec import ApiSpec
@@ -46,13 +46,13 @@ if TYPE_CHECKING:
 
 __all__ = ["compile_post_auth", "INACTIVE", "EXPIRED", "API_DISALLOWED", "RESOURCE_DISALLOWED"]
 
-INACTIVE = Denial(403, "Key is inactive, please renew")
-EXPIRED = Denial(401, "Key has expired, please renew")
-API_DISALLOWED = Denial(403, "Access to this API has been disallowed")
-RESOURCE_DISALLOWED = Denial(403, "Access to this resource has been disallowed")
-NO_SESSION = Denial(400, "Session state is missing or unset! Please make sure that auth headers are properly applied")
-RATE_EXCEEDED = "Rate Limit Exceeded"
-QUOTA_EXCEEDED = "Quota exceeded"
+INACTIVE: Final = Denial(403, "Key is inactive, please renew")
+EXPIRED: Final = Denial(401, "Key has expired, please renew")
+API_DISALLOWED: Final = Denial(403, "Access to this API has been disallowed")
+RESOURCE_DISALLOWED: Final = Denial(403, "Access to this resource has been disallowed")
+NO_SESSION: Final = Denial(400, "Session state is missing or unset! Please make sure that auth headers are properly applied")
+RATE_EXCEEDED: Final = "Rate Limit Exceeded"
+QUOTA_EXCEEDED: Final = "Quota exceeded"
 
 
 def compile_post_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]:
@@ -123,7 +123,7 @@ def compile_post_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]:
     return (check_access, check_limits)
 
 
-MEMO_SIZE = 10_000
+MEMO_SIZE: Final = 10_000
 
 
 def _limit_names(session: SessionState, api_id: str, key_id: str) -> Any:
@@ -181,7 +181,7 @@ def _quota_headers(quota: QuotaDecision) -> tuple[tuple[bytes, bytes], ...]:
 
 
 def _rate_headers(rate: RateDecision, *, retry: bool) -> tuple[tuple[bytes, bytes], ...]:
-    headers = (
+    headers: tuple[tuple[bytes, bytes], ...] = (
         (b"X-RateLimit-Limit", b"%d" % rate.limit),
         (b"X-RateLimit-Remaining", b"%d" % rate.remaining),
         (b"X-RateLimit-Reset", b"%d" % int(time.time() + rate.reset + 0.999)),

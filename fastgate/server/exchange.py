@@ -16,7 +16,7 @@ the client transport; when the client stops reading, the upstream connection sto
 from __future__ import annotations
 
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import Any, Final, TYPE_CHECKING
 
 from fastgate import clock
 from fastgate.pipeline.stage import Denial
@@ -31,13 +31,13 @@ if TYPE_CHECKING:
 __all__ = ["Exchange", "BODY_HIGH_WATER"]
 
 QUEUED, CHECKING, CONNECTING, SENT, RESPONDING, DONE, LOCAL = range(7)
-BODY_HIGH_WATER = 256 * 1024
+BODY_HIGH_WATER: Final = 256 * 1024
 
 FRAME_NONE, FRAME_LENGTH, FRAME_CHUNKED, FRAME_CLOSE = range(4)
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
-BAD_GATEWAY = "There was a problem proxying the request"
-GATEWAY_TIMEOUT = "Upstream service reached hard timeout."
+BAD_GATEWAY: Final = "There was a problem proxying the request"
+GATEWAY_TIMEOUT: Final = "Upstream service reached hard timeout."
 
 
 class Exchange:
@@ -129,7 +129,7 @@ class Exchange:
                 result = stages[next_stage](self.req)
                 next_stage += 1
                 if result is not None and type(result) is not Denial:
-                    result = await result
+                    result = await result  # type: ignore[misc]  # not a Denial: the awaitable
         except Exception as exc:  # a stage bug or store failure must not kill the connection
             result = self.client.gateway.stage_failed(self, exc)
         if self.state != CHECKING:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import httptools
 
@@ -77,7 +77,7 @@ class _StopParsing(Exception):
     """Raised from ``on_message_begin`` to stop llhttp at a request we must not process."""
 
 
-_SPECIAL = frozenset(
+_SPECIAL: Final = frozenset(
     {b"host", b"transfer-encoding", b"content-length", b"connection", b"expect", b"x-forwarded-for", b"forwarded"}
 )
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any, Final, TYPE_CHECKING
 
 import httptools
 
@@ -51,7 +51,7 @@ class _HeadTooLarge(Exception):
 # An upstream's response head (status line and headers) larger than this is refused with 502, so
 # a broken or hostile upstream cannot make the gateway buffer without bound. nginx refuses at its
 # proxy_buffer_size (4-8 KiB); big Set-Cookie headers are common, so the bound here is generous.
-MAX_RESPONSE_HEAD = 256 * 1024
+MAX_RESPONSE_HEAD: Final = 256 * 1024
 
 
 class UpstreamConnection(asyncio.Protocol):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from typing import Mapping
+from typing import Final, Mapping
 
 from fastgate.apidef.spec import ApiSpec
 from fastgate.config import Config
@@ -34,7 +34,7 @@ log = logging.getLogger("fastgate.sessions")
 
 Found = tuple[str, SessionState]  # (storage id, session with policies applied)
 
-MAX_MEMO = 100_000
+MAX_MEMO: Final = 100_000
 
 
 class SessionManager:

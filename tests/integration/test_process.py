@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from fastgate.build import describe
 from tests.kit.procs import ROOT, SECRET, Gateway, free_port, run_cli, wait_port, write_config
 from tests.kit.apis import classic_api
 from tests.kit.raw import RawClient
@@ -51,7 +52,9 @@ def get(port: int, path: str, headers: str = "") -> tuple[int, bytes]:
 def test_version():
     out = run_cli("version")
     assert out.returncode == 0
-    assert re.fullmatch(r"fastgate \d+\.\d+\.\d+\S*\n", out.stdout)
+    assert re.fullmatch(r"fastgate \d+\.\d+\.\d+\S* \((compiled: mypyc, \d+ modules|pure Python)\)\n", out.stdout)
+    # the command says the build this checkout runs: the one the tests import
+    assert out.stdout.endswith(f"({describe()})\n")
 
 
 def test_check_accepts_a_good_config(tmp_path, upstream):

@@ -48,7 +48,7 @@ def check_times(claims: dict[str, Any], now: int, cfg: JwtConfig) -> str | None:
 def times_in_range(claims: dict[str, Any]) -> bool:
     """False when a numeric ``exp``/``iat``/``nbf`` is beyond ``MAX_TIME_CLAIM`` either way."""
     for name in ("exp", "iat", "nbf"):
-        value = claims.get(name)
+        value: Any = claims.get(name)
         if type(value) in (int, float) and not -MAX_TIME_CLAIM <= value <= MAX_TIME_CLAIM:
             return False
     return True

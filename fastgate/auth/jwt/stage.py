@@ -421,7 +421,7 @@ def _fresh_window(claims: dict[str, Any], cfg: JwtConfig) -> tuple[float, float]
         if seconds == 0:
             continue
         if name == "exp":
-            end = seconds + skew
+            end = float(seconds + skew)  # a native float under mypyc
         else:
             start = max(start, seconds - skew)
     return start, end

@@ -1,0 +1,31 @@
+"""The build list of fastgate/build.py and what `fastgate version` reports from it."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import fastgate
+from fastgate.build import COMPILED_MODULES, compiled_modules, describe
+
+PACKAGE = Path(fastgate.__file__).parent
+
+
+def test_every_listed_module_has_its_python_source() -> None:
+    # the sources are the fallback: each compiled module must still import without its extension
+    for name in COMPILED_MODULES:
+        assert (PACKAGE.joinpath(*name.split(".")[1:]).with_suffix(".py")).is_file(), name
+    assert len(set(COMPILED_MODULES)) == len(COMPILED_MODULES)
+
+
+def test_the_build_is_all_compiled_or_all_pure() -> None:
+    # setup.py builds every extension or none: a half-built install would mix both
+    assert len(compiled_modules()) in (0, len(COMPILED_MODULES))
+
+
+def test_describe_counts_the_modules_loaded_from_extensions() -> None:
+    loaded = [
+        name for name in COMPILED_MODULES if not str(importlib.import_module(name).__file__).endswith(".py")
+    ]
+    expected = f"compiled: mypyc, {len(loaded)} modules" if loaded else "pure Python"
+    assert describe() == expected
