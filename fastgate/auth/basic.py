@@ -177,13 +177,14 @@ def compile_basic_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]
                 offer_session(req, base, "basic_auth_user", hit[1], hit[2])
                 return None
         creds = parse_basic_credentials(value) if value else missing
-        if type(creds) is Denial:
+        if isinstance(creds, Denial):
             return _from_body(req) if from_body else creds
+        user, password = creds
         version = sessions.cache.version
         applier = sessions.applier
-        result = guarded(req, *creds)  # type: ignore[misc]
+        result = guarded(req, user, password)
         if result is None and version >= 0:
-            remember(value, *creds, version, applier)  # type: ignore[misc]
+            remember(value, user, password, version, applier)
         return result
 
     def remember(value: str, user: str, password: bytes, version: int, applier: Any) -> None:

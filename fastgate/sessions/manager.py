@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from typing import Final, Mapping
+from typing import Final, Literal, Mapping
 
 from fastgate.apidef.spec import ApiSpec
 from fastgate.config import Config
@@ -88,7 +88,7 @@ class SessionManager:
 
     # ---- lookups -----------------------------------------------------------------------------
 
-    def cached(self, credential: str, spec: ApiSpec) -> Found | bool | None:
+    def cached(self, credential: str, spec: ApiSpec) -> Found | Literal[False] | None:
         """Without awaiting: ``Found``, ``False`` (known but unusable), or ``None`` when the store
         must be asked (``lookup``)."""
         storage_id = self._ids.get((credential, spec.org_id))
