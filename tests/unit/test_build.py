@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+import pytest
+
 import fastgate
 from fastgate.build import COMPILED_MODULES, compiled_modules, describe
 
@@ -29,3 +31,16 @@ def test_describe_counts_the_modules_loaded_from_extensions() -> None:
     ]
     expected = f"compiled: mypyc, {len(loaded)} modules" if loaded else "pure Python"
     assert describe() == expected
+
+
+def test_limit_results_stay_frozen_and_hashable_in_either_build():
+    # mypyc drops class keyword arguments of the classes in a compiled module: the Structs that
+    # must be frozen live in an interpreted module (fastgate.store.decisions).
+    from fastgate.store.limits import QuotaDecision, RateDecision, RateParams
+
+    params = RateParams(10, 100_000, 900_000)
+    assert hash(params) == hash(RateParams(10, 100_000, 900_000))
+    for cls in (RateParams, RateDecision, QuotaDecision):
+        assert cls.__struct_config__.frozen, cls
+    with pytest.raises(AttributeError):
+        params.limit = 11  # type: ignore[misc]
