@@ -39,7 +39,7 @@ import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Iterable, Literal, Sequence
 
-from fastgate.auth.mtls import CrlError, load_crl_file
+from fastgate.certs.crl import CrlError, load_crl_file
 
 if TYPE_CHECKING:
     from fastgate.config import Config
