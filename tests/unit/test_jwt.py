@@ -303,11 +303,15 @@ def test_parse_duration() -> None:
 
 # ---- claims --------------------------------------------------------------------------------------
 
-CFG0 = JwtConfig(source=jwt_config(classic()).source, family="hmac", key_source=jwt_config(classic()).key_source)  # type: ignore[union-attr]
+_BASE = jwt_config(classic())
+assert _BASE is not None
+# Only what the claim checks read beside the skews: the source, the family and the key.
+CFG0 = JwtConfig(source=_BASE.source, family="hmac", keys=_BASE.keys, key_source=_BASE.key_source)
 
 
 def with_skews(exp: int = 0, iat: int = 0, nbf: int = 0) -> JwtConfig:
-    return JwtConfig(source=CFG0.source, family="hmac", key_source=CFG0.key_source, exp_skew=exp, iat_skew=iat, nbf_skew=nbf)
+    return JwtConfig(source=CFG0.source, family="hmac", keys=CFG0.keys, key_source=CFG0.key_source,
+                     exp_skew=exp, iat_skew=iat, nbf_skew=nbf)
 
 
 def test_time_claims_as_tyk_scenario_43() -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Final, Literal
 
 from fastgate.apidef.auth_decode import parse_duration
-from fastgate.apidef.auth_settings import AuthSource, ClaimRule, JwtKeySettings, JwtSettings
+from fastgate.apidef.auth_settings import ClaimRule, JwtKeySettings, JwtSettings
 from fastgate.apidef.spec import ApiSpec, DefinitionError
 from fastgate.auth.jwt.jose import key_from_material
 
@@ -45,31 +45,11 @@ class KeySource:
 
 
 @dataclass(frozen=True, slots=True)
-class JwtConfig:
-    """Everything the JWT stage of one API needs, with Tyk's defaults applied."""
+class JwtConfig(JwtSettings):
+    """Everything the JWT stage of one API needs: the API's ``JwtSettings`` with its verification
+    key parsed (``key_source``)."""
 
-    source: AuthSource
-    family: str  # hmac | rsa | ecdsa | eddsa
-    key_source: KeySource
-    is_oas: bool = False
-    identity_fields: tuple[str, ...] = ()  # Classic: one field then `sub`; OAS: subjectClaims
-    skip_kid: bool = False
-    policy_fields: tuple[str, ...] = ()
-    client_base_field: str = ""
-    default_policies: tuple[str, ...] = ()
-    scope_claims: tuple[str, ...] = ()
-    scope_to_policy: dict[str, str] = field(default_factory=dict)
-    iat_skew: int = 0
-    nbf_skew: int = 0
-    exp_skew: int = 0
-    allowed_issuers: tuple[str, ...] = ()
-    allowed_audiences: tuple[str, ...] = ()
-    allowed_subjects: tuple[str, ...] = ()
-    jti_required: bool = False
-    custom_claims: tuple[ClaimRule, ...] = ()
-    idp_client_id_mapping_disabled: bool = False
-    context_vars: bool = False
-    session_lifetime: int = 0
+    key_source: KeySource = field(kw_only=True)
 
     @property
     def centralised(self) -> bool:
@@ -83,12 +63,11 @@ def jwt_config(spec: ApiSpec) -> JwtConfig | None:
     settings = spec.jwt
     if settings is None:
         return None
-    copied = {name: getattr(settings, name) for name in _SHARED}
+    copied = {name: getattr(settings, name) for name in _SETTINGS}
     return JwtConfig(**copied, key_source=_key_source(settings.keys, settings.family))
 
 
-# The fields JwtConfig takes over from JwtSettings as they are.
-_SHARED: Final = tuple(f.name for f in fields(JwtSettings) if f.name != "keys")
+_SETTINGS: Final = tuple(f.name for f in fields(JwtSettings))
 
 
 def _key_source(keys: JwtKeySettings, family: str) -> KeySource:
