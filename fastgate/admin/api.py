@@ -14,43 +14,26 @@ import hmac
 import logging
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from fastgate import __version__
 from fastgate.admin import apis, certs, jwks, keys, policies
-from fastgate.admin.common import ApiError
+from fastgate.admin.common import ApiError, GatewayControl, Handler
 from fastgate.admin.guard import SecretThrottle
 from fastgate.http.h1 import simple_response
 from fastgate.observe.access_log import redact_path
 
 if TYPE_CHECKING:
     from fastgate.http.request import Request
-    from fastgate.pipeline.compile import CompiledApi
     from fastgate.server.exchange import Exchange
-    from fastgate.services import Services
 
 __all__ = ["AdminApi", "ApiError", "GatewayControl", "Handler"]
 
 log = logging.getLogger("fastgate.admin")
 
-Handler = Callable[["Request", bytes, dict[str, str]], Awaitable[tuple[int, Any]]]
-
 FORBIDDEN = "Attempted administrative access with invalid or missing key!"
-
-
-class GatewayControl(Protocol):
-    """What the Gateway API needs of the gateway it runs in (``fastgate.gateway.Gateway``): its
-    services, what is loaded, and the reload switch. Handed down, never imported."""
-
-    services: "Services"
-    apis: "Mapping[str, CompiledApi]"
-    load_problems: list[str]
-    started_at: float
-
-    def reload_everywhere(self) -> None:
-        """Reload here and in every sibling worker."""
 
 
 class AdminApi:

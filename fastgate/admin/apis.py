@@ -47,7 +47,7 @@ from fastgate.apidef.spec import ApiSpec, DefinitionError
 from fastgate.auth import check_auth_settings
 
 if TYPE_CHECKING:
-    from fastgate.admin.api import AdminApi, GatewayControl
+    from fastgate.admin.common import GatewayControl, Registrar
     from fastgate.http.request import Request
 
 __all__ = ["register"]
@@ -68,7 +68,7 @@ INVALID = "Validation of API Definition failed. Reason: {}."
 Format = Literal["classic", "oas"]
 
 
-def register(admin: "AdminApi") -> None:
+def register(admin: "Registrar") -> None:
     """Add the API definition endpoints to ``admin``."""
     ep = ApiEndpoints(admin.gateway)
     admin.add("GET", "/tyk/apis", ep.list_apis)

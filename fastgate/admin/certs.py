@@ -17,7 +17,7 @@ from fastgate.certs.store import CertificateError, CertificateStore
 from fastgate.sessions.key_ids import generate_token, storage_key_id
 
 if TYPE_CHECKING:
-    from fastgate.admin.api import AdminApi
+    from fastgate.admin.common import Registrar
     from fastgate.http.request import Request
     from fastgate.services import Services
     from fastgate.sessions.session import SessionState
@@ -27,7 +27,7 @@ __all__ = ["certificate_key_id", "check_key_certificates", "register"]
 NOT_FOUND = "Certificate with given SHA256 fingerprint not found"
 
 
-def register(admin: "AdminApi") -> None:
+def register(admin: "Registrar") -> None:
     """Add the certificate endpoints to ``admin``."""
     certs = CertificateEndpoints(admin)
     admin.add("POST", "/tyk/certs", certs.add)
@@ -39,7 +39,7 @@ def register(admin: "AdminApi") -> None:
 class CertificateEndpoints:
     """Handlers bound to one gateway's certificate store."""
 
-    def __init__(self, admin: "AdminApi") -> None:
+    def __init__(self, admin: "Registrar") -> None:
         self.certs: CertificateStore = admin.services.certificates
 
     async def add(self, req: "Request", body: bytes, params: dict[str, str]) -> tuple[int, Any]:

@@ -7,7 +7,7 @@ the top, and nothing here imports back.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Protocol
 from urllib.parse import parse_qs
 
 import orjson
@@ -16,8 +16,36 @@ from fastgate.validation import split_error
 
 if TYPE_CHECKING:
     from fastgate.http.request import Request
+    from fastgate.pipeline.compile import CompiledApi
+    from fastgate.services import Services
 
-__all__ = ["ApiError", "json_object", "malformed", "query_params"]
+__all__ = ["ApiError", "GatewayControl", "Handler", "Registrar", "json_object", "malformed", "query_params"]
+
+Handler = Callable[["Request", bytes, dict[str, str]], Awaitable[tuple[int, Any]]]
+
+
+class GatewayControl(Protocol):
+    """What the Gateway API needs of the gateway it runs in (``fastgate.gateway.Gateway``): its
+    services, what is loaded, and the reload switch. Handed down, never imported."""
+
+    services: "Services"
+    apis: "Mapping[str, CompiledApi]"
+    load_problems: list[str]
+    started_at: float
+
+    def reload_everywhere(self) -> None:
+        """Reload here and in every sibling worker."""
+
+
+class Registrar(Protocol):
+    """What a resource module needs of the dispatcher (``fastgate.admin.api.AdminApi``) to
+    register its endpoints: named here so the resource modules never import the dispatcher."""
+
+    gateway: GatewayControl
+    services: "Services"
+
+    def add(self, method: str, pattern: str, handler: Handler) -> None:
+        """Serve ``method`` on ``pattern`` with ``handler``."""
 
 
 class ApiError(Exception):

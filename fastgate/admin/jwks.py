@@ -23,7 +23,7 @@ from fastgate.auth.jwt.revocation import DEFAULT_KEEP
 from fastgate.auth.jwt.services import announce_jwks_flush
 
 if TYPE_CHECKING:
-    from fastgate.admin.api import AdminApi
+    from fastgate.admin.common import Registrar
     from fastgate.http.request import Request
 
 __all__ = ["register"]
@@ -31,7 +31,7 @@ __all__ = ["register"]
 INVALIDATED = {"status": "ok", "message": "cache invalidated"}
 
 
-def register(admin: "AdminApi") -> None:
+def register(admin: "Registrar") -> None:
     """Add the JWT endpoints to ``admin``."""
     services = admin.services
     jwks, revocations, store = services.jwks, services.jwt_revocations, services.store

@@ -33,7 +33,7 @@ from fastgate.auth.passwords import PasswordTooLong, hash_password
 from fastgate.sessions.session import BasicAuthData, SessionState, decode_session, to_wire
 
 if TYPE_CHECKING:
-    from fastgate.admin.api import AdminApi
+    from fastgate.admin.common import Registrar
     from fastgate.http.request import Request
 
 __all__ = ["register"]
@@ -45,7 +45,7 @@ BASIC_USER_COLON = ("Failed to create key: a basic auth user name may not contai
                     "client sends user:password and the first colon ends the user name)")
 
 
-def register(admin: "AdminApi") -> None:
+def register(admin: "Registrar") -> None:
     """Add the key endpoints to ``admin``."""
     keys = KeyEndpoints(admin)
     admin.add("POST", "/tyk/keys/create", keys.create)
@@ -62,7 +62,7 @@ def register(admin: "AdminApi") -> None:
 class KeyEndpoints:
     """Handlers bound to one gateway's store, session manager and config."""
 
-    def __init__(self, admin: "AdminApi") -> None:
+    def __init__(self, admin: "Registrar") -> None:
         services = self.services = admin.services
         self.config = services.config
         self.store = services.store

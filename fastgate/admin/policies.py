@@ -39,7 +39,7 @@ from fastgate.services import reload_policies
 from fastgate.store import CLUSTER_CHANNEL, NOTICE_POLICY_CHANGED, StoreError, encode_event
 
 if TYPE_CHECKING:
-    from fastgate.admin.api import AdminApi, GatewayControl
+    from fastgate.admin.common import GatewayControl, Registrar
     from fastgate.http.request import Request
 
 __all__ = ["register", "write_atomically"]
@@ -53,7 +53,7 @@ MAX_ID_LENGTH = 200  # the file name <id>.json must fit the file system's 255 by
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-~")
 
 
-def register(admin: "AdminApi") -> None:
+def register(admin: "Registrar") -> None:
     """Add the policy endpoints to ``admin``."""
     ep = PolicyEndpoints(admin.gateway)
     admin.add("GET", "/tyk/policies", ep.list_policies)
