@@ -38,6 +38,9 @@ COMPILED_MODULES: Final = (
     "fastgate.auth.jwt.stage",
     "fastgate.auth.jwt.claims",
     "fastgate.clock",
+    # The wire layer calls back into the gateway for every request (route, upstream_head,
+    # record): interpreted, those calls were half of a keyless request's Python (22 -> 10 us).
+    "fastgate.gateway",
 )
 
 

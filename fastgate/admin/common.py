@@ -29,9 +29,12 @@ class GatewayControl(Protocol):
     services, what is loaded, and the reload switch. Handed down, never imported."""
 
     services: "Services"
-    apis: "Mapping[str, CompiledApi]"
     load_problems: list[str]
     started_at: float
+
+    @property
+    def apis(self) -> "Mapping[str, CompiledApi]":
+        """The APIs loaded now, by id (read-only here)."""
 
     def reload_everywhere(self) -> None:
         """Reload here and in every sibling worker."""

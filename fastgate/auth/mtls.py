@@ -43,7 +43,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Awaitable, Callable, Final, Iterable
+from typing import TYPE_CHECKING, Awaitable, Callable, Final, Iterable, Literal
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -416,7 +416,7 @@ async def _remember_certificate(services: "Services", storage_id: str, credentia
 
 
 def client_auth(specs: Iterable[ApiSpec], certs: CertificateStore | None, config: Config,
-                admin_on_main: bool) -> tuple[str, list[bytes]]:
+                admin_on_main: bool) -> tuple[Literal["none", "optional", "required"], list[bytes]]:
     """Which client certificates the TLS listener asks for (``none``, ``optional`` or
     ``required``) and which it trusts (DER), for the loaded APIs ``specs`` (recomputed after
     every API load and every certificate store change)."""
@@ -431,6 +431,7 @@ def client_auth(specs: Iterable[ApiSpec], certs: CertificateStore | None, config
         # A certificate-derived key's certificate is trusted by being in the store.
         for stored in certs.all():
             trusted.update(dict.fromkeys(stored.chain_der))
+    mode: Literal["none", "optional", "required"]
     if not any(api.static or api.dynamic for api in settings):
         mode = "none"
     elif all(api.static for api in settings) and not admin_on_main:
