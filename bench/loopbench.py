@@ -107,7 +107,7 @@ async def main() -> int:
     logging.disable(logging.INFO)
     config = load_config(tmp / "fastgate.toml")
     gw = Gateway(config)
-    await start_services(gw)
+    await start_services(gw.services, gw.reload)
     clock.reset()
     gw.load_apis()
     # No tick runs: clock.now stays fixed, so no deadline fires during the loop.
