@@ -195,25 +195,20 @@ class Gateway:
         ):
             req.api = None
             return True
-        if ";" not in path:
-            match = self.router.route(req.host, path)
-            if match is None:
-                return False
-            api, req.listen_base = match
-            # Endpoint lists and method overrides pick the stage set (fastgate.pipeline.access).
-            req.api = api if api.select is None else api.select(req)
-            return True
         # Routing matches the path an upstream that drops ";" parameters would read; the API
         # found decides whether the parameters may reach it at all.
-        match = self.router.route(req.host, without_path_parameters(path))
+        with_parameters = ";" in path
+        match = self.router.route(req.host, without_path_parameters(path) if with_parameters else path)
         if match is None:
             return False
         api, req.listen_base = match
-        refusal = path_parameters_refusal(path, req.listen_base, api.spec.allow_path_parameters)
-        if refusal is not None:
-            req.api = api
-            req.error = (400, refusal)
-            return True
+        if with_parameters:
+            refusal = path_parameters_refusal(path, req.listen_base, api.spec.allow_path_parameters)
+            if refusal is not None:
+                req.api = api
+                req.error = (400, refusal)
+                return True
+        # Endpoint lists and method overrides pick the stage set (fastgate.pipeline.access).
         req.api = api if api.select is None else api.select(req)
         return True
 
