@@ -232,7 +232,7 @@ SCENARIOS: list[Scenario] = [
         nginx_path="/keyless/get",
         fastgate_path="/keyless/get",
         apis=("keyless.json",),
-        target_rps_ratio=0.8,
+        target_rps_ratio=0.85,
         target_p99_ratio=1.5,
     ),
     Scenario(
@@ -256,7 +256,7 @@ SCENARIOS: list[Scenario] = [
         config={"storage": {"url": BENCH_REDIS_URL}},
         prepare=lambda ctx: flush_bench_redis(),
         setup=lambda ctx: create_bench_key(ctx),
-        target_rps_ratio=0.5,
+        target_rps_ratio=0.6,
     ),
     Scenario(
         name="https",
@@ -319,7 +319,7 @@ SCENARIOS: list[Scenario] = [
         nginx_headers={"Authorization": API_KEY},
         config={"policies": {"policy_path": "{{bench}}/configs/policies"}},
         setup=lambda ctx: _jwt_hook("setup_hs256", ctx),
-        target_rps_ratio=0.7,
+        target_rps_ratio=0.75,
     ),
     Scenario(
         name="jwt-rs256",
@@ -349,7 +349,7 @@ SCENARIOS: list[Scenario] = [
         apis=("basic-auth.json",),
         nginx_headers={"Authorization": API_KEY},
         setup=lambda ctx: _signature_hook("setup_basic", ctx),
-        target_rps_ratio=0.7,
+        target_rps_ratio=0.75,
     ),
     Scenario(
         name="basic-auth-bcrypt-load",
