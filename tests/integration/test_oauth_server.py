@@ -22,28 +22,13 @@ from authlib.integrations.base_client.errors import OAuthError as AuthlibError
 
 from tests.kit.apis import classic_api, rights
 from tests.kit.fixtures import REDIS_TEST_URL, flush_redis_db
-from tests.kit.gateway_api import ADMIN, create_key
+from tests.kit.gateway_api import create_key
+from tests.kit.oauth import (
+    ALL_GRANTS, LOGIN, POLICIES, REDIRECT, approve, get, make_client, oauth_api, token_post,
+)
 from tests.kit.procs import Gateway
 
 os.environ["AUTHLIB_INSECURE_TRANSPORT"] = "1"  # the test gateway listens on plain http
-
-LOGIN = "https://login.example.test/consent"
-REDIRECT = "https://client.example.test/cb"
-ALL_GRANTS = ["authorization_code", "refresh_token", "password", "client_credentials"]
-
-
-def oauth_api(api_id: str, upstream_url: str, access_types: list[str], **fields):
-    fields.setdefault("oauth_meta", {"allowed_access_types": access_types, "allowed_authorize_types": ["code", "token"],
-                                     "auth_login_redirect": LOGIN})
-    return classic_api(api_id, f"/{api_id}/", upstream_url, use_keyless=False, use_oauth2=True, **fields)
-
-
-POLICIES = {
-    "opol": {"id": "opol", "org_id": "default", "rate": 1000, "per": 1, "quota_max": -1,
-             "access_rights": rights("o", "o2", "pk")},
-    "slow": {"id": "slow", "org_id": "default", "rate": 3, "per": 60, "quota_max": -1, "access_rights": rights("o")},
-}
-
 
 @pytest.fixture(scope="module", params=["memory://", REDIS_TEST_URL], ids=["memory", "redis"])
 def gw(request, tmp_path_factory, upstream):
@@ -66,22 +51,9 @@ def gw(request, tmp_path_factory, upstream):
             flush_redis_db(request.param)
 
 
-def make_client(gw, api_id: str = "o", policy_id: str = "opol", **extra) -> dict:
-    body = {"redirect_uri": REDIRECT, "api_id": api_id, "policy_id": policy_id, **extra}
-    status, answer = gw.admin("POST", "/tyk/oauth/clients/create", body)
-    assert status == 200, answer
-    return answer
-
-
 def session(gw, client: dict, **kwargs) -> OAuth2Session:
     return OAuth2Session(client["client_id"], client["secret"], redirect_uri=REDIRECT,
                          token_endpoint_auth_method="client_secret_basic", **kwargs)
-
-
-def approve(gw, query: dict, api_id: str = "o", admin: bool = True) -> requests.Response:
-    """The login app approving an authorization request."""
-    return requests.post(f"{gw.url}/{api_id}/tyk/oauth/authorize-client", data=query,
-                         headers=ADMIN if admin else {}, timeout=10)
 
 
 def code_flow(gw, client: dict, api_id: str = "o", verifier: str | None = None) -> dict:
@@ -98,16 +70,6 @@ def code_flow(gw, client: dict, api_id: str = "o", verifier: str | None = None) 
     assert approved.status_code == 200, approved.text
     return sess.fetch_token(f"{gw.url}/{api_id}/oauth/token", authorization_response=approved.json()["redirect_to"],
                             **({"code_verifier": verifier} if verifier else {}))
-
-
-def get(gw, path: str, token: str | None = None, **headers) -> requests.Response:
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    return requests.get(gw.url + path, headers=headers, timeout=10)
-
-
-def token_post(gw, data, api_id: str = "o", auth=None, **kwargs) -> requests.Response:
-    return requests.post(f"{gw.url}/{api_id}/oauth/token", data=data, auth=auth, timeout=10, **kwargs)
 
 
 def wait_refused(gw, path: str, token: str, message: str = "Key not authorised") -> None:
@@ -325,25 +287,6 @@ def test_refresh_reuse_revokes_the_newest_tokens(gw):
     assert r.status_code == 403 and r.json()["error"] == "invalid_grant"
     with pytest.raises(AuthlibError):
         session(gw, client).refresh_token(f"{gw.url}/o/oauth/token", refresh_token=rotated["refresh_token"])
-
-
-def test_codes_and_tokens_are_stored_hashed(gw):
-    if not gw.settings["storage"]["url"].startswith("redis"):
-        pytest.skip("the memory store lives in the gateway process; Redis is readable from here")
-    import redis
-
-    client = make_client(gw)
-    code = _pkce_code(gw, client, None).json()["code"]
-    token = token_post(gw, {"grant_type": "authorization_code", "redirect_uri": REDIRECT, "code": code},
-                       auth=(client["client_id"], client["secret"])).json()
-    db = redis.Redis.from_url(gw.settings["storage"]["url"])
-    try:
-        everything = b" ".join(db.keys("*")) + b" ".join(v for k in db.keys("*") if db.type(k) == b"string"
-                                                          for v in [db.get(k) or b""])
-    finally:
-        db.close()
-    for secret in (code, token["access_token"], token["refresh_token"]):
-        assert secret.encode() not in everything
 
 
 # ---- protected requests ----------------------------------------------------------------------
