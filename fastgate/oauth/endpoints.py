@@ -22,7 +22,10 @@ from urllib.parse import parse_qsl
 import orjson
 
 from fastgate.apidef.spec import ApiSpec
+from fastgate.auth.mtls import compile_static_mtls
 from fastgate.http.h1 import simple_response
+from fastgate.pipeline.access import compile_ip_check
+from fastgate.pipeline.stage import Denial, Stage
 from fastgate.oauth.server import TOKEN_HEADERS, OAuthError, OAuthServer, Reply, client_credentials_from_basic
 
 if TYPE_CHECKING:
@@ -88,6 +91,11 @@ class OAuthEndpoints:
         self.server: OAuthServer = services.oauth
         self.secret = services.config.secret.encode()
         self.unavailable = services.unavailable_errors
+        # The API's IP lists and static mTLS hold for its OAuth endpoints too: a client shut out
+        # of the API cannot mint tokens for it either.
+        ip_check = compile_ip_check(spec.access, services.config.security.client_ip_header)
+        self.guards: tuple[Stage, ...] = (*((ip_check,) if ip_check is not None else ()),
+                                          *compile_static_mtls(spec, services))
 
     def responder(self, handler: Handler, *, token_headers: bool) -> Callable[["Exchange", bytes], Awaitable[None]]:
         """What answers one request with ``handler`` and finishes its exchange."""
@@ -97,7 +105,9 @@ class OAuthEndpoints:
         async def respond(exchange: "Exchange", body: bytes) -> None:
             req = exchange.req
             try:
-                reply = await handler(req, body)
+                refusal = await self._guard(req)
+                reply = await handler(req, body) if refusal is None else \
+                    Reply(refusal.status, {"error": refusal.message}, refusal.headers)
             except OAuthError as exc:
                 reply = Reply(exc.status or server.error_status,
                               {"error": exc.code, "error_description": exc.description}, extra_headers)
@@ -116,6 +126,15 @@ class OAuthEndpoints:
                                                            extra=reply.headers), keep_alive)
 
         return respond
+
+    async def _guard(self, req: "Request") -> Denial | None:
+        for guard in self.guards:
+            result = guard(req)
+            if result is not None and type(result) is not Denial:
+                result = await result  # type: ignore[misc]  # not a Denial: the awaitable
+            if result is not None:
+                return result  # type: ignore[return-value]
+        return None
 
     # ---- endpoints ---------------------------------------------------------------------------
 

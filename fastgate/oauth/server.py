@@ -69,7 +69,7 @@ TOKEN_HEADERS: Final = (
 _PKCE_CHALLENGE: Final = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 _PKCE_VERIFIER: Final = _PKCE_CHALLENGE
 MAX_PARAMETER: Final = 4096  # bytes of one token-endpoint parameter
-BASIC_USER_TOKENS: Final = 10_000
+EXPIRED_GRACE: Final = 60
 
 
 class OAuthError(Exception):
@@ -368,7 +368,9 @@ class OAuthServer:
         session.date_created = datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds")
         token = generate_token(spec.org_id, None, config.hash_key_function)
         storage_id = storage_key_id(token, config.hash_keys)
-        retain = expires_in + config.oauth_token_expired_retain_period
+        # Kept past its expiry (at least EXPIRED_GRACE s) so a late request is told "Key has
+        # expired, please renew" (401, as Tyk) rather than "Key not authorised".
+        retain = expires_in + max(config.oauth_token_expired_retain_period, EXPIRED_GRACE)
         await self.sessions.put(storage_id, session, retain)
         await self.storage.add_token(spec.api_id, client.client_id, storage_id, session.expires, retain)
         refresh_ttl = float(config.oauth_refresh_token_expire)
