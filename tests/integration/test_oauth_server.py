@@ -20,7 +20,7 @@ import requests
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.integrations.base_client.errors import OAuthError as AuthlibError
 
-from tests.kit.apis import classic_api, rights
+from tests.kit.apis import classic_api, oas_api, rights
 from tests.kit.fixtures import REDIS_TEST_URL, flush_redis_db
 from tests.kit.gateway_api import create_key
 from tests.kit.oauth import (
@@ -29,6 +29,14 @@ from tests.kit.oauth import (
 from tests.kit.procs import Gateway
 
 os.environ["AUTHLIB_INSECURE_TRANSPORT"] = "1"  # the test gateway listens on plain http
+
+def oas_oauth_api(api_id: str, upstream_url: str) -> dict:
+    """A Tyk OAS API whose oauth2 scheme makes the gateway its authorization server."""
+    scheme = {"type": "oauth2", "flows": {"clientCredentials": {"tokenUrl": "/oauth/token", "scopes": {}}}}
+    vendor = {"enabled": True, "securitySchemes": {"oauth": {"enabled": True, "authLoginRedirect": LOGIN}}}
+    return oas_api(api_id, f"/{api_id}/", upstream_url, server={"authentication": vendor},
+                   document={"components": {"securitySchemes": {"oauth": scheme}}, "security": [{"oauth": []}]})
+
 
 @pytest.fixture(scope="module", params=["memory://", REDIS_TEST_URL], ids=["memory", "redis"])
 def gw(request, tmp_path_factory, upstream):
@@ -41,6 +49,7 @@ def gw(request, tmp_path_factory, upstream):
             "allowed_access_types": ALL_GRANTS, "allowed_authorize_types": ["code"], "auth_login_redirect": LOGIN,
             "require_pkce": True}),
         classic_api("open", "/open/", upstream.url),
+        oas_oauth_api("oo", upstream.url),
     ]
     gateway = Gateway(tmp_path_factory.mktemp("oauth"), apis, {"storage": {"url": request.param}}, policies=POLICIES)
     try:
@@ -384,3 +393,14 @@ def test_revoke_and_revoke_all(gw):
     assert (r.status_code, r.json()) == (200, {"status": "ok", "message": "tokens revoked successfully"})
     for t in tokens:
         wait_refused(gw, "/o/x", t["access_token"])
+
+
+def test_oas_oauth2_scheme_end_to_end(gw):
+    client = make_client(gw, api_id="oo", policy_id="")
+    token = session(gw, client).fetch_token(f"{gw.url}/oo/oauth/token", grant_type="client_credentials")
+    assert get(gw, "/oo/x", token["access_token"]).status_code == 200
+    assert get(gw, "/o/x", token["access_token"]).json() == {
+        "error": "Key not authorised. OAuth client access was revoked"}  # a client of another API
+    r = token_post(gw, {"grant_type": "password", "username": "u", "password": "p"}, "oo",
+                   auth=(client["client_id"], client["secret"]))
+    assert r.status_code == 403 and r.json()["error"] == "unsupported_grant_type"
