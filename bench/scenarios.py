@@ -224,6 +224,14 @@ def _signature_hook(name: str, ctx: Context) -> Prepared:
     return hook(ctx)
 
 
+def _oauth_hook(name: str, ctx: Context) -> Prepared:
+    """A hook of the OAuth scenarios (``oauth_scenarios.py``, imported late: it imports this module)."""
+    import oauth_scenarios
+
+    hook: Callable[[Context], Prepared] = getattr(oauth_scenarios, name)
+    return hook(ctx)
+
+
 SCENARIOS: list[Scenario] = [
     Scenario(
         name="keyless",
@@ -367,5 +375,25 @@ SCENARIOS: list[Scenario] = [
         nginx_headers={"Authorization": API_KEY},
         setup=lambda ctx: _signature_hook("setup_hmac", ctx),
         target_rps_ratio=0.6,
+    ),
+    Scenario(
+        name="oauth-token",
+        title="OAuth 2.0 access token (client_credentials), repeated (cached session and client) (issue 12)",
+        nginx_path="/auth-key/get",
+        fastgate_path="/oauth/get",
+        apis=("oauth.json",),
+        nginx_headers={"Authorization": API_KEY},
+        setup=lambda ctx: _oauth_hook("setup_oauth_token", ctx),
+        target_rps_ratio=0.75,
+    ),
+    Scenario(
+        name="oauth-token-endpoint",
+        title="OAuth 2.0 token endpoint: client_credentials, a new token per request, memory store (issue 12)",
+        fastgate_path="/oauth/oauth/token",
+        apis=("oauth.json",),
+        lua="post_form.lua",
+        lua_args=("grant_type=client_credentials",),
+        setup=lambda ctx: _oauth_hook("setup_oauth_endpoint", ctx),
+        probe=False,
     ),
 ]

@@ -142,6 +142,14 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     basic_auth_failures_per_client: int = 50
     basic_auth_failure_window: float = 60.0
     hide_generator_header: bool = False
+    # The OAuth 2.0 server (fastgate.oauth): access and refresh token lifetimes (s), how long an
+    # expired token stays listed, the status of token-endpoint errors, and the separator that lets
+    # a client's redirect_uri hold several URIs ("": one URI per client).
+    oauth_token_expire: int = 3600
+    oauth_refresh_token_expire: int = 1209600
+    oauth_token_expired_retain_period: int = 0
+    oauth_error_status_code: int = 403
+    oauth_redirect_uri_separator: str = ""
     log_level: str = "info"
     policies: PoliciesConfig = PoliciesConfig()
     storage: StorageConfig = StorageConfig()
@@ -257,6 +265,18 @@ PUBLISHED_SECRETS = frozenset({
 MIN_SECRET_LENGTH = 16
 
 
+def oauth_problems(config: Config) -> list[str]:
+    """What is wrong with the OAuth 2.0 server knobs (``oauth_*``)."""
+    problems = []
+    if config.oauth_token_expire < 1 or config.oauth_refresh_token_expire < 1:
+        problems.append("oauth_token_expire, oauth_refresh_token_expire: must be at least 1 second")
+    if config.oauth_token_expired_retain_period < 0:
+        problems.append("oauth_token_expired_retain_period: must be 0 or more")
+    if not 400 <= config.oauth_error_status_code <= 499:
+        problems.append("oauth_error_status_code: must be a 4xx status")
+    return problems
+
+
 def secret_problem(secret: str) -> str | None:
     """Why ``secret`` cannot guard the Gateway API, or None; "" (API off) is fine."""
     if not secret:
@@ -288,6 +308,7 @@ def _check(config: Config, source: str) -> None:
         problems.append("basic_auth_failure_window: must be greater than 0")
     if config.workers < 1:
         problems.append("workers: must be at least 1")
+    problems.extend(oauth_problems(config))
     if config.workers > 1 and config.storage.url.startswith("memory:"):
         problems.append(
             "storage.url: memory:// is a single-process store; with workers > 1 use redis://"

@@ -23,6 +23,8 @@ from fastgate.auth.passwords import PasswordChecker
 from fastgate.auth.throttle import FailureCounter
 from fastgate.certs.store import CertificateStore
 from fastgate.config import Config
+from fastgate.oauth.server import OAuthServer
+from fastgate.oauth.storage import OAuthStorage
 from fastgate.sessions.manager import SessionManager
 from fastgate.sessions.policies import Policy, load_policy_dir
 from fastgate.store import (
@@ -75,6 +77,7 @@ class Services:
     basic_failures: BasicFailures
     event_source: str  # this process's name on the cluster channel (it ignores its own events)
     lifecycle: Lifecycle
+    oauth: OAuthServer  # the OAuth 2.0 authorization server (fastgate.oauth)
     # A stage that raises one of these answers 503 (the store is down), anything else 500.
     unavailable_errors: tuple[type[BaseException], ...] = (StoreUnavailable,)
 
@@ -98,23 +101,26 @@ def open_services(config: Config) -> Services:
             options["prefix"] = storage.key_prefix
     store = open_store(storage.url, **options)
     jwks = config.jwks
+    sessions = SessionManager(store, config)
+    passwords = PasswordChecker()
     window = config.basic_auth_failure_window
     services = Services(
         config=config,
         store=store,
-        sessions=SessionManager(store, config),
+        sessions=sessions,
         certificates=CertificateStore(store, config.security.private_certificate_encoding_secret or config.secret),
         jwks=JwksManager(
             cache_timeout=jwks.cache_timeout, refetch_cooldown=jwks.refetch_cooldown, fetch_timeout=jwks.fetch_timeout
         ),
         jwt_revocations=Revocations(),
-        passwords=PasswordChecker(),
+        passwords=passwords,
         basic_failures=BasicFailures(
             FailureCounter(config.basic_auth_failures_per_user, window),
             FailureCounter(config.basic_auth_failures_per_client, window),
         ),
         event_source=uuid.uuid4().hex,
         lifecycle=Lifecycle(),
+        oauth=OAuthServer(OAuthStorage(store), sessions, config, passwords),
     )
     reload_policies(services)
     return services
@@ -179,7 +185,7 @@ async def start_services(services: Services, reload: Hook) -> None:
         services.passwords.close()
 
     services.lifecycle.closers.extend(
-        [services.certificates.close, services.sessions.close, services.jwks.close, close_passwords, services.store.close]
+        [services.oauth.notifier.close, services.certificates.close, services.sessions.close, services.jwks.close, close_passwords, services.store.close]
     )
 
 

@@ -25,6 +25,8 @@ from fastgate.apidef.auth_settings import (
     MtlsSettings,
     TokenSettings,
 )
+from fastgate.apidef.oauth_decode import classic_oauth, oas_oauth
+from fastgate.apidef.auth_settings import OAuthSettings
 from fastgate.apidef.spec import DefinitionError
 from fastgate.validation import split_error
 
@@ -59,6 +61,7 @@ class DecodedAuth:
     jwt: JwtSettings | None
     mtls: MtlsSettings
     base_identity: str
+    oauth: OAuthSettings | None = None
 
 
 def classic_auth(raw: dict[str, Any], auth_configs: dict[str, AuthSource], *, use_keyless: bool,
@@ -72,6 +75,7 @@ def classic_auth(raw: dict[str, Any], auth_configs: dict[str, AuthSource], *, us
         jwt=_classic_jwt(raw, auth_configs) if protected else None,
         mtls=_classic_mtls(raw, auth_configs, use_keyless),
         base_identity=str(raw.get("base_identity_provided_by") or ""),
+        oauth=classic_oauth(raw, auth_configs) if protected else None,
     )
 
 
@@ -86,6 +90,7 @@ def oas_auth(raw: dict[str, Any], auth_configs: dict[str, AuthSource], *, use_ke
         jwt=_oas_jwt(raw) if protected else None,
         mtls=_oas_mtls(raw, use_keyless),
         base_identity=str(auth.get("baseIdentityProvider") or ""),
+        oauth=oas_oauth(raw) if protected else None,
     )
 
 

@@ -20,7 +20,7 @@ import msgspec
 
 __all__ = [
     "AuthSource", "BasicSettings", "ClaimRule", "HmacSettings", "JwtKeySettings", "JwtSettings",
-    "MtlsSettings", "TokenSettings",
+    "MtlsSettings", "OAuthSettings", "TokenSettings",
 ]
 
 
@@ -134,3 +134,17 @@ class JwtSettings:
     idp_client_id_mapping_disabled: bool = False
     context_vars: bool = False
     session_lifetime: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthSettings:
+    """OAuth 2.0 with the gateway as the authorization server (Classic ``use_oauth2`` +
+    ``oauth_meta`` + ``notifications``, or an OAS ``oauth2`` scheme); see ``fastgate.oauth``."""
+
+    source: AuthSource  # where protected requests carry ``Bearer <access token>``
+    access_types: frozenset[str]  # grants the token endpoint accepts
+    authorize_types: frozenset[str]  # response types authorize / authorize-client accept
+    login_redirect: str = ""  # auth_login_redirect: the login page /oauth/authorize sends users to
+    shared_secret: str = ""  # notifications.shared_secret (X-Tyk-Shared-Secret)
+    keychange_url: str = ""  # notifications.oauth_on_keychange_url ("" : no notifications)
+    require_pkce: bool = False  # fastgate's own: every code needs an S256 code_challenge

@@ -99,6 +99,7 @@ def decode_classic(raw: dict[str, Any], source: str) -> ApiSpec:
         hmac=auth.hmac,
         jwt=auth.jwt,
         mtls=auth.mtls,
+        oauth=auth.oauth,
         base_identity=auth.base_identity,
         max_request_body_bytes=_size_limit(api),
         access=access,

@@ -115,6 +115,7 @@ def decode_oas(raw: dict[str, Any], source: str) -> ApiSpec:
         hmac=decoded.hmac,
         jwt=decoded.jwt,
         mtls=decoded.mtls,
+        oauth=decoded.oauth,
         base_identity=decoded.base_identity,
         max_request_body_bytes=_size_limit(ext),
         access=access,

@@ -19,6 +19,7 @@ from fastgate.apidef.auth_settings import (
     HmacSettings,
     JwtSettings,
     MtlsSettings,
+    OAuthSettings,
     TokenSettings,
 )
 
@@ -91,5 +92,6 @@ class ApiSpec(msgspec.Struct, frozen=True, kw_only=True):
     hmac: HmacSettings | None = None
     jwt: JwtSettings | None = None
     mtls: MtlsSettings = MtlsSettings()
+    oauth: OAuthSettings | None = None  # OAuth 2.0 server (fastgate.oauth, fastgate.auth.oauth)
     base_identity: str = ""  # base_identity_provided_by: which method's session the checks use
     raw: dict[str, Any] = {}

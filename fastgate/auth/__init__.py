@@ -17,6 +17,7 @@ from fastgate.auth.body import CREDENTIALS_BODY_LIMIT, BodyTap
 from fastgate.auth.hmac import compile_hmac_auth, digest_of, hmac_warnings
 from fastgate.auth.jwt.config import jwt_config
 from fastgate.auth.jwt.stage import compile_jwt_auth
+from fastgate.auth.oauth import compile_oauth_auth
 from fastgate.auth.sources import compile_credential_check, strip_credentials
 from fastgate.auth.token import compile_token_auth
 from fastgate.pipeline.stage import Stage
@@ -31,7 +32,7 @@ MethodCompiler = Callable[[ApiSpec, "Services"], tuple[Stage, ...]]
 
 
 def _method_compilers() -> list[MethodCompiler]:
-    return [compile_basic_auth, compile_hmac_auth, compile_jwt_auth, compile_token_auth]
+    return [compile_oauth_auth, compile_basic_auth, compile_hmac_auth, compile_jwt_auth, compile_token_auth]
 
 
 METHOD_COMPILERS: list[MethodCompiler] = []
@@ -62,6 +63,8 @@ def auth_warnings(spec: ApiSpec) -> list[str]:
 def credential_sources(spec: ApiSpec) -> list[tuple[AuthSource, bool]]:
     """Where each auth method of ``spec`` reads its credential, and whether it strips ``Bearer ``."""
     found: list[tuple[AuthSource, bool]] = []
+    if spec.oauth is not None:
+        found.append((spec.oauth.source, False))
     if spec.basic is not None:
         found.append((spec.basic.source, False))
     if spec.hmac is not None:

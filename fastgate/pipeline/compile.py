@@ -29,6 +29,7 @@ from fastgate.pipeline.access import (
 )
 from fastgate.pipeline.post_auth import compile_post_auth
 from fastgate.pipeline.stage import Stage, deny
+from fastgate.oauth.endpoints import with_oauth_endpoints
 
 if TYPE_CHECKING:
     from fastgate.services import Services
@@ -80,8 +81,9 @@ class CompiledApi:
     # basic-auth credentials in the body): see fastgate.auth.body. None on most APIs.
     body_tap: Callable[[Request], Any] | None = None
     # Picks the stage set for a request when it is routed (fastgate.pipeline.access): endpoint lists,
-    # method overrides. None on APIs without either.
-    select: Callable[[Request], "CompiledApi"] | None = None
+    # method overrides. None on APIs without either. It answers None for a request the gateway
+    # answers itself (an OAuth API's endpoints, fastgate.oauth.endpoints).
+    select: Callable[[Request], "CompiledApi | None"] | None = None
     # The upstream request line per (method, canonical path, query): built once, bounded. The
     # stage-set variants made by ``select`` share it (same spec, same target).
     request_lines: dict[tuple[str, str, str], bytes] = field(default_factory=dict)
@@ -111,6 +113,11 @@ class CompiledApi:
 
 
 def compile_api(spec: ApiSpec, services: "Services", default_max_body: int) -> CompiledApi:
+    """``_compile_api``, with an OAuth API's own endpoints under its listen path."""
+    return with_oauth_endpoints(_compile_api(spec, services, default_max_body), services)
+
+
+def _compile_api(spec: ApiSpec, services: "Services", default_max_body: int) -> CompiledApi:
     """Build the stage tuple for ``spec``; raises ``DefinitionError`` for config that cannot work.
 
     Stages in Tyk's order: IP allow/block lists and endpoint lists (``fastgate.pipeline.access``), the
@@ -161,7 +168,7 @@ def compile_api(spec: ApiSpec, services: "Services", default_max_body: int) -> C
     bad_override = replace(forbidden, stages=tuple(before) + (lambda req: CONFLICTING_OVERRIDE,))
     override = spec.access.allow_method_override
 
-    def select(req: Request) -> CompiledApi:
+    def select(req: Request) -> CompiledApi | None:
         if override and not read_method_override(req):
             return bad_override
         if matcher is None:
