@@ -16,9 +16,11 @@ import msgspec
 from fastgate.apidef.auth_settings import (
     AuthSource,
     BasicSettings,
+    ExternalOAuthSettings,
     HmacSettings,
     JwtSettings,
     MtlsSettings,
+    OidcSettings,
     TokenSettings,
 )
 
@@ -91,5 +93,7 @@ class ApiSpec(msgspec.Struct, frozen=True, kw_only=True):
     hmac: HmacSettings | None = None
     jwt: JwtSettings | None = None
     mtls: MtlsSettings = MtlsSettings()
+    external_oauth: ExternalOAuthSettings | None = None
+    oidc: OidcSettings | None = None
     base_identity: str = ""  # base_identity_provided_by: which method's session the checks use
     raw: dict[str, Any] = {}
