@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from scenarios import Context, Prepared, gateway_api
 
-__all__ = ["setup_ext_introspection", "setup_oidc"]
+__all__ = ["BENCH_TOKEN", "id_token", "setup_ext_introspection", "setup_oidc", "start_idp"]
 
 BENCH_TOKEN = "bench-opaque-access-token-0123456789"
 _KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -33,7 +33,7 @@ _EXP = int(time.time()) + 86_400
 _IDP: dict[str, Any] = {}
 
 
-def _idp() -> str:
+def start_idp() -> str:
     """Start the in-process IdP once; its base URL."""
     if "url" in _IDP:
         return str(_IDP["url"])
@@ -86,7 +86,7 @@ def _api(ctx: Context, api_id: str, **fields: Any) -> None:
 
 
 def setup_ext_introspection(ctx: Context) -> Prepared:
-    base = _idp()
+    base = start_idp()
     _api(ctx, "bench-ext-oauth", external_oauth={"enabled": True, "providers": [{
         "jwt": {"enabled": False},
         "introspection": {"enabled": True, "url": base + "/introspect", "client_id": "bench",
@@ -102,9 +102,13 @@ def setup_ext_introspection(ctx: Context) -> Prepared:
 
 
 def setup_oidc(ctx: Context) -> Prepared:
-    issuer = _idp() + "/idp"
+    issuer = start_idp() + "/idp"
     _api(ctx, "bench-oidc", use_openid=True, openid_options={"segregate_by_client": False, "providers": [
         {"issuer": issuer, "client_ids": {base64.b64encode(b"bench-app").decode(): "bench-oidc"}}]})
-    token = jwt.encode({"iss": issuer, "aud": "bench-app", "sub": "bench-user", "iat": _EXP - 86_400, "exp": _EXP},
-                       _KEY, algorithm="RS256", headers={"kid": "bench-1"})
-    return Prepared(headers={"Authorization": "Bearer " + token})
+    return Prepared(headers={"Authorization": "Bearer " + id_token(issuer)})
+
+
+def id_token(issuer: str) -> str:
+    """The bench ID token: audience ``bench-app``, valid for a day, signed by the IdP's key."""
+    return jwt.encode({"iss": issuer, "aud": "bench-app", "sub": "bench-user", "iat": _EXP - 86_400, "exp": _EXP},
+                      _KEY, algorithm="RS256", headers={"kid": "bench-1"})

@@ -32,7 +32,7 @@ from fastgate.auth.jwt.claims import check_times, identity_of, user_id
 from fastgate.auth.jwt.config import JwtConfig, parse_key_source
 from fastgate.auth.jwt.jose import ALG_FAMILY, Jws, parse, verify
 from fastgate.auth.jwt.jwks import JwkKey
-from fastgate.auth.jwt.keys import JwksKeys
+from fastgate.auth.jwt.keys import JwksKeys, fresh_window
 from fastgate.auth.jwt.session import virtual_session_token
 from fastgate.auth.sources import compile_extractor
 from fastgate.http.request import Request
@@ -87,12 +87,13 @@ def standard_session(spec: ApiSpec) -> SessionState:
 
 
 class _Verified:
-    __slots__ = ("jws", "jwk", "until")
+    __slots__ = ("jws", "jwk", "until", "fresh_from", "fresh_to")
 
-    def __init__(self, jws: Jws, jwk: JwkKey | None, until: float) -> None:
+    def __init__(self, jws: Jws, jwk: JwkKey | None, until: float, window: tuple[float, float]) -> None:
         self.jws = jws
         self.jwk = jwk
         self.until = until
+        self.fresh_from, self.fresh_to = window  # where the time claims surely pass
 
 
 class ExternalOAuth:
@@ -174,7 +175,7 @@ class ExternalOAuth:
             jwk = entry.jwk
             if entry.until > now and (jwk is None or self.keys is None or self.keys.still_served(jwk)):
                 self.verified.move_to_end(token)
-                return self._jwt_claims(req, entry.jws, now)
+                return self._jwt_claims(req, entry.jws, now, entry.fresh_from <= now < entry.fresh_to)
             del self.verified[token]
         jws = parse(token)
         if isinstance(jws, str):
@@ -214,16 +215,17 @@ class ExternalOAuth:
         assert self.jwt is not None
         until = float(exp) + self.jwt.exp_skew if type(exp) in (int, float) and math.isfinite(exp) else now + NO_EXP_CACHE_SECONDS
         if until > now:
-            self.verified[token] = _Verified(jws, jwk, until)
+            assert self.cfg is not None
+            self.verified[token] = _Verified(jws, jwk, until, fresh_window(jws.claims, self.cfg))
             if len(self.verified) > MAX_CACHED_TOKENS:
                 self.verified.popitem(last=False)
-        return self._jwt_claims(req, jws, now)
+        return self._jwt_claims(req, jws, now, False)
 
-    def _jwt_claims(self, req: Request, jws: Jws, now: float) -> StageResult:
+    def _jwt_claims(self, req: Request, jws: Jws, now: float, fresh: bool) -> StageResult:
         cfg = self.cfg
         assert cfg is not None
         claims = jws.claims
-        reason = check_times(claims, int(now), cfg)
+        reason = None if fresh else check_times(claims, int(now), cfg)
         if reason is not None:
             return _refused(reason)
         revoked = self.revocations

@@ -32,7 +32,7 @@ from fastgate.auth.jwt.claims import check_times, scope_claim_name, scopes_in
 from fastgate.auth.jwt.config import JwtConfig, KeySource
 from fastgate.auth.jwt.jose import ALG_FAMILY, Jws, parse
 from fastgate.auth.jwt.jwks import JwkKey
-from fastgate.auth.jwt.keys import JwksKeys
+from fastgate.auth.jwt.keys import JwksKeys, fresh_window
 from fastgate.auth.jwt.session import Decision, decide
 from fastgate.auth.sources import compile_extractor
 from fastgate.http.request import Request
@@ -73,12 +73,14 @@ def oidc_session_token(org_id: str, client_id: str, user: str, segregate: bool, 
 
 
 class _Verified:
-    __slots__ = ("jws", "jwk", "until", "client_id", "policy", "session_token", "storage_id", "scopes", "decided")
+    __slots__ = ("jws", "jwk", "until", "fresh_from", "client_id", "policy", "session_token", "storage_id", "scopes",
+                 "decided")
 
     def __init__(self, jws: Jws, jwk: JwkKey, until: float, client_id: str, policy: str) -> None:
         self.jws = jws
         self.jwk = jwk
         self.until = until
+        self.fresh_from = math.inf  # with ``until``: where the time claims surely pass
         self.client_id = client_id
         self.policy = policy
         self.session_token = ""
@@ -177,6 +179,7 @@ class OpenIdConnect:
         if not isinstance(sub, str) or not sub:
             return NOT_AUTHORISED
         entry = _Verified(jws, jwk, float(exp), chosen[0], chosen[1])
+        entry.fresh_from, entry.until = fresh_window(claims, self.cfg)
         entry.session_token = oidc_session_token(self.spec.org_id, entry.client_id, sub,
                                                  self.settings.segregate_by_client, self.hash_algo)
         entry.storage_id = storage_key_id(entry.session_token, self.hash_keys)
@@ -191,7 +194,7 @@ class OpenIdConnect:
 
     def _use(self, req: Request, entry: _Verified, now: float) -> StageResult:
         claims = entry.jws.claims
-        if check_times(claims, int(now), self.cfg) is not None:
+        if not entry.fresh_from <= now < entry.until and check_times(claims, int(now), self.cfg) is not None:
             return NOT_AUTHORISED
         revoked = self.revocations
         if (revoked.jti or revoked.sub) and revoked.refused(claims.get("jti"), claims.get("sub"), claims.get("iat"), now):

@@ -6,10 +6,37 @@ once (throttled by the manager) when the ``kid`` is unknown, as the JWT method d
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
+from fastgate.auth.jwt.claims import times_in_range
+from fastgate.auth.jwt.config import JwtConfig
 from fastgate.auth.jwt.jose import Jws, verify
 from fastgate.auth.jwt.jwks import JwkKey, JwksManager
 
-__all__ = ["JwksKeys"]
+__all__ = ["JwksKeys", "fresh_window"]
+
+
+def fresh_window(claims: dict[str, Any], cfg: JwtConfig) -> tuple[float, float]:
+    """[from, to) in Unix time where ``check_times(claims, now, cfg)`` surely passes (empty when
+    it may not), so a cached token's time claims cost one comparison per request."""
+    start, end = -math.inf, math.inf
+    if not times_in_range(claims):
+        return math.inf, -math.inf
+    for name, skew in (("iat", cfg.iat_skew), ("nbf", cfg.nbf_skew), ("exp", cfg.exp_skew)):
+        if name not in claims:
+            continue
+        value = claims[name]
+        if type(value) not in (int, float) or not math.isfinite(value):
+            return math.inf, -math.inf
+        seconds = int(value)
+        if seconds == 0:
+            continue
+        if name == "exp":
+            end = float(seconds + skew)
+        else:
+            start = max(start, float(seconds - skew))
+    return start, end
 
 
 class JwksKeys:
