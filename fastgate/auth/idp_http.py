@@ -90,12 +90,12 @@ async def _read_response(reader: asyncio.StreamReader, max_bytes: int) -> IdpRes
                 break
             raise IdpError("the connection closed before a complete HTTP response")
         seen += len(chunk)
-        if not collected.headers_done and seen > MAX_HEAD_BYTES:
-            raise IdpError("the response head is too large")
         try:
             parser.feed_data(chunk)
         except httptools.HttpParserError as exc:
             raise IdpError(f"not an HTTP response: {exc}") from None
+        if collected.head_bytes > MAX_HEAD_BYTES or (not collected.headers_done and seen > MAX_HEAD_BYTES):
+            raise IdpError("the response head is too large")
         if collected.too_large:
             raise IdpError(f"the response body is larger than {max_bytes} bytes")
     return IdpResponse(parser.get_status_code(), b"".join(collected.body))
@@ -113,8 +113,10 @@ class _Collector:
         self.too_large = False
         self.until_close = True
         self._framed = False
+        self.head_bytes = 0
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_bytes += len(name) + len(value) + 4
         if name.lower() in (b"content-length", b"transfer-encoding"):
             self._framed = True
 
