@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from fastgate.apidef.spec import ApiSpec, AuthSource
 from fastgate.auth.basic import compile_basic_auth, needs_body
 from fastgate.auth.body import CREDENTIALS_BODY_LIMIT, BodyTap
-from fastgate.auth.ext_oauth import compile_external_oauth
+from fastgate.auth.ext_oauth import check_external_oauth, compile_external_oauth
 from fastgate.auth.hmac import compile_hmac_auth, digest_of, hmac_warnings
 from fastgate.auth.jwt.config import jwt_config
 from fastgate.auth.jwt.stage import compile_jwt_auth
@@ -55,6 +55,7 @@ def check_auth_settings(spec: ApiSpec) -> None:
     """Raise ``DefinitionError`` (naming the field) when ``spec``'s auth settings cannot be used:
     what loading refuses, for ``fastgate check`` and the Gateway API to refuse before writing."""
     credential_sources(spec)
+    check_external_oauth(spec)
 
 
 def auth_warnings(spec: ApiSpec) -> list[str]:

@@ -24,7 +24,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Final
 
 from fastgate.apidef.auth_settings import ExternalOAuthSettings, ExtJwtSettings
-from fastgate.apidef.spec import ApiSpec
+from fastgate.apidef.spec import ApiSpec, DefinitionError
 from fastgate.auth.identity import offer_session
 from fastgate.auth.idp_http import IdpError
 from fastgate.auth.introspection import Introspected, Introspector, token_key
@@ -45,7 +45,7 @@ from fastgate.sessions.session import AccessDefinition, SessionState
 if TYPE_CHECKING:
     from fastgate.services import Services
 
-__all__ = ["ExternalOAuth", "compile_external_oauth", "standard_session"]
+__all__ = ["ExternalOAuth", "check_external_oauth", "compile_external_oauth", "standard_session"]
 
 log = logging.getLogger("fastgate.ext_oauth")
 
@@ -77,6 +77,18 @@ def compile_external_oauth(spec: ApiSpec, services: "Services") -> tuple[Stage, 
     if settings is None:
         return ()
     return (ExternalOAuth(spec, settings, services).check,)
+
+
+def check_external_oauth(spec: ApiSpec) -> None:
+    """Raise ``DefinitionError`` (naming the field) when the JWT path's key cannot verify any token:
+    the API is refused at load and by ``fastgate check`` rather than served refusing everyone."""
+    settings = spec.external_oauth
+    jwt = settings.jwt if settings is not None else None
+    if jwt is None:
+        return
+    source = parse_key_source(jwt.keys, jwt.family)
+    if source.kind == "static" and source.key is None:
+        raise DefinitionError(jwt.keys.field, f"not a key for signing method {jwt.family!r} ({source.problem})")
 
 
 def standard_session(spec: ApiSpec) -> SessionState:
@@ -115,14 +127,12 @@ class ExternalOAuth:
         self.keys: JwksKeys | None = None
         self.verified: OrderedDict[str, _Verified] = OrderedDict()
         if settings.jwt is not None:
+            check_external_oauth(spec)
             self.cfg = _jwt_config(settings, settings.jwt)
             source = self.cfg.key_source
             if source.kind == "jwks":
                 services.jwks.register(spec.api_id + "#external_oauth", source.jwks, self.verified.clear)
                 self.keys = JwksKeys(services.jwks, tuple(url for url, _ in source.jwks), settings.jwt.family)
-            elif source.key is None:
-                log.warning("API %r: every token will be refused: %s: %s", spec.api_id, settings.jwt.keys.field,
-                            source.problem)
         intro = settings.introspection
         self.introspector = Introspector(intro) if intro is not None and settings.jwt is None else None
 

@@ -150,6 +150,9 @@ REFUSED = {
     "jwt-method.json": (classic_api("e2", "/e2/", UP, use_keyless=False, external_oauth={"enabled": True, "providers": [
         {"jwt": {"enabled": True, "signing_method": "none", "source": "https://idp/jwks"}}]}),
         "external_oauth.providers[0].jwt.signing_method"),
+    "rsa-secret.json": (classic_api("e5", "/e5/", UP, use_keyless=False, external_oauth={"enabled": True, "providers": [
+        {"jwt": {"enabled": True, "signing_method": "rsa", "source": "c2VjcmV0LXNlY3JldC1zZWNyZXQ="}}]}),
+        "external_oauth.providers[0].jwt.source"),
     "issuer.json": (classic_api("e3", "/e3/", UP, use_keyless=False, use_openid=True,
                                 openid_options={"providers": [{"issuer": "not a url", "client_ids": {}}]}),
                     "openid_options.providers[0].issuer"),
