@@ -2,7 +2,7 @@
 
 usage (from the project checkout):
     .venv/bin/python bench/loopbench.py MODE [--n N] [--repeat R] [--clock wall|cpu] [--profile cprofile]
-MODE: keyless | token | jwt | basic. The checkout in the current directory is imported. A real Gateway (store, policies, compiled API) is built
+MODE: keyless | token | jwt | basic | ext-oauth | oidc (the last two run bench/idp_scenarios.py's IdP in a thread). The checkout in the current directory is imported. A real Gateway (store, policies, compiled API) is built
 one client
 HttpConnection and one pooled UpstreamConnection get fake transports
 each iteration feeds a
@@ -64,7 +64,7 @@ class FakeTransport:
 
 async def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["keyless", "token", "jwt", "basic"])
+    ap.add_argument("mode", choices=["keyless", "token", "jwt", "basic", "ext-oauth", "oidc"])
     ap.add_argument("--n", type=int, default=100000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--profile", default="none")
@@ -98,6 +98,20 @@ async def main() -> int:
              "active": True, "access_rights": rights}))
     if a.mode == "basic":
         api.update(use_basic_auth=True)
+    if a.mode in ("ext-oauth", "oidc"):  # issue 13: an IdP in a thread of this process
+        sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+        import idp_scenarios
+        idp = idp_scenarios.start_idp()
+        (tmp / "policies" / "perf.json").write_text(json.dumps(
+            {"id": "perf", "name": "perf", "org_id": "default", "rate": 10**9, "per": 1, "quota_max": -1,
+             "active": True, "access_rights": rights}))
+        if a.mode == "ext-oauth":
+            api.update(external_oauth={"enabled": True, "providers": [{"introspection": {
+                "enabled": True, "url": idp + "/introspect", "client_id": "c", "client_secret": "s",
+                "cache": {"enabled": True, "timeout": 3600}}}]})
+        else:
+            api.update(use_openid=True, openid_options={"providers": [
+                {"issuer": idp + "/idp", "client_ids": {base64.b64encode(b"bench-app").decode(): "perf"}}]})
     (tmp / "apps" / "p.json").write_text(json.dumps(api))
     (tmp / "fastgate.toml").write_text(
         f'listen_address = "127.0.0.1"\nlisten_port = 1\nsecret = "{SECRET}"\n'
@@ -145,6 +159,13 @@ async def main() -> int:
     elif a.mode == "jwt":
         auth = b"Bearer " + jwt.encode({"sub": "bench", "exp": int(time.time()) + 3600}, JWT_SECRET,
                                        algorithm="HS256").encode()
+    elif a.mode == "ext-oauth":
+        import hashlib
+        admin(b"POST", f"/tyk/keys/{hashlib.md5(b'bench-user').hexdigest()}".encode(), session)
+        await settle(lambda: ct.out, "key")
+        auth = b"Bearer " + idp_scenarios.BENCH_TOKEN.encode()
+    elif a.mode == "oidc":
+        auth = b"Bearer " + idp_scenarios.id_token(idp + "/idp").encode()
     req = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n" + (b"Authorization: " + auth + b"\r\n" if auth else b"") + b"\r\n"
 
     # one pooled upstream connection

@@ -216,6 +216,14 @@ def _jwt_hook(name: str, ctx: Context) -> Prepared:
     return hook(ctx)
 
 
+def _idp_hook(name: str, ctx: Context) -> Prepared:
+    """A hook of the external OAuth and OIDC scenarios (``idp_scenarios.py``, imported late)."""
+    import idp_scenarios
+
+    hook: Callable[[Context], Prepared] = getattr(idp_scenarios, name)
+    return hook(ctx)
+
+
 def _signature_hook(name: str, ctx: Context) -> Prepared:
     """A hook of the basic-auth and HMAC scenarios (``signature_scenarios.py``, imported late)."""
     import signature_scenarios
@@ -395,5 +403,26 @@ SCENARIOS: list[Scenario] = [
         lua_args=("grant_type=client_credentials",),
         setup=lambda ctx: _oauth_hook("setup_oauth_endpoint", ctx),
         probe=False,
+    ),
+    Scenario(
+        name="ext-oauth-introspection",
+        title="External OAuth, RFC 7662 introspection, repeated token (cached answer), virtual session (issue 13)",
+        nginx_path="/auth-key/get",
+        fastgate_path="/ext-oauth/get",
+        apis=(),
+        nginx_headers={"Authorization": API_KEY},
+        setup=lambda ctx: _idp_hook("setup_ext_introspection", ctx),
+        target_rps_ratio=0.75,
+    ),
+    Scenario(
+        name="oidc",
+        title="OpenID Connect, repeated RS256 ID token (verified once), persisted session, rate + quota (issue 13)",
+        nginx_path="/auth-key/get",
+        fastgate_path="/oidc/get",
+        apis=(),
+        nginx_headers={"Authorization": API_KEY},
+        config={"policies": {"policy_path": "{{bench}}/configs/policies"}},
+        setup=lambda ctx: _idp_hook("setup_oidc", ctx),
+        target_rps_ratio=0.75,
     ),
 ]

@@ -19,6 +19,7 @@ from typing import Awaitable, Callable, Mapping
 from fastgate.auth.jwt.jwks import JwksManager
 from fastgate.auth.jwt.revocation import Revocations
 from fastgate.auth.jwt.services import start_jwt
+from fastgate.auth.oidc_issuers import OidcIssuers, start_oidc
 from fastgate.auth.passwords import PasswordChecker
 from fastgate.auth.throttle import FailureCounter
 from fastgate.certs.store import CertificateStore
@@ -78,6 +79,7 @@ class Services:
     event_source: str  # this process's name on the cluster channel (it ignores its own events)
     lifecycle: Lifecycle
     oauth: OAuthServer  # the OAuth 2.0 authorization server (fastgate.oauth)
+    oidc_issuers: OidcIssuers  # OpenID Connect issuers: discovery documents, their jwks_uri
     # A stage that raises one of these answers 503 (the store is down), anything else 500.
     unavailable_errors: tuple[type[BaseException], ...] = (StoreUnavailable,)
 
@@ -104,14 +106,15 @@ def open_services(config: Config) -> Services:
     sessions = SessionManager(store, config)
     passwords = PasswordChecker()
     window = config.basic_auth_failure_window
+    jwks_manager = JwksManager(
+        cache_timeout=jwks.cache_timeout, refetch_cooldown=jwks.refetch_cooldown, fetch_timeout=jwks.fetch_timeout
+    )
     services = Services(
         config=config,
         store=store,
         sessions=sessions,
         certificates=CertificateStore(store, config.security.private_certificate_encoding_secret or config.secret),
-        jwks=JwksManager(
-            cache_timeout=jwks.cache_timeout, refetch_cooldown=jwks.refetch_cooldown, fetch_timeout=jwks.fetch_timeout
-        ),
+        jwks=jwks_manager,
         jwt_revocations=Revocations(),
         passwords=passwords,
         basic_failures=BasicFailures(
@@ -121,6 +124,8 @@ def open_services(config: Config) -> Services:
         event_source=uuid.uuid4().hex,
         lifecycle=Lifecycle(),
         oauth=OAuthServer(OAuthStorage(store), sessions, config, passwords),
+        oidc_issuers=OidcIssuers(jwks_manager, refresh=jwks.cache_timeout, cooldown=jwks.refetch_cooldown,
+                                 timeout=jwks.fetch_timeout),
     )
     reload_policies(services)
     return services
@@ -180,12 +185,15 @@ async def start_services(services: Services, reload: Hook) -> None:
     await start_certificates(services)
     await start_jwt(services.jwks, services.jwt_revocations, services.store, services.config, services.event_source)
     services.lifecycle.reloaders.append(services.jwks.forget_apis)  # removed APIs stop refreshing
+    await start_oidc(services.oidc_issuers, services.config)
+    services.lifecycle.reloaders.append(services.oidc_issuers.forget)  # removed issuers are not contacted
 
     async def close_passwords() -> None:
         services.passwords.close()
 
     services.lifecycle.closers.extend(
-        [services.oauth.notifier.close, services.certificates.close, services.sessions.close, services.jwks.close, close_passwords, services.store.close]
+        [services.oauth.notifier.close, services.certificates.close, services.sessions.close, services.jwks.close,
+         services.oidc_issuers.close, close_passwords, services.store.close]
     )
 
 

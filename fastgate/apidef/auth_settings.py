@@ -21,6 +21,7 @@ import msgspec
 __all__ = [
     "AuthSource", "BasicSettings", "ClaimRule", "HmacSettings", "JwtKeySettings", "JwtSettings",
     "MtlsSettings", "OAuthSettings", "TokenSettings",
+    "ExtJwtSettings", "ExternalOAuthSettings", "IntrospectionSettings", "OidcProvider", "OidcSettings",
 ]
 
 
@@ -148,3 +149,65 @@ class OAuthSettings:
     shared_secret: str = ""  # notifications.shared_secret (X-Tyk-Shared-Secret)
     keychange_url: str = ""  # notifications.oauth_on_keychange_url ("" : no notifications)
     require_pkce: bool = False  # fastgate's own: every code needs an S256 code_challenge
+
+
+# ---- external OAuth and OpenID Connect (issue 13) -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ExtJwtSettings:
+    """External OAuth's JWT path (``providers[0].jwt``): tokens verified locally."""
+
+    family: str  # hmac | rsa | ecdsa | eddsa
+    keys: JwtKeySettings
+    identity_field: str = ""  # then ``sub``
+    iat_skew: int = 0
+    nbf_skew: int = 0
+    exp_skew: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class IntrospectionSettings:
+    """External OAuth's RFC 7662 path (``providers[0].introspection``)."""
+
+    url: str
+    client_id: str
+    client_secret: str
+    identity_field: str = ""  # then ``sub``
+    cache_enabled: bool = False
+    cache_timeout: float = 0.0  # seconds; 0: until the token's ``exp``
+    basic_auth: bool = False  # fastgate's ``client_auth: "basic"``: credentials as HTTP Basic
+    where: str = "external_oauth.providers[0].introspection"
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalOAuthSettings:
+    """External OAuth (Classic ``external_oauth``, or an OAS ``oauth2`` scheme with vendor
+    ``providers``): only the first provider is used, as in Tyk; ``has_provider`` False answers
+    every request 404 "there should be at least one provider configured"."""
+
+    source: AuthSource
+    has_provider: bool
+    jwt: ExtJwtSettings | None = None
+    introspection: IntrospectionSettings | None = None
+    where: str = "external_oauth"
+
+
+@dataclass(frozen=True, slots=True)
+class OidcProvider:
+    """One OpenID Connect issuer and its client ids (decoded) -> policy id, in definition order."""
+
+    issuer: str
+    clients: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OidcSettings:
+    """OpenID Connect (Classic ``use_openid`` + ``openid_options``, OAS ``authentication.oidc``)."""
+
+    source: AuthSource
+    providers: tuple[OidcProvider, ...]
+    segregate_by_client: bool = False
+    scope_claims: tuple[str, ...] = ()
+    scope_to_policy: dict[str, str] = field(default_factory=dict)
+    where: str = "openid_options"

@@ -12,6 +12,7 @@ import msgspec
 
 from fastgate.apidef.access import classic_access, unenforced_classic
 from fastgate.apidef.auth_decode import classic_auth
+from fastgate.apidef.auth_decode_idp import classic_idp_auth
 from fastgate.apidef.common import check_api_id, check_listen_path, check_target_url
 from fastgate.apidef.spec import ApiSpec, AuthSource, DefinitionError
 from fastgate.validation import split_error
@@ -79,6 +80,7 @@ def decode_classic(raw: dict[str, Any], source: str) -> ApiSpec:
     use_keyless = bool(api.use_keyless)
     use_standard_auth = bool(api.use_standard_auth)
     auth = classic_auth(raw, auth_configs, use_keyless=use_keyless, use_standard_auth=use_standard_auth)
+    idp = classic_idp_auth(raw, auth_configs, use_keyless=use_keyless)
     return ApiSpec(
         api_id=api.api_id,
         name=api.name or api.api_id,
@@ -100,6 +102,8 @@ def decode_classic(raw: dict[str, Any], source: str) -> ApiSpec:
         jwt=auth.jwt,
         mtls=auth.mtls,
         oauth=auth.oauth,
+        external_oauth=idp.external_oauth,
+        oidc=idp.oidc,
         base_identity=auth.base_identity,
         max_request_body_bytes=_size_limit(api),
         access=access,

@@ -9,6 +9,7 @@ import msgspec
 
 from fastgate.apidef.access import oas_access, unenforced_oas
 from fastgate.apidef.auth_decode import oas_auth
+from fastgate.apidef.auth_decode_idp import oas_idp_auth
 from fastgate.apidef.common import check_api_id, check_listen_path, check_target_url
 from fastgate.apidef.spec import ApiSpec, AuthSource, DefinitionError
 from fastgate.validation import split_error
@@ -98,6 +99,7 @@ def decode_oas(raw: dict[str, Any], source: str) -> ApiSpec:
     title = (raw.get("info") or {}).get("title") if isinstance(raw.get("info"), dict) else None
     auth_configs = _api_key_sources(raw)
     decoded = oas_auth(raw, auth_configs, use_keyless=not auth.enabled)
+    idp = oas_idp_auth(raw, use_keyless=not auth.enabled)
     return ApiSpec(
         api_id=api_id,
         name=info.name or title or api_id,
@@ -116,6 +118,8 @@ def decode_oas(raw: dict[str, Any], source: str) -> ApiSpec:
         jwt=decoded.jwt,
         mtls=decoded.mtls,
         oauth=decoded.oauth,
+        external_oauth=idp.external_oauth,
+        oidc=idp.oidc,
         base_identity=decoded.base_identity,
         max_request_body_bytes=_size_limit(ext),
         access=access,

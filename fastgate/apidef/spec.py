@@ -16,10 +16,12 @@ import msgspec
 from fastgate.apidef.auth_settings import (
     AuthSource,
     BasicSettings,
+    ExternalOAuthSettings,
     HmacSettings,
     JwtSettings,
     MtlsSettings,
     OAuthSettings,
+    OidcSettings,
     TokenSettings,
 )
 
@@ -93,5 +95,7 @@ class ApiSpec(msgspec.Struct, frozen=True, kw_only=True):
     jwt: JwtSettings | None = None
     mtls: MtlsSettings = MtlsSettings()
     oauth: OAuthSettings | None = None  # OAuth 2.0 server (fastgate.oauth, fastgate.auth.oauth)
+    external_oauth: ExternalOAuthSettings | None = None
+    oidc: OidcSettings | None = None
     base_identity: str = ""  # base_identity_provided_by: which method's session the checks use
     raw: dict[str, Any] = {}

@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING
 from fastgate.apidef.spec import ApiSpec, AuthSource
 from fastgate.auth.basic import compile_basic_auth, needs_body
 from fastgate.auth.body import CREDENTIALS_BODY_LIMIT, BodyTap
+from fastgate.auth.ext_oauth import check_external_oauth, compile_external_oauth
 from fastgate.auth.hmac import compile_hmac_auth, digest_of, hmac_warnings
 from fastgate.auth.jwt.config import jwt_config
 from fastgate.auth.jwt.stage import compile_jwt_auth
 from fastgate.auth.oauth import compile_oauth_auth
+from fastgate.auth.oidc import compile_oidc_auth
 from fastgate.auth.sources import compile_credential_check, strip_credentials
 from fastgate.auth.token import compile_token_auth
 from fastgate.pipeline.stage import Stage
@@ -32,7 +34,8 @@ MethodCompiler = Callable[[ApiSpec, "Services"], tuple[Stage, ...]]
 
 
 def _method_compilers() -> list[MethodCompiler]:
-    return [compile_oauth_auth, compile_basic_auth, compile_hmac_auth, compile_jwt_auth, compile_token_auth]
+    return [compile_oauth_auth, compile_external_oauth, compile_basic_auth, compile_hmac_auth, compile_jwt_auth,
+            compile_oidc_auth, compile_token_auth]
 
 
 METHOD_COMPILERS: list[MethodCompiler] = []
@@ -53,6 +56,7 @@ def check_auth_settings(spec: ApiSpec) -> None:
     """Raise ``DefinitionError`` (naming the field) when ``spec``'s auth settings cannot be used:
     what loading refuses, for ``fastgate check`` and the Gateway API to refuse before writing."""
     credential_sources(spec)
+    check_external_oauth(spec)
 
 
 def auth_warnings(spec: ApiSpec) -> list[str]:
@@ -65,6 +69,8 @@ def credential_sources(spec: ApiSpec) -> list[tuple[AuthSource, bool]]:
     found: list[tuple[AuthSource, bool]] = []
     if spec.oauth is not None:
         found.append((spec.oauth.source, False))
+    if spec.external_oauth is not None:
+        found.append((spec.external_oauth.source, True))
     if spec.basic is not None:
         found.append((spec.basic.source, False))
     if spec.hmac is not None:
@@ -72,6 +78,8 @@ def credential_sources(spec: ApiSpec) -> list[tuple[AuthSource, bool]]:
     jwt = jwt_config(spec)  # parses the key: a secret too short is refused here
     if jwt is not None:
         found.append((jwt.source, True))
+    if spec.oidc is not None:
+        found.append((spec.oidc.source, True))
     if spec.token is not None:
         found.append((spec.token.source, True))
     return found

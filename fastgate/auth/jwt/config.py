@@ -28,7 +28,7 @@ from fastgate.apidef.auth_settings import ClaimRule, JwtKeySettings, JwtSettings
 from fastgate.apidef.spec import ApiSpec, DefinitionError
 from fastgate.auth.jwt.jose import key_from_material
 
-__all__ = ["ClaimRule", "JwtConfig", "KeySource", "jwt_config", "parse_duration"]
+__all__ = ["ClaimRule", "JwtConfig", "KeySource", "jwt_config", "parse_duration", "parse_key_source"]
 
 # RFC 8725 section 3.5: an HMAC key must have at least the hash's output length (HS256: 32 bytes).
 MIN_HMAC_SECRET_BYTES: Final = 32
@@ -64,14 +64,15 @@ def jwt_config(spec: ApiSpec) -> JwtConfig | None:
     if settings is None:
         return None
     copied = {name: getattr(settings, name) for name in _SETTINGS}
-    return JwtConfig(**copied, key_source=_key_source(settings.keys, settings.family))
+    return JwtConfig(**copied, key_source=parse_key_source(settings.keys, settings.family))
 
 
 _SETTINGS: Final = tuple(f.name for f in fields(JwtSettings))
 
 
-def _key_source(keys: JwtKeySettings, family: str) -> KeySource:
-    """The verification key ``keys`` name, parsed for the signing ``family``."""
+def parse_key_source(keys: JwtKeySettings, family: str) -> KeySource:
+    """The verification key ``keys`` name, parsed for the signing ``family`` (external OAuth's
+    JWT path uses it too)."""
     if keys.kind != "static" or keys.problem:
         return KeySource(keys.kind, problem=keys.problem, jwks=keys.jwks)
     material = keys.material

@@ -181,8 +181,8 @@ class JwksManager:
         """Forget the sets of ``api_id``'s URLs (all when None) and fetch them again."""
         if api_id is None:
             api_ids = list(self._apis)
-        else:
-            api_ids = [api_id] if api_id in self._apis else []
+        else:  # "<api id>#<method>": another method of that API (external OAuth) registered too
+            api_ids = [a for a in self._apis if a == api_id or a.startswith(api_id + "#")]
         for one in api_ids:
             for url in self._apis[one]:
                 self.sets.pop(url, None)

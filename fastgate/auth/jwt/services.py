@@ -77,4 +77,7 @@ def _jwks_urls(config: Config) -> set[str]:
             continue  # reported when the API is compiled
         if cfg is not None:
             urls.update(url for url, _ in cfg.key_source.jwks)
+        ext_jwt = spec.external_oauth.jwt if spec.external_oauth is not None else None
+        if ext_jwt is not None:  # external OAuth's JWT path verifies with a JWKS URL too
+            urls.update(url for url, _ in ext_jwt.keys.jwks)
     return urls
