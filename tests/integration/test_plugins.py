@@ -1,0 +1,202 @@
+"""Custom auth plugins in Python, end to end (contract auth-wave2 §C; tyk-reference §11.3).
+
+Tyk-style plugin files (``tests/fixtures/plugins``: the contract's example and more) are copied
+into the test's directory and named by absolute path, as a Tyk user writes them; a real gateway
+process runs them against the recording upstream, on the memory store and on Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.kit.apis import classic_api, rights
+from tests.kit.fixtures import STORE_IDS, STORES, module_gateway
+from tests.kit.procs import headers_of, run_cli, write_config
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "plugins"
+
+
+def plugin_dir(tmp: Path) -> Path:
+    target = tmp / "plugins"
+    shutil.copytree(FIXTURES, target)
+    return target
+
+
+def plugin_api(api_id: str, upstream_url: str, middleware: dict, *, flag: str = "custom_plugin_auth_enabled",
+               keyless: bool = False, **fields) -> dict:
+    api = classic_api(api_id, f"/{api_id}/", upstream_url, use_keyless=keyless,
+                      custom_middleware={"driver": "python", **middleware}, **fields)
+    if not keyless:
+        api[flag] = True
+    return api
+
+
+def hook(name: str, path: Path) -> dict:
+    return {"name": name, "path": str(path)}
+
+
+def the_apis(plugins: Path, upstream_url: str) -> list[dict]:
+    auth = plugins / "auth_plugin.py"
+    more = plugins / "more_hooks.py"
+    native = plugins / "native_plugin.py"
+    contract = {"auth_check": hook("MyAuthCheck", auth), "pre": [hook("AddPreHeaders", auth)],
+                "post": [hook("AddPostHeader", auth)]}
+    return [
+        plugin_api("plug", upstream_url, contract),
+        plugin_api("coproc", upstream_url, contract, flag="enable_coprocess_auth"),
+        classic_api("open", "/open/", upstream_url),
+        plugin_api("prefail", upstream_url, {"pre": [hook("RaisingPre", more)]}, keyless=True),
+        plugin_api("authfail", upstream_url, {"auth_check": hook("RaisingAuth", more)}),
+        plugin_api("slow", upstream_url, {"auth_check": hook("SlowAuth", more)}),
+        plugin_api("notoken", upstream_url, {"auth_check": hook("NoTokenAuth", more)}),
+        plugin_api("polplug", upstream_url, {"auth_check": hook("PolicyAuth", more),
+                                            "post_key_auth": [hook("ShowSession", more)]}),
+        plugin_api("teapot", upstream_url, {"pre": [hook("TeapotPre", more)]}, keyless=True),
+        plugin_api("inject", upstream_url, {"pre": [hook("InjectingPre", more)]}, keyless=True),
+        plugin_api("native", upstream_url, {"auth_check": hook("check", native), "pre": [hook("tag", native)]}),
+        plugin_api("broken", upstream_url, {"auth_check": hook("Broken", plugins / "broken_auth_plugin.py")}),
+    ]
+
+
+POLICIES = {"plugpol": {"id": "plugpol", "org_id": "default", "rate": 1000, "per": 60, "quota_max": -1,
+                        "access_rights": rights("polplug")}}
+
+
+@pytest.fixture(scope="module", params=STORES, ids=STORE_IDS)
+def gw(request, tmp_path_factory, upstream):
+    directory = tmp_path_factory.mktemp("plugins")
+    plugins = plugin_dir(directory)
+    (directory / "policies").mkdir()
+    for pol_id, pol in POLICIES.items():
+        (directory / "policies" / f"{pol_id}.json").write_text(json.dumps(pol))
+    settings = {"plugins": {"hook_timeout": 1.0, "thread_pool_size": 4}}
+    yield from module_gateway(request.param, directory, the_apis(plugins, upstream.url), settings)
+
+
+def get(gw, path: str, **headers: str) -> requests.Response:
+    return requests.get(gw.url + path, headers=headers, timeout=10)
+
+
+def test_accepted_token_runs_every_hook_and_becomes_a_key(gw, up):
+    status, _ = gw.admin("GET", "/tyk/keys/plugin-token-0001")
+    assert status == 404  # before any request
+    answers = [get(gw, "/plug/echo", Authorization="plugin-token-0001", **{"X-Drop-Me": "x", "X-Other": "kept"})
+               for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 429, 429]
+    assert answers[3].json() == {"error": "Rate Limit Exceeded"}
+    seen = headers_of(answers[0].json())
+    assert seen["x-pre-hook"] == "ran" and seen["x-auth-user"] == "alice" and seen["x-post-hook"] == "ran"
+    assert "x-drop-me" not in seen and seen["x-other"] == "kept" and seen["authorization"] == "plugin-token-0001"
+    status, key = gw.admin("GET", "/tyk/keys/plugin-token-0001")
+    assert status == 200 and key["rate"] == 2 and key["per"] == 60 and key["org_id"] == "default"
+    status, answer = gw.admin("DELETE", "/tyk/keys/plugin-token-0001")
+    assert status == 200 and answer["status"] == "ok" and answer["action"] == "deleted"
+    assert gw.admin("GET", "/tyk/keys/plugin-token-0001")[0] == 404
+    # The next accepted request writes the key again (the write-skipping memo saw the delete).
+    get(gw, "/plug/echo", Authorization="plugin-token-0001")
+    deadline = time.monotonic() + 3
+    while gw.admin("GET", "/tyk/keys/plugin-token-0001")[0] != 200:
+        assert time.monotonic() < deadline, "the plugin's key was not written again"
+        time.sleep(0.05)
+
+
+def test_overrides_and_missing_token(gw, up):
+    missing = get(gw, "/plug/echo")
+    assert (missing.status_code, missing.json()) == (403, {"error": "Key not authorised"})
+    refused = get(gw, "/plug/echo", Authorization="refuse-with-401")
+    assert (refused.status_code, refused.json()) == (401, {"error": "Plugin says: token refused"})
+    unknown = get(gw, "/plug/echo", Authorization="someone-else")  # no metadata["token"], no override
+    assert (unknown.status_code, unknown.json()) == (403, {"error": "Forbidden"})
+    no_token = get(gw, "/notoken/echo", Authorization="anything")
+    assert (no_token.status_code, no_token.json()) == (403, {"error": "Forbidden"})
+    assert up.seen() == []
+
+
+def test_older_enable_coprocess_auth_flag(gw, up):
+    ok = get(gw, "/coproc/echo", Authorization="plugin-token-0001")
+    assert ok.status_code in (200, 429)  # the key is shared with /plug/ (same token, same limit)
+    assert get(gw, "/coproc/echo").status_code == 403
+
+
+def test_failing_hooks_answer_without_detail(gw, up):
+    for _ in range(2):
+        pre = get(gw, "/prefail/echo")
+        assert (pre.status_code, pre.json()) == (500, {"error": "Middleware error"})
+        auth = get(gw, "/authfail/echo", Authorization="some-credential-value")
+        assert (auth.status_code, auth.json()) == (403, {"error": "Key not authorised"})
+    assert "secret-internal-detail" not in pre.text + auth.text
+    assert up.seen() == []
+    assert get(gw, "/open/echo").status_code == 200
+    assert get(gw, "/polplug/echo", **{"X-User": "dave"}).status_code == 200
+    log = gw.log
+    assert "secret-internal-detail from the pre hook" in log
+    assert "some-credential-value" not in log  # the credential is blanked in the logged message
+
+
+def test_a_hook_that_takes_too_long_times_out(gw, up):
+    started = time.monotonic()
+    slow = get(gw, "/slow/echo")
+    assert (slow.status_code, slow.json()) == (403, {"error": "Key not authorised"})
+    assert time.monotonic() - started < 4  # hook_timeout is 1 s; the hook sleeps 5 s
+    assert get(gw, "/open/echo").status_code == 200  # the loop was never blocked
+    assert up.seen()[-1]["path"] == "/echo" and len(up.seen()) == 1
+
+
+def test_policies_post_key_auth_and_plugin_data(gw, up):
+    first = get(gw, "/polplug/echo", **{"X-User": "carol"})
+    second = get(gw, "/polplug/echo", **{"X-User": "carol"})
+    assert first.status_code == 200 and second.status_code == 200
+    a, b = headers_of(first.json()), headers_of(second.json())
+    assert (a["x-seen"], b["x-seen"]) == ("1", "2")  # tyk.store_data / get_data on the gateway's store
+    assert a["x-api"] == "polplug/default"
+    assert a["x-session-rate"] == "1000" and a["x-session-user"] == "carol"  # policy applied before post_key_auth
+    status, key = gw.admin("GET", "/tyk/keys/policy-user-carol")
+    assert status == 200 and key["apply_policies"] == ["plugpol"]
+    assert get(gw, "/polplug/echo").status_code == 403  # no user: no token
+
+
+def test_pre_hook_overrides_and_header_injection(gw, up):
+    tea = get(gw, "/teapot/echo", **{"X-Teapot": "1"})
+    assert (tea.status_code, tea.json()) == (418, {"error": "I am a teapot"})
+    assert tea.headers["X-Teapot-Reason"] == "asked"
+    assert get(gw, "/teapot/echo").status_code == 200
+    evil = get(gw, "/inject/echo")
+    assert (evil.status_code, evil.json()) == (500, {"error": "Middleware error"})
+    assert all(r["path"] == "/echo" for r in up.seen()) and len(up.seen()) == 1
+
+
+def test_native_plugin(gw, up):
+    assert get(gw, "/native/echo").json() == {"error": "native: who are you?"}
+    answers = [get(gw, "/native/echo/x", **{"X-Native-Token": "native-token-0001"}) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    seen = headers_of(answers[0].json())
+    assert seen["x-native-user"] == "bob" and seen["x-native-pre"] == "/echo/x"
+    assert gw.admin("GET", "/tyk/keys/native-token-0001")[0] == 200
+
+
+def test_a_plugin_that_does_not_import_refuses_its_api_only(gw, up):
+    assert get(gw, "/broken/echo").status_code == 404
+    assert "broken_auth_plugin.py" in gw.log
+    assert get(gw, "/open/echo").status_code == 200
+
+
+def test_fastgate_check_names_the_broken_plugin(tmp_path, upstream):
+    plugins = plugin_dir(tmp_path)
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    (tmp_path / "policies").mkdir()
+    for api in the_apis(plugins, upstream.url):
+        (apps / f"{api['api_id']}.json").write_text(json.dumps(api))
+    config = write_config(tmp_path, {"secret": "x" * 24, "app_path": "apps", "policies": {"policy_path": "policies"}})
+    bad = run_cli("check", "--config", str(config))
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "broken_auth_plugin.py" in bad.stdout + bad.stderr
+    (apps / "broken.json").unlink()
+    good = run_cli("check", "--config", str(config))
+    assert good.returncode == 0, good.stdout + good.stderr
