@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 from fastgate.apidef.plugin_settings import EXTRACT_FROM, EXTRACT_WITH, HookRef, IdExtractor, PluginSettings
@@ -145,6 +146,10 @@ def _extractor(source: str, kind: str, name: str, regexp: str, index: Any, field
         raise DefinitionError(f"{field}.extractor_config", "names no header or parameter to read the id from")
     if kind == "regex" and not regexp:
         raise DefinitionError(f"{field}.extractor_config.regex_expression", "missing: required with extract_with regex")
+    try:
+        re.compile(regexp)
+    except re.error as exc:
+        raise DefinitionError(f"{field}.extractor_config.regex_expression", f"not a valid regular expression: {exc}") from None
     if not isinstance(index, int) or index < 0:
         raise DefinitionError(f"{field}.extractor_config.regex_match_index", "must be a number, 0 or more")
     return IdExtractor(source=source, kind=kind, name=name, regexp=regexp, match_index=index, field=field)

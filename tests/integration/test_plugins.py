@@ -200,3 +200,91 @@ def test_fastgate_check_names_the_broken_plugin(tmp_path, upstream):
     (apps / "broken.json").unlink()
     good = run_cli("check", "--config", str(config))
     assert good.returncode == 0, good.stdout + good.stderr
+
+
+EXTRACTOR_PLUGIN = '''
+import time
+from tyk.decorators import *
+from gateway import TykGateway as tyk
+
+@Hook
+def CountingAuth(request, session, metadata, spec):
+    calls = int(tyk.get_data("calls") or b"0") + 1
+    tyk.store_data("calls", str(calls), 60)
+    if request.get_header("X-Id", ) in ("abc", "user=abc"):
+        session.rate = 100; session.per = 1
+        session.id_extractor_deadline = int(time.time()) + 60
+        metadata["token"] = "ignored-with-an-extractor"
+    return request, session, metadata
+
+@Hook
+def Calls(request, session, spec):
+    request.add_header("X-Calls", tyk.get_data("calls").decode())
+    return request, session
+'''
+
+
+def test_id_extractor_skips_the_plugin_until_the_deadline(make_gateway, upstream, tmp_path, store_url):
+    plugin = tmp_path / "extractor.py"
+    plugin.write_text(EXTRACTOR_PLUGIN)
+    middleware = {"auth_check": hook("CountingAuth", plugin), "post": [hook("Calls", plugin)],
+                  "id_extractor": {"extract_from": "header", "extract_with": "value",
+                                   "extractor_config": {"header_name": "X-Id"}}}
+    regex = {**middleware, "id_extractor": {"extract_from": "header", "extract_with": "regex",
+                                            "extractor_config": {"header_name": "X-Id", "regex_expression": "user=\\w+",
+                                                                 "regex_match_index": 0}}}
+    gw = make_gateway([plugin_api("ext", upstream.url, middleware), plugin_api("extre", upstream.url, regex)],
+                      {"storage": {"url": store_url}, "hash_key_function": "murmur64"})
+    calls = [headers_of(get(gw, "/ext/echo", **{"X-Id": "abc"}).json())["x-calls"] for _ in range(3)]
+    assert calls == ["1", "1", "1"]  # the plugin ran once; the stored key served the others
+    assert (get(gw, "/ext/echo").status_code, get(gw, "/ext/echo").json()) == (400, {"error": "Authorization field missing"})
+    import base64
+    import hashlib
+
+    token = base64.b64encode(('{"org":"default","id":"%s","h":"murmur64"}' % hashlib.md5(b"abc").hexdigest()).encode()).decode()
+    status, key = gw.admin("GET", f"/tyk/keys/{token}")
+    assert status == 200 and key["rate"] == 100
+    assert gw.admin("GET", "/tyk/keys/ignored-with-an-extractor")[0] == 404
+    # regex: the whole match ("user=abc", as Tyk) is the id: one more plugin call, then the stored key.
+    assert [headers_of(get(gw, "/extre/echo", **{"X-Id": "user=abc"}).json())["x-calls"] for _ in range(2)] == ["2", "2"]
+    assert get(gw, "/extre/echo", **{"X-Id": "nothing"}).status_code == 400
+
+
+RELOAD_V1 = '''
+from tyk.decorators import *
+
+@Hook
+def Auth(request, session, metadata, spec):
+    if request.get_header("Authorization") == "version-one":
+        metadata["token"] = "version-one"
+    return request, session, metadata
+'''
+
+
+def test_plugins_reload_with_the_apis(make_gateway, upstream, tmp_path):
+    import os
+    import signal
+
+    plugin = tmp_path / "reloading.py"
+    plugin.write_text(RELOAD_V1)
+    gw = make_gateway([plugin_api("rl", upstream.url, {"auth_check": hook("Auth", plugin)})])
+    assert get(gw, "/rl/echo", Authorization="version-one").status_code == 200
+    for version, reload in (("version-two", lambda: gw.admin("GET", "/tyk/reload")),
+                            ("version-three", lambda: gw.signal(signal.SIGHUP))):
+        plugin.write_text(RELOAD_V1.replace("version-one", version))
+        stat = plugin.stat()
+        os.utime(plugin, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+        reload()
+        deadline = time.monotonic() + 5
+        while get(gw, "/rl/echo", Authorization=version).status_code != 200:
+            assert time.monotonic() < deadline, f"{version} was not loaded"
+            time.sleep(0.1)
+        assert get(gw, "/rl/echo", Authorization="version-one").status_code == 403
+    # A reload with a broken file refuses the API (404), and a fixed file brings it back.
+    plugin.write_text("def Auth(:\n")
+    gw.admin("GET", "/tyk/reload")
+    deadline = time.monotonic() + 5
+    while get(gw, "/rl/echo", Authorization="version-three").status_code != 404:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert "reloading.py" in gw.log
