@@ -37,7 +37,7 @@ from fastgate.sessions.session import SessionState
 if TYPE_CHECKING:
     from fastgate.services import Services
 
-__all__ = ["compile_chain"]
+__all__ = ["compile_chain", "security_problem"]
 
 log = logging.getLogger("fastgate")
 
@@ -78,6 +78,26 @@ def compile_chain(spec: ApiSpec, services: "Services", compilers: Mapping[str, M
     if len(groups) == 1:
         return groups[0]
     return (_any_of(tuple(groups)),)
+
+
+def security_problem(spec: ApiSpec) -> DefinitionError | None:
+    """What is wrong with ``spec``'s requirements before compiling them (``fastgate check``): a
+    Classic requirement naming a method the API does not enable (refused at load), an OAS scheme
+    no method implements (served as 500)."""
+    security = spec.security
+    if security is None:
+        return None
+    if security.unconfigured:
+        return DefinitionError(security.field, f"security scheme {security.unconfigured} is not configured "
+                               "(every request is answered 500)")
+    enabled = {"basic": spec.basic, "hmac": spec.hmac, "jwt": spec.jwt, "auth_token": spec.token,
+               "custom": spec.plugins.auth_check if spec.plugins is not None else None}
+    for requirement in security.requirements:
+        for name in requirement:
+            if name in enabled and enabled[name] is None:
+                what = "is not configured" if spec.format == "oas" else "is not enabled on this API"
+                return DefinitionError(security.field, f"names {name!r}, which {what}")
+    return None
 
 
 def _unconfigured(spec: ApiSpec, name: str) -> tuple[Stage, ...]:
