@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.kit.apis import classic_api, rights
+from tests.kit.apis import classic_api, oas_api, rights
+from tests.kit.gateway_api import create_key
 from tests.kit.fixtures import STORE_IDS, STORES, module_gateway
 from tests.kit.procs import headers_of, run_cli, write_config
 
@@ -61,7 +62,26 @@ def the_apis(plugins: Path, upstream_url: str) -> list[dict]:
         plugin_api("inject", upstream_url, {"pre": [hook("InjectingPre", more)]}, keyless=True),
         plugin_api("native", upstream_url, {"auth_check": hook("check", native), "pre": [hook("tag", native)]}),
         plugin_api("broken", upstream_url, {"auth_check": hook("Broken", plugins / "broken_auth_plugin.py")}),
+        oas_plugin_api("oasplug", upstream_url, auth, compliant=False),
+        oas_plugin_api("oasor", upstream_url, auth, compliant=True),
     ]
+
+
+def oas_plugin_api(api_id: str, upstream_url: str, plugin: Path, *, compliant: bool) -> dict:
+    """Tyk OAS: server.authentication.custom and middleware.global plugins; ``compliant``: the
+    plugin OR an API key (vendor ``security: [["custom"]]``)."""
+    authentication = {"enabled": True, "custom": {"enabled": True, "config": {
+        "enabled": True, "functionName": "MyAuthCheck", "path": str(plugin)}}}
+    document = {}
+    if compliant:
+        authentication.update(securityProcessingMode="compliant", security=[["custom"]],
+                              securitySchemes={"apiKey": {"enabled": True, "header": {"enabled": True, "name": "X-API-Key"}}})
+        document = {"components": {"securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}},
+                    "security": [{"apiKey": []}]}
+    middleware = {"global": {"pluginConfig": {"driver": "python"},
+                             "prePlugins": [{"enabled": True, "functionName": "AddPreHeaders", "path": str(plugin)}]}}
+    return oas_api(api_id, f"/{api_id}/", upstream_url, server={"authentication": authentication},
+                   middleware=middleware, document=document)
 
 
 POLICIES = {"plugpol": {"id": "plugpol", "org_id": "default", "rate": 1000, "per": 60, "quota_max": -1,
@@ -192,7 +212,8 @@ def test_fastgate_check_names_the_broken_plugin(tmp_path, upstream):
     apps.mkdir()
     (tmp_path / "policies").mkdir()
     for api in the_apis(plugins, upstream.url):
-        (apps / f"{api['api_id']}.json").write_text(json.dumps(api))
+        name = api.get("api_id") or api["x-tyk-api-gateway"]["info"]["id"]
+        (apps / f"{name}.json").write_text(json.dumps(api))
     config = write_config(tmp_path, {"secret": "x" * 24, "app_path": "apps", "policies": {"policy_path": "policies"}})
     bad = run_cli("check", "--config", str(config))
     assert bad.returncode == 1, bad.stdout + bad.stderr
@@ -288,3 +309,19 @@ def test_plugins_reload_with_the_apis(make_gateway, upstream, tmp_path):
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert "reloading.py" in gw.log
+
+
+def test_oas_custom_auth_and_compliant_or(gw, up):
+    token = "plugin-token-0001"
+    ok = get(gw, "/oasplug/echo", Authorization=token)
+    assert ok.status_code in (200, 429)  # the key's 2-per-minute limit is shared with /plug/
+    if ok.status_code == 200:
+        assert headers_of(ok.json())["x-pre-hook"] == "ran"
+    assert get(gw, "/oasplug/echo").json() == {"error": "Key not authorised"}
+    key = create_key(gw, {"org_id": "default", "access_rights": rights("oasor")})["key"]
+    by_key = get(gw, "/oasor/echo", **{"X-API-Key": key})
+    assert by_key.status_code == 200 and headers_of(by_key.json())["x-pre-hook"] == "ran"
+    # Neither: the plugin's answer (the last requirement tried).
+    assert (get(gw, "/oasor/echo").status_code, get(gw, "/oasor/echo").json()) == (403, {"error": "Key not authorised"})
+    refused = get(gw, "/oasor/echo", Authorization="refuse-with-401")
+    assert (refused.status_code, refused.json()) == (401, {"error": "Plugin says: token refused"})
