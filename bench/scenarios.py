@@ -425,4 +425,41 @@ SCENARIOS: list[Scenario] = [
         setup=lambda ctx: _idp_hook("setup_oidc", ctx),
         target_rps_ratio=0.75,
     ),
+    Scenario(
+        name="plugin-tyk",
+        title="Custom auth plugin, Tyk-style Python file (thread pool hop per request), header token (issue 14)",
+        nginx_path="/auth-key/get",
+        fastgate_path="/plugin-tyk/get",
+        apis=("plugin-tyk.json",),
+        headers={"Authorization": API_KEY},
+        target_rps_ratio=0.6,
+    ),
+    Scenario(
+        name="plugin-native",
+        title="Custom auth plugin, native async API on the event loop, header token (issue 14)",
+        nginx_path="/auth-key/get",
+        fastgate_path="/plugin-native/get",
+        apis=("plugin-native.json",),
+        headers={"Authorization": API_KEY},
+        target_rps_ratio=0.75,
+    ),
+    Scenario(
+        name="or-second",
+        title="OAS compliant mode, JWT OR API key: the second requirement (the key) matches (issue 14)",
+        nginx_path="/auth-key/get",
+        fastgate_path="/or/get",
+        apis=("or-second.json",),
+        nginx_headers={"Authorization": API_KEY},
+        fastgate_headers={"X-Api-Key": API_KEY},
+        setup=lambda ctx: _or_key(ctx),
+        target_rps_ratio=0.7,
+    ),
 ]
+
+
+def _or_key(ctx: Context) -> Prepared:
+    """The bench key for the OR API, with limits the run never reaches."""
+    session = {"org_id": "default", "rate": 1_000_000, "per": 1, "quota_max": -1,
+               "access_rights": {"bench-or": {"api_id": "bench-or", "api_name": "bench", "versions": ["Default"]}}}
+    gateway_api(ctx, "POST", "/tyk/keys/" + API_KEY, session)
+    return Prepared()

@@ -13,8 +13,10 @@ from collections.abc import Callable
 from fastgate.apidef.spec import ApiSpec, DefinitionError
 from fastgate.auth import auth_warnings
 from fastgate.auth import check_auth_settings as check_api_auth
+from fastgate.auth.chain import security_problem
 from fastgate.auth.mtls import check_mtls_definitions
 from fastgate.config import Config
+from fastgate.plugins.loader import PluginLoadError, load_function, resolve_path
 from fastgate.server.tls import tls_problems
 from fastgate.sessions.policies import load_policy_dir
 from fastgate.store import open_store
@@ -64,6 +66,24 @@ def check_auth_settings(config: Config, apis: list[ApiSpec]) -> list[str]:
     return problems
 
 
+def check_plugins(config: Config, apis: list[ApiSpec]) -> list[str]:
+    """Every plugin file an API names imports and defines its function (``fastgate.plugins``)."""
+    problems = []
+    for spec in apis:
+        for ref in spec.plugins.hooks if spec.plugins is not None else ():
+            try:
+                load_function(resolve_path(ref.path, config.base_dir), ref.name)
+            except PluginLoadError as exc:
+                problems.append(f"{spec.source}: {ref.field}: {exc}")
+    return problems
+
+
+def check_security_requirements(config: Config, apis: list[ApiSpec]) -> list[str]:
+    """OR requirements that name a method the API lacks (``fastgate.auth.chain``)."""
+    found = [(spec, security_problem(spec)) for spec in apis]
+    return [f"{spec.source}: {problem}" for spec, problem in found if problem is not None]
+
+
 def warn_weak_auth(config: Config, apis: list[ApiSpec]) -> list[str]:
     """Auth settings that work but are weak (an HMAC signature over the date alone)."""
     found = []
@@ -77,6 +97,7 @@ def warn_weak_auth(config: Config, apis: list[ApiSpec]) -> list[str]:
 
 CHECKS: list[Callable[[Config, list[ApiSpec]], list[str]]] = [
     check_policies, check_storage, check_client_certificates, check_auth_settings,
+    check_plugins, check_security_requirements,
 ]
 # Warnings are printed but leave the exit code alone.
 WARNINGS: list[Callable[[Config, list[ApiSpec]], list[str]]] = [warn_weak_auth]

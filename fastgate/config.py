@@ -110,6 +110,13 @@ class SecurityConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     allow_link_local_upstreams: bool = False
 
 
+class PluginsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Custom Python plugins (fastgate.plugins): synchronous hooks run in a bounded thread pool."""
+
+    hook_timeout: float = 5.0  # seconds a hook may take; then auth → 403, pre/post → 500
+    thread_pool_size: int = 8  # threads for synchronous (Tyk-style) hooks
+
+
 class AccessLogConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     enabled: bool = False
     path: str = ""  # empty: standard error
@@ -157,6 +164,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     access_log: AccessLogConfig = AccessLogConfig()
     jwks: JwksConfig = JwksConfig()
     security: SecurityConfig = SecurityConfig()
+    plugins: PluginsConfig = PluginsConfig()
     # Where the file was read from; relative paths are resolved against its directory.
     base_dir: str = "."
 
@@ -175,6 +183,7 @@ _SECTIONS = {
         ("access_log", AccessLogConfig),
         ("jwks", JwksConfig),
         ("security", SecurityConfig),
+        ("plugins", PluginsConfig),
     )
 }
 
@@ -342,6 +351,8 @@ def _check(config: Config, source: str) -> None:
         problems.append("http_server_options.max_pipelined_requests: must be at least 1")
     if config.jwks.cache_timeout <= 0 or config.jwks.fetch_timeout <= 0 or config.jwks.refetch_cooldown < 0:
         problems.append("jwks: cache_timeout and fetch_timeout must be greater than 0, refetch_cooldown 0 or more")
+    if config.plugins.hook_timeout <= 0 or not 1 <= config.plugins.thread_pool_size <= 256:
+        problems.append("plugins: hook_timeout must be greater than 0, thread_pool_size 1 to 256")
     header = config.security.client_ip_header
     if header and (not header.isascii() or any(c in header for c in " \t:()<>@,;\\\"/[]?={}") or not header.isprintable()):
         problems.append(f"security.client_ip_header: {header!r} is not an HTTP header name")

@@ -233,11 +233,7 @@ def unenforced_classic(raw: dict[str, Any]) -> None:
             _refuse(f"auth_configs.{name}.validate_signature", "true: request signature validation of auth tokens is not implemented")
     if raw.get("pinned_public_keys") and raw.get("certificate_pinning_disabled") is not True:
         _refuse("pinned_public_keys", "upstream certificate pinning is not implemented")
-    custom = raw.get("custom_middleware")
-    if isinstance(custom, dict):
-        for hook in ("pre", "post", "post_key_auth"):
-            if _active_entries(custom.get(hook)):
-                _refuse(f"custom_middleware.{hook}", "custom middleware plugins are not implemented")
+    # custom_middleware hooks: fastgate.apidef.plugin_decode (Python driver only).
     if raw.get("custom_middleware_bundle") and raw.get("custom_middleware_bundle_disabled") is not True:
         _refuse("custom_middleware_bundle", "plugin bundles are not implemented")
     graphql = raw.get("graphql")
@@ -280,11 +276,7 @@ def unenforced_oas(raw: dict[str, Any]) -> None:
                     "request signature validation of auth tokens is not implemented")
     middleware = ext.get("middleware") if isinstance(ext.get("middleware"), dict) else {}
     glob = middleware.get("global") if isinstance(middleware.get("global"), dict) else {}
-    for key in ("prePlugin", "prePlugins", "postAuthenticationPlugin", "postAuthenticationPlugins", "postPlugin", "postPlugins"):
-        value = glob.get(key)
-        plugins = value.get("plugins") if isinstance(value, dict) else value
-        if _active_entries(plugins):
-            _refuse(f"{EXTENSION}.middleware.global.{key}", "custom middleware plugins are not implemented")
+    # Global plugin hooks: fastgate.apidef.plugin_decode (Python driver only).
     bundle = (glob.get("pluginConfig") or {}).get("bundle") if isinstance(glob.get("pluginConfig"), dict) else None
     if _enabled(bundle):
         _refuse(f"{EXTENSION}.middleware.global.pluginConfig.bundle", "plugin bundles are not implemented")

@@ -27,6 +27,7 @@ from fastgate.apidef.auth_settings import (
 )
 from fastgate.apidef.oauth_decode import classic_oauth, oas_oauth
 from fastgate.apidef.auth_settings import OAuthSettings
+from fastgate.apidef.security_decode import oas_requirement_names
 from fastgate.apidef.spec import DefinitionError
 from fastgate.validation import split_error
 
@@ -108,7 +109,7 @@ def _classic_token(raw: dict[str, Any], auth_configs: dict[str, AuthSource],
 
 
 def _oas_token(raw: dict[str, Any], auth_configs: dict[str, AuthSource]) -> TokenSettings | None:
-    schemes = ((raw.get("components") or {}).get("securitySchemes") or {}).values()
+    schemes = _enforced_schemes(raw).values()
     types = {s.get("type") for s in schemes if isinstance(s, dict)}
     auth = ((raw.get(EXTENSION) or {}).get("server") or {}).get("authentication") or {}
     vendor_only = any((auth.get(name) or {}).get("enabled") for name in ("hmac", "oidc", "custom"))
@@ -135,7 +136,7 @@ def _classic_basic(raw: dict[str, Any], auth_configs: dict[str, AuthSource]) -> 
 
 
 def _oas_basic(raw: dict[str, Any]) -> BasicSettings | None:
-    schemes = (raw.get("components") or {}).get("securitySchemes") or {}
+    schemes = _enforced_schemes(raw)
     vendor_schemes = (((raw.get(EXTENSION) or {}).get("server") or {})
                       .get("authentication") or {}).get("securitySchemes") or {}
     for name, scheme in schemes.items():
@@ -571,6 +572,16 @@ def parse_duration(value: str | float | None) -> float | None:
 
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _enforced_schemes(raw: dict[str, Any]) -> dict[str, Any]:
+    """The declared security schemes Tyk enforces: those a requirement names (legacy mode: the
+    first requirement only); all of them when the document has no ``security``."""
+    schemes = _dict(_dict(raw.get("components")).get("securitySchemes"))
+    if not raw.get("security"):
+        return schemes
+    wanted = {name for names in oas_requirement_names(raw) for name in names}
+    return {name: scheme for name, scheme in schemes.items() if name in wanted}
 
 
 def _strings(value: Any) -> tuple[str, ...]:

@@ -14,6 +14,8 @@ from fastgate.apidef.access import classic_access, unenforced_classic
 from fastgate.apidef.auth_decode import classic_auth
 from fastgate.apidef.auth_decode_idp import classic_idp_auth
 from fastgate.apidef.common import check_api_id, check_listen_path, check_target_url
+from fastgate.apidef.plugin_decode import classic_plugins
+from fastgate.apidef.security_decode import classic_security
 from fastgate.apidef.spec import ApiSpec, AuthSource, DefinitionError
 from fastgate.validation import split_error
 
@@ -105,6 +107,8 @@ def decode_classic(raw: dict[str, Any], source: str) -> ApiSpec:
         external_oauth=idp.external_oauth,
         oidc=idp.oidc,
         base_identity=auth.base_identity,
+        plugins=classic_plugins(raw, use_keyless),
+        security=classic_security(raw, use_keyless),
         max_request_body_bytes=_size_limit(api),
         access=access,
         allow_path_parameters=bool(api.allow_path_parameters),

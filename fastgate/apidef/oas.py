@@ -11,6 +11,8 @@ from fastgate.apidef.access import oas_access, unenforced_oas
 from fastgate.apidef.auth_decode import oas_auth
 from fastgate.apidef.auth_decode_idp import oas_idp_auth
 from fastgate.apidef.common import check_api_id, check_listen_path, check_target_url
+from fastgate.apidef.plugin_decode import oas_plugins
+from fastgate.apidef.security_decode import oas_security
 from fastgate.apidef.spec import ApiSpec, AuthSource, DefinitionError
 from fastgate.validation import split_error
 
@@ -121,6 +123,8 @@ def decode_oas(raw: dict[str, Any], source: str) -> ApiSpec:
         external_oauth=idp.external_oauth,
         oidc=idp.oidc,
         base_identity=decoded.base_identity,
+        plugins=oas_plugins(raw, not auth.enabled),
+        security=oas_security(raw, not auth.enabled),
         max_request_body_bytes=_size_limit(ext),
         access=access,
         allow_path_parameters=bool(server.allowPathParameters),

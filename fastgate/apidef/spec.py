@@ -24,6 +24,8 @@ from fastgate.apidef.auth_settings import (
     OidcSettings,
     TokenSettings,
 )
+from fastgate.apidef.plugin_settings import PluginSettings
+from fastgate.apidef.security_settings import SecuritySettings
 
 __all__ = ["AccessRules", "ApiSpec", "AuthSource", "DefinitionError", "PathRule"]
 
@@ -98,4 +100,6 @@ class ApiSpec(msgspec.Struct, frozen=True, kw_only=True):
     external_oauth: ExternalOAuthSettings | None = None
     oidc: OidcSettings | None = None
     base_identity: str = ""  # base_identity_provided_by: which method's session the checks use
+    plugins: PluginSettings | None = None  # custom Python hooks (fastgate.plugins); None: none
+    security: SecuritySettings | None = None  # OR of AND groups (fastgate.auth.chain); None: AND of all
     raw: dict[str, Any] = {}

@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING
 from fastgate.apidef.spec import ApiSpec, AuthSource
 from fastgate.auth.basic import compile_basic_auth, needs_body
 from fastgate.auth.body import CREDENTIALS_BODY_LIMIT, BodyTap
+from fastgate.auth.chain import compile_chain
 from fastgate.auth.ext_oauth import check_external_oauth, compile_external_oauth
 from fastgate.auth.hmac import compile_hmac_auth, digest_of, hmac_warnings
 from fastgate.auth.jwt.config import jwt_config
 from fastgate.auth.jwt.stage import compile_jwt_auth
 from fastgate.auth.oauth import compile_oauth_auth
 from fastgate.auth.oidc import compile_oidc_auth
+from fastgate.auth.plugin import compile_plugin_auth
 from fastgate.auth.sources import compile_credential_check, strip_credentials
 from fastgate.auth.token import compile_token_auth
 from fastgate.pipeline.stage import Stage
@@ -35,7 +37,15 @@ MethodCompiler = Callable[[ApiSpec, "Services"], tuple[Stage, ...]]
 
 def _method_compilers() -> list[MethodCompiler]:
     return [compile_oauth_auth, compile_external_oauth, compile_basic_auth, compile_hmac_auth, compile_jwt_auth,
-            compile_oidc_auth, compile_token_auth]
+            compile_oidc_auth, compile_plugin_auth, compile_token_auth]
+
+
+def _named_compilers() -> dict[str, MethodCompiler]:
+    """Each method by its name in requirements (``fastgate.apidef.security_settings.METHOD_NAMES``):
+    what an OR chain composes (``fastgate.auth.chain``). A new method adds its line here too."""
+    return {"oauth": compile_oauth_auth, "external_oauth": compile_external_oauth, "basic": compile_basic_auth,
+            "hmac": compile_hmac_auth, "jwt": compile_jwt_auth, "oidc": compile_oidc_auth,
+            "custom": compile_plugin_auth, "auth_token": compile_token_auth}
 
 
 METHOD_COMPILERS: list[MethodCompiler] = []
@@ -46,8 +56,11 @@ def compile_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]:
     if not METHOD_COMPILERS:
         METHOD_COMPILERS.extend(_method_compilers())
     stages: list[Stage] = []
-    for compiler in METHOD_COMPILERS:
-        stages.extend(compiler(spec, services))
+    if spec.security is not None:  # requirements tried in order (OR): fastgate.auth.chain
+        stages.extend(compile_chain(spec, services, _named_compilers()))
+    else:
+        for compiler in METHOD_COMPILERS:
+            stages.extend(compiler(spec, services))
     check = compile_credential_check(credential_sources(spec)) if stages else None
     return tuple(stages) if check is None else (check, *stages)
 

@@ -30,6 +30,7 @@ from fastgate.pipeline.access import (
 from fastgate.pipeline.post_auth import compile_post_auth
 from fastgate.pipeline.stage import Stage, deny
 from fastgate.oauth.endpoints import with_oauth_endpoints
+from fastgate.plugins.hooks import compile_hook_stages
 
 if TYPE_CHECKING:
     from fastgate.services import Services
@@ -132,11 +133,16 @@ def _compile_api(spec: ApiSpec, services: "Services", default_max_body: int) -> 
     api_rate = compile_api_rate_limit(spec, services.store) if spec.access.rate > 0 else None
     if api_rate is not None:
         open_stages.append(api_rate)
-    stages = list(open_stages)
+    # Custom plugin hooks (fastgate.plugins): pre before auth, post_key_auth right after it,
+    # post last before the proxy, as in Tyk.
+    pre_hooks = compile_hook_stages(spec, services, "pre")
+    post_hooks = compile_hook_stages(spec, services, "post")
+    stages = list(open_stages) + list(pre_hooks)
     if not spec.use_keyless:
         auth_stages = compile_auth(spec, services)
         if auth_stages:
             stages.extend(auth_stages)
+            stages.extend(compile_hook_stages(spec, services, "post_key_auth"))
             stages.extend(compile_post_auth(spec, services))
             stages.extend(compile_strip_auth(spec))
         else:
@@ -144,11 +150,12 @@ def _compile_api(spec: ApiSpec, services: "Services", default_max_body: int) -> 
             # request that carries no credential, rather than let anyone through.
             logging.getLogger("fastgate").warning(
                 "API %r (%s) enables an auth method this gateway does not implement (OAuth 2.0,"
-                " external OAuth, OpenID Connect or a custom plugin): every request is refused",
+                " external OAuth or OpenID Connect): every request is refused",
                 spec.api_id,
                 spec.source,
             )
             stages.append(deny(401, "Authorization field missing"))
+    stages.extend(post_hooks)
     upstream = UpstreamTarget.from_url(spec.target_url)
     max_body = spec.max_request_body_bytes or default_max_body
     api = CompiledApi(
@@ -163,7 +170,7 @@ def _compile_api(spec: ApiSpec, services: "Services", default_max_body: int) -> 
     options = services.config.http_server_options
     matcher = compile_path_matcher(spec.access, options.enable_path_prefix_matching, options.enable_path_suffix_matching)
     # Ignored endpoints skip auth, but credentials a client sends are still stripped as asked.
-    ignored = replace(api, stages=(*open_stages, *compile_strip_auth(spec)), body_tap=None)
+    ignored = replace(api, stages=(*open_stages, *pre_hooks, *compile_strip_auth(spec), *post_hooks), body_tap=None)
     forbidden = replace(api, stages=tuple(before) + (lambda req: ENDPOINT_FORBIDDEN,), body_tap=None)
     bad_override = replace(forbidden, stages=tuple(before) + (lambda req: CONFLICTING_OVERRIDE,))
     override = spec.access.allow_method_override

@@ -76,7 +76,7 @@ def test_both_formats_decode_into_the_same_settings_types():
          "securitySchemes": {"ba": {"enabled": True}, "j": {"enabled": True}, "k": {"enabled": True}}},
         {"ba": {"type": "http", "scheme": "basic"}, "j": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
          "k": {"type": "apiKey", "in": "header", "name": "X-Key"}},
-        [{"j": []}],
+        [{"j": [], "ba": [], "k": []}],  # legacy mode: only the first requirement's schemes are on
     )
     assert isinstance(oas.basic, BasicSettings) and isinstance(oas.hmac, HmacSettings)
     assert oas.hmac.where == "x-tyk-api-gateway.server.authentication.hmac" and oas.hmac.clock_skew_ms == 1000

@@ -1,0 +1,191 @@
+"""From a ``HookRef`` in a definition to an awaitable hook, and the pre/post stages built on them.
+
+``load_hook`` imports the function and picks how it runs: an ``async`` function (native) on the
+event loop under ``asyncio.wait_for`` with the per-hook timeout; a plain function marked
+``@inline`` on the loop directly; any other plain function (every Tyk-style hook) in the plugin
+thread pool (``fastgate.plugins.pool``) with the timeout. Either way the result is an
+``Accept`` / ``Denial`` / ``None`` and the header edits the hook recorded on its
+``PluginRequest``, applied to the request here on the loop.
+
+Failures never reach the client as text: a raising or timed-out hook is logged (its exception
+type and message, with the request's header values blanked out) and answered with the caller's
+fixed denial (auth: 403 "Key not authorised"; pre/post: 500 "Middleware error").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Final, Literal, Protocol
+
+from fastgate.apidef.plugin_settings import HookRef
+from fastgate.apidef.spec import ApiSpec, DefinitionError
+from fastgate.config import Config
+from fastgate.http.request import Request
+from fastgate.pipeline.stage import Denial, Stage
+from fastgate.plugins import runtime
+from fastgate.plugins.loader import PluginLoadError, load_function, resolve_path
+from fastgate.plugins.native import INLINE_MARK, PluginRequest, canonical
+from fastgate.plugins.pool import HookPool
+from fastgate.plugins.tyk_style import run_auth, run_hook, spec_dict
+from fastgate.store.base import Store
+
+__all__ = ["MIDDLEWARE_ERROR", "HookKind", "LoadedHook", "apply_edits", "compile_hook_stages", "load_hook", "view_of"]
+
+log = logging.getLogger("fastgate.plugins")
+
+HookKind = Literal["auth", "pre", "post_key_auth", "post"]
+MIDDLEWARE_ERROR: Final = Denial(500, "Middleware error")
+_TOKEN: Final = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_BAD_VALUE: Final = re.compile(r"[\r\n\x00]")
+MAX_HEADER_VALUE: Final = 8192
+
+
+class PluginServices(Protocol):
+    """What plugins need of ``fastgate.services.Services`` (which sits above them)."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def store(self) -> Store: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedHook:
+    """One hook ready to call: ``call(view)`` awaits its outcome."""
+
+    ref: HookRef
+    kind: HookKind
+    call: Callable[[PluginRequest], Awaitable[Any]]
+
+
+def load_hook(ref: HookRef, kind: HookKind, spec: ApiSpec, services: PluginServices) -> LoadedHook:
+    """Import ``ref`` and wrap it to run as its style says; ``DefinitionError`` naming the file
+    when it cannot be imported."""
+    path = resolve_path(ref.path, services.config.base_dir)
+    try:
+        fn = load_function(path, ref.name)
+    except PluginLoadError as exc:
+        raise DefinitionError(ref.field, str(exc)) from None
+    options = services.config.plugins
+    pool = runtime.bind(services.store, options.thread_pool_size, options.hook_timeout)
+    target = getattr(fn, "f", fn)  # a Tyk @Hook wraps the function in ``f``
+    timeout = options.hook_timeout
+    if inspect.iscoroutinefunction(target):
+        return LoadedHook(ref, kind, _native_async(target, timeout))
+    if getattr(target, INLINE_MARK, False) or getattr(fn, INLINE_MARK, False):
+        return LoadedHook(ref, kind, _native_inline(target))
+    tyk_spec = spec_dict(spec.api_id, spec.org_id, spec.plugins.config_data if spec.plugins else None)
+    runner = run_auth if kind == "auth" else run_hook
+    return LoadedHook(ref, kind, _pooled(pool, runner, fn, tyk_spec))
+
+
+def _native_async(fn: Callable[..., Any], timeout: float) -> Callable[[PluginRequest], Awaitable[Any]]:
+    async def call(view: PluginRequest) -> Any:
+        return await asyncio.wait_for(fn(view), timeout)
+
+    return call
+
+
+def _native_inline(fn: Callable[..., Any]) -> Callable[[PluginRequest], Awaitable[Any]]:
+    async def call(view: PluginRequest) -> Any:
+        return fn(view)
+
+    return call
+
+
+def _pooled(pool: HookPool, runner: Callable[..., Any], fn: Callable[..., Any], tyk_spec: dict[str, Any]
+            ) -> Callable[[PluginRequest], Awaitable[Any]]:
+    def call(view: PluginRequest) -> Awaitable[Any]:
+        return pool.run(runner, fn, view, tyk_spec)
+
+    return call
+
+
+def view_of(req: Request, spec: ApiSpec) -> PluginRequest:
+    """A snapshot of ``req`` for a hook (headers by canonical name, first value)."""
+    headers: dict[str, str] = {}
+    for name, value in req.headers:
+        key = canonical(name.decode("latin-1"))
+        if key not in headers:
+            headers[key] = value.decode("latin-1")
+    path = req.path
+    if spec.strip_listen_path and req.listen_base:
+        path = path[len(req.listen_base):] or "/"
+        if not path.startswith("/"):
+            path = "/" + path
+    return PluginRequest(req.method, path, req.query, req.client_ip, headers, spec.api_id, spec.org_id, req.session)
+
+
+def apply_edits(req: Request, view: PluginRequest) -> None:
+    """Apply the header edits a hook recorded (raises ``ValueError`` for a bad name or value)."""
+    if not view.set_headers and not view.delete_headers:
+        return
+    added: list[tuple[bytes, bytes]] = []
+    for name, value in view.set_headers.items():
+        added.append(check_header(name, value))
+    drop = {n.lower().encode("latin-1") for n in view.delete_headers} | {name.lower() for name, _ in added}
+    # A new list, never an edit in place: an OR chain restores the list it saw (fastgate.auth.chain).
+    req.headers = [(k, v) for k, v in req.headers if k.lower() not in drop] + added
+
+
+def check_header(name: Any, value: Any) -> tuple[bytes, bytes]:
+    """A header a plugin sets, as bytes; ``ValueError`` when it could split or smuggle a request."""
+    name, value = str(name), str(value)
+    if not _TOKEN.match(name):
+        raise ValueError(f"header name {name[:40]!r} is not an HTTP token")
+    if _BAD_VALUE.search(value) or len(value) > MAX_HEADER_VALUE:
+        raise ValueError(f"header {name!r}: the value has a line break or NUL, or is over {MAX_HEADER_VALUE} bytes")
+    return name.encode("latin-1"), value.encode("latin-1", "replace")
+
+
+def report(hook: LoadedHook, req: Request, exc: BaseException) -> None:
+    """Log a hook's failure: its type and message, never a header value of the request."""
+    text = str(exc)
+    for _, value in req.headers:
+        if len(value) >= 4:
+            text = text.replace(value.decode("latin-1"), "[redacted]")
+    log.warning("plugin %s hook %s (%s) failed on %s %s: %s: %s", hook.kind, hook.ref.name, hook.ref.path,
+                req.method, req.path, type(exc).__name__, text[:500])
+
+
+def compile_hook_stages(spec: ApiSpec, services: PluginServices, kind: HookKind) -> tuple[Stage, ...]:
+    """One stage per ``kind`` hook of ``spec`` (pre, post_key_auth or post), in order."""
+    plugins = spec.plugins
+    if plugins is None:
+        return ()
+    refs = {"pre": plugins.pre, "post_key_auth": plugins.post_key_auth, "post": plugins.post}.get(kind, ())
+    return tuple(_hook_stage(load_hook(ref, kind, spec, services), spec) for ref in refs)
+
+
+def _hook_stage(hook: LoadedHook, spec: ApiSpec) -> Stage:
+    async def run(req: Request) -> Denial | None:
+        view = view_of(req, spec)
+        try:
+            outcome = await hook.call(view)
+            if outcome is not None and not isinstance(outcome, Denial):
+                raise TypeError(f"a {hook.kind} hook returns None or a Denial, not {type(outcome).__name__}")
+            if outcome is None:
+                apply_edits(req, view)
+            else:
+                _check_denial(outcome)
+        except Exception as exc:  # noqa: BLE001 - a plugin's failure is the client's 500, never a crash
+            report(hook, req, exc)
+            return MIDDLEWARE_ERROR
+        return outcome
+
+    return run
+
+
+def _check_denial(denial: Denial) -> None:
+    for name, value in denial.headers:
+        check_header(name.decode("latin-1"), value.decode("latin-1"))
+    if not 100 <= denial.status <= 599:
+        raise ValueError(f"status {denial.status} is not an HTTP status")
+
+
+check_denial = _check_denial  # for the auth stage (fastgate.auth.plugin)
