@@ -20,6 +20,7 @@ import orjson
 
 from fastgate import __version__
 from fastgate.admin import apis, certs, jwks, keys, policies
+from fastgate.admin import oas_import
 from fastgate.admin.common import ApiError, GatewayControl, Handler
 from fastgate.admin.guard import SecretThrottle
 from fastgate.http.h1 import simple_response
@@ -54,6 +55,7 @@ class AdminApi:
         apis.register(self)
         certs.register(self)
         jwks.register(self)
+        oas_import.register(self)
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         """Register ``handler`` for ``method`` on ``pattern`` (``{name}`` binds one segment)."""
