@@ -23,6 +23,7 @@ from fastgate.auth.passwords import PasswordChecker
 from fastgate.auth.throttle import FailureCounter
 from fastgate.certs.store import CertificateStore
 from fastgate.config import Config
+from fastgate.observe.metrics import Metrics
 from fastgate.sessions.manager import SessionManager
 from fastgate.sessions.policies import Policy, load_policy_dir
 from fastgate.store import (
@@ -77,6 +78,7 @@ class Services:
     lifecycle: Lifecycle
     # A stage that raises one of these answers 503 (the store is down), anything else 500.
     unavailable_errors: tuple[type[BaseException], ...] = (StoreUnavailable,)
+    metrics: Metrics = field(default_factory=Metrics)  # per-worker counters (fastgate.observe.metrics)
 
     @property
     def policies(self) -> Mapping[str, Policy]:

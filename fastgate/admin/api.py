@@ -23,6 +23,7 @@ from fastgate.admin import apis, certs, jwks, keys, policies
 from fastgate.admin import oas_import
 from fastgate.admin.common import ApiError, GatewayControl, Handler
 from fastgate.admin.guard import SecretThrottle
+from fastgate.admin.metrics_endpoint import scrape, serves_metrics
 from fastgate.http.h1 import simple_response
 from fastgate.observe.access_log import redact_path
 
@@ -71,6 +72,9 @@ class AdminApi:
     async def respond(self, exchange: "Exchange", body: bytes) -> None:
         """Answer one local request and finish ``exchange``."""
         req = exchange.req
+        if req.path == "/metrics" and serves_metrics(self.services.config, exchange.client.admin):
+            scrape(exchange, self.services.metrics)
+            return
         extra: tuple[tuple[bytes, bytes], ...] = ()
         try:
             status, payload = await self.dispatch(req, body)

@@ -13,6 +13,7 @@ import msgspec
 from fastgate.apidef.access import classic_access, unenforced_classic
 from fastgate.apidef.auth_decode import classic_auth
 from fastgate.apidef.common import check_api_id, check_listen_path, check_target_url
+from fastgate.apidef.observe_decode import classic_observe
 from fastgate.apidef.spec import ApiSpec, AuthSource, DefinitionError
 from fastgate.validation import split_error
 
@@ -104,6 +105,7 @@ def decode_classic(raw: dict[str, Any], source: str) -> ApiSpec:
         access=access,
         allow_path_parameters=bool(api.allow_path_parameters),
         format="classic",
+        observe=classic_observe(raw),
         source=source,
         raw=raw,
     )

@@ -10,6 +10,7 @@ import msgspec
 from fastgate.apidef.access import oas_access, unenforced_oas
 from fastgate.apidef.auth_decode import oas_auth
 from fastgate.apidef.common import check_api_id, check_listen_path, check_target_url
+from fastgate.apidef.observe_decode import oas_observe
 from fastgate.apidef.spec import ApiSpec, AuthSource, DefinitionError
 from fastgate.validation import split_error
 
@@ -120,6 +121,7 @@ def decode_oas(raw: dict[str, Any], source: str) -> ApiSpec:
         access=access,
         allow_path_parameters=bool(server.allowPathParameters),
         format="oas",
+        observe=oas_observe(raw),
         source=source,
         raw=raw,
     )

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from fastgate.apidef.observe_settings import ObserveSettings
 from fastgate.apidef.auth_settings import (
     AuthSource,
     BasicSettings,
@@ -92,4 +93,6 @@ class ApiSpec(msgspec.Struct, frozen=True, kw_only=True):
     jwt: JwtSettings | None = None
     mtls: MtlsSettings = MtlsSettings()
     base_identity: str = ""  # base_identity_provided_by: which method's session the checks use
+    # Analytics and report-only switches (fastgate.apidef.observe_settings).
+    observe: ObserveSettings = ObserveSettings()
     raw: dict[str, Any] = {}

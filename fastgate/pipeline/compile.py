@@ -28,6 +28,7 @@ from fastgate.pipeline.access import (
     read_method_override,
 )
 from fastgate.pipeline.post_auth import compile_post_auth
+from fastgate.pipeline.report_only import report_only
 from fastgate.pipeline.stage import Stage, deny
 
 if TYPE_CHECKING:
@@ -85,6 +86,9 @@ class CompiledApi:
     # The upstream request line per (method, canonical path, query): built once, bounded. The
     # stage-set variants made by ``select`` share it (same spec, same target).
     request_lines: dict[tuple[str, str, str], bytes] = field(default_factory=dict)
+    # This API's metric counters (fastgate.observe.metrics), one list per API id across reloads.
+    counters: list[int] = field(default_factory=list)
+    counts_allowed: bool = False  # proxied means auth allowed it (an API with auth, not report-only)
 
     def request_line(self, req: Request) -> bytes:
         """``METHOD <upstream path> HTTP/1.1\r\n`` for ``req``, remembered per method, path and
@@ -126,11 +130,12 @@ def compile_api(spec: ApiSpec, services: "Services", default_max_body: int) -> C
     if api_rate is not None:
         open_stages.append(api_rate)
     stages = list(open_stages)
+    counters = services.metrics.counters_for(spec.api_id)
     if not spec.use_keyless:
         auth_stages = compile_auth(spec, services)
         if auth_stages:
-            stages.extend(auth_stages)
-            stages.extend(compile_post_auth(spec, services))
+            checks = (*auth_stages, *compile_post_auth(spec, services))
+            stages.extend(report_only(spec, checks, counters, services.metrics) if spec.observe.auth_report_only else checks)
             stages.extend(compile_strip_auth(spec))
         else:
             # A method this gateway does not implement yet: refuse everyone, as Tyk does for a
@@ -150,6 +155,8 @@ def compile_api(spec: ApiSpec, services: "Services", default_max_body: int) -> C
         upstream=upstream,
         max_body_bytes=max_body,
         body_tap=None if spec.use_keyless else compile_body_tap(spec),
+        counters=counters,
+        counts_allowed=not spec.use_keyless and not spec.observe.auth_report_only,
     )
     if not spec.access.paths and not spec.access.allow_method_override:
         return api
