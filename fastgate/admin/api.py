@@ -20,7 +20,7 @@ import orjson
 
 from fastgate import __version__
 from fastgate.admin import apis, certs, jwks, keys, policies
-from fastgate.admin import oas_import
+from fastgate.admin import debug, oas_import
 from fastgate.admin.common import ApiError, GatewayControl, Handler
 from fastgate.admin.guard import SecretThrottle
 from fastgate.admin.metrics_endpoint import scrape, serves_metrics
@@ -57,6 +57,7 @@ class AdminApi:
         certs.register(self)
         jwks.register(self)
         oas_import.register(self)
+        debug.register(self)
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         """Register ``handler`` for ``method`` on ``pattern`` (``{name}`` binds one segment)."""

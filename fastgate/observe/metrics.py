@@ -82,7 +82,9 @@ def make_shared_dir() -> str:
 def stage_name(stage: Callable[..., Any]) -> str:
     """A stage's name for labels: its module's last part (``token``, ``jwt``, ``post_auth``...),
     so methods added later are named without an edit here."""
-    module = getattr(stage, "__module__", None) or ""
+    module = getattr(stage, "__module__", None)
+    if not module:  # a compiled bound method: its object's class names the module
+        module = type(getattr(stage, "__self__", None)).__module__
     parts = [p for p in module.split(".") if p not in ("fastgate", "stage", "auth")]
     return parts[-1] if parts else "stage"
 
