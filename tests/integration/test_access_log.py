@@ -28,6 +28,9 @@ def test_access_log_lines_without_credentials(make_gateway, upstream, tmp_path):
         ("GET", "/p/x", 403, "p"),
     ]
     assert all(r["client"] == "127.0.0.1" and r["duration_ms"] >= 0 and r["time"] <= time.time() for r in records)
+    assert records[0]["decision"] == "proxied" and records[0]["upstream_ms"] >= 0 and records[0]["overhead_ms"] >= 0
+    assert records[1]["decision"] == "refused" and records[1]["reason"] == "Access to this API has been disallowed"
+    assert "identity" not in records[1]
 
 
 def test_no_access_log_by_default(make_gateway, upstream):
