@@ -168,6 +168,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     # Tyk's analytics records in Redis for Tyk Pump (fastgate.observe.analytics); needs redis://.
     enable_analytics: bool = False
     analytics_config: AnalyticsConfig = AnalyticsConfig()
+    # fastgate's own: make an X-Request-Id / a W3C traceparent for upstream requests without one.
+    generate_request_id: bool = False
+    generate_traceparent: bool = False
     # Where the file was read from; relative paths are resolved against its directory.
     base_dir: str = "."
 

@@ -122,6 +122,8 @@ class Gateway:
         self.upstream_timeout = opts.upstream_timeout
         self.admin_body_limit = ADMIN_BODY_LIMIT
         self.admin_on_main = config.control_api_port == 0
+        # X-Request-Id / traceparent made for requests that come without (off by default).
+        self.tag_requests = config.generate_request_id or config.generate_traceparent
         self.metrics_on_main = self.admin_on_main and config.metrics_on_main and config.enable_metrics
         self.control_hosts = ControlHosts(config.control_api_hostnames)
         self.under_supervisor = under_supervisor
@@ -252,6 +254,8 @@ class Gateway:
             if listed is not None and name.lower() in listed:
                 continue
             out.append(b"%b: %b\r\n" % (name, value))
+        if self.tag_requests:
+            _tag_request(req, out, self.config.generate_request_id, self.config.generate_traceparent)
         host = req.host.encode() if api.spec.preserve_host_header and req.host else api.upstream.host_header
         if req.forwarded_for or req.forwarded:
             out.append(_forwarded_block(host, req))
@@ -420,6 +424,20 @@ class Gateway:
         for closer in self.services.lifecycle.closers:
             await closer()
         log.info("stopped")
+
+
+def _tag_request(req: Request, out: list[bytes], request_id: bool, traceparent: bool) -> None:
+    """Add ``X-Request-Id`` and a W3C ``traceparent`` (version 00, sampled) when the client sent
+    none; they are also added to the request's headers, so the access log shows the id. A client's
+    own values (and ``tracestate``) pass unchanged."""
+    if request_id and req.header(b"x-request-id") is None:
+        value = os.urandom(16).hex().encode()
+        req.headers.append((b"X-Request-Id", value))
+        out.append(b"X-Request-Id: %b\r\n" % value)
+    if traceparent and req.header(b"traceparent") is None:
+        value = b"00-%b-%b-01" % (os.urandom(16).hex().encode(), os.urandom(8).hex().encode())
+        req.headers.append((b"traceparent", value))
+        out.append(b"traceparent: %b\r\n" % value)
 
 
 def _forwarded_block(host: bytes, req: Request) -> bytes:

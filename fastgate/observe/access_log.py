@@ -96,5 +96,8 @@ def _add_decision(record: dict[str, object], exchange: "Exchange") -> None:
         record["reason"] = denial.message
     else:
         record["decision"] = "answered"
+    request_id = req.header(b"x-request-id")
+    if request_id is not None:
+        record["request_id"] = request_id[:128].decode("latin-1")
     if req.session_key:
         record["identity"] = "sha256:" + hashlib.sha256(req.session_key.encode()).hexdigest()[:16]
