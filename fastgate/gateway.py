@@ -37,6 +37,7 @@ from fastgate.observe.metrics import (
     OVERHEAD_SUM_US,
     UPSTREAM_BASE,
     UPSTREAM_SUM_US,
+    count_fetches,
     stage_name,
 )
 from fastgate.pipeline.compile import CompiledApi, compile_api
@@ -347,6 +348,9 @@ class Gateway:
         metrics.build = (__version__, describe())
         metrics.gauges["open_connections"] = lambda: float(len(self.connections))
         metrics.gauges["loaded_apis"] = lambda: float(len(self.apis))
+        passwords = self.services.passwords
+        metrics.gauges["bcrypt_checks_in_flight"] = lambda: float(len(getattr(passwords, "_inflight", ())))
+        count_fetches(self.services.jwks, "_fetcher", metrics, "jwks_fetches")
         analytics = self.analytics
         if analytics is not None:
             metrics.gauges["analytics_queue_length"] = lambda: float(len(analytics.queue))

@@ -30,7 +30,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
 __all__ = [
-    "CONTENT_TYPE", "LATENCY_BOUNDS", "METHOD_SLOTS", "Metrics", "new_counters", "set_shared_dir",
+    "CONTENT_TYPE", "LATENCY_BOUNDS", "METHOD_SLOTS", "Metrics", "count_fetches", "new_counters", "set_shared_dir",
 ]
 
 log = logging.getLogger("fastgate.metrics")
@@ -87,6 +87,27 @@ def stage_name(stage: Callable[..., Any]) -> str:
         module = type(getattr(stage, "__self__", None)).__module__
     parts = [p for p in module.split(".") if p not in ("fastgate", "stage", "auth")]
     return parts[-1] if parts else "stage"
+
+
+def count_fetches(owner: Any, attribute: str, metrics: "Metrics", name: str) -> None:
+    """Wrap the async fetch function ``owner.<attribute>`` (e.g. the JWKS manager's ``_fetcher``)
+    so every call counts in ``<name>_total`` and every failure in ``<name>_failures_total``."""
+    fetch = getattr(owner, attribute, None)
+    if fetch is None:
+        return
+    counts = {"calls": 0, "failures": 0}
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        counts["calls"] += 1
+        try:
+            return await fetch(*args, **kwargs)
+        except BaseException:
+            counts["failures"] += 1
+            raise
+
+    setattr(owner, attribute, counted)
+    metrics.counters[name] = lambda: counts["calls"]
+    metrics.counters[name + "_failures"] = lambda: counts["failures"]
 
 
 class Metrics:

@@ -114,3 +114,25 @@ def test_every_worker_is_counted(make_gateway, upstream):
         time.sleep(0.2)
     assert counted == total
     flush_redis_db(REDIS_TEST_URL)
+
+
+def test_jwks_fetches_and_failures_are_counted(make_gateway, upstream):
+    from tests.kit.jwks import JwksServer, RsaKey
+
+    good, down = JwksServer(), JwksServer()
+    try:
+        good.keys = [RsaKey("k1").jwk()]
+        down.down = True
+        control = free_port()
+        make_gateway([classic_api(name, f"/{name}/", upstream.url, use_keyless=False, enable_jwt=True,
+                                  jwt_signing_method="rsa", jwt_source=url)
+                      for name, url in (("good", good.url), ("down", down.url))],
+                     {"control_api_port": control, "jwks": {"fetch_timeout": 2.0}})
+        families = scrape(control)
+        fetches = samples(families, "fastgate_jwks_fetches")
+        failures = samples(families, "fastgate_jwks_fetches_failures")
+        assert list(fetches.values())[0] >= 2 and list(failures.values())[0] >= 1
+        assert list(samples(families, "fastgate_bcrypt_checks_in_flight", "").values()) == [0]
+    finally:
+        good.stop()
+        down.stop()
