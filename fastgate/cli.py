@@ -1,4 +1,4 @@
-"""Command line: ``fastgate run|check|secret|version``."""
+"""Command line: ``fastgate run|check|secret|version|import-oas``."""
 
 from __future__ import annotations
 
@@ -9,12 +9,18 @@ import secrets
 import sys
 from pathlib import Path
 
+import orjson
+
 from fastgate import __version__
 from fastgate.build import describe
 from fastgate.apidef.loader import load_api_dir
+from fastgate.apidef.import_oas import ImportOptions, ImportProblem, import_openapi, parse_document
 from fastgate.checks import check_tls_files, extra_checks, extra_warnings
 from fastgate.config import Config, ConfigError, load_config, secret_problem
 from fastgate.runner import run
+from fastgate.apidef.loader import decode_definition
+from fastgate.apidef.spec import DefinitionError
+from fastgate.auth import check_auth_settings
 
 __all__ = ["main"]
 
@@ -72,6 +78,18 @@ def main(argv: list[str] | None = None) -> int:
     secret_p.add_argument("--file", "-f", default=DEFAULT_SECRET_FILE, help="where the secret is kept")
     secret_p.add_argument("--quiet", "-q", action="store_true", help="print only the secret")
     sub.add_parser("version", help="print the version and which build runs (mypyc-compiled or pure Python)")
+    imp = sub.add_parser("import-oas", help="make a Tyk OAS API definition from an OpenAPI 3.0/3.1 document "
+                                            "(JSON or YAML)")
+    imp.add_argument("file", help="the OpenAPI document (.json, .yaml or .yml)")
+    imp.add_argument("--listen-path", default="", help="the API's listen path (default /)")
+    imp.add_argument("--upstream", default="", help="upstream URL (default: the document's first servers URL)")
+    imp.add_argument("--custom-domain", default="", help="serve the API on this host name only")
+    imp.add_argument("--authentication", action="store_true",
+                     help="enable the schemes of the document's root security requirement")
+    imp.add_argument("--allow-list", action="store_true", help="allow only the operations the document lists")
+    imp.add_argument("--validate-request", action="store_true", help="turn on request validation per operation")
+    imp.add_argument("--api-id", default="", help="the API id (default: a random one)")
+    imp.add_argument("--out", "-o", default="", help="write the definition here (default: standard output)")
     args = parser.parse_args(argv)
 
     if args.command == "version":
@@ -79,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "secret":
         return print_local_secret(Path(args.file), quiet=args.quiet)
+    if args.command == "import-oas":
+        return import_oas(args)
     try:
         config = load_config(args.config)
         tls = check_tls_files(config)
@@ -95,6 +115,43 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     return run(config)
+
+
+def import_oas(args: argparse.Namespace) -> int:
+    """``fastgate import-oas``: the definition on stdout or in ``--out`` (0), or what cannot be
+    imported, with its JSON pointer, on stderr (1; no file written)."""
+    source = Path(args.file)
+    options = ImportOptions(
+        upstream_url=args.upstream, listen_path=args.listen_path, custom_domain=args.custom_domain,
+        authentication=args.authentication, allow_list=args.allow_list,
+        validate_request=args.validate_request, api_id=args.api_id,
+    )
+    try:
+        data = source.read_bytes()
+        doc = parse_document(data, yaml_hint=source.suffix.lower() in (".yaml", ".yml"))
+        definition = import_openapi(doc, options)
+        out = orjson.dumps(definition, option=orjson.OPT_INDENT_2) + b"\n"
+        check_auth_settings(decode_definition(out, args.out or str(source)))  # what loading it would refuse
+    except ImportProblem as exc:
+        print(f"{source}: {exc}", file=sys.stderr)
+        return 1
+    except DefinitionError as exc:
+        print(f"{source}: the imported definition would not load: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{source}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    if not args.out:
+        sys.stdout.buffer.write(out)
+        return 0
+    try:
+        Path(args.out).write_bytes(out)
+    except OSError as exc:
+        print(f"{args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"{args.out}: API {definition['x-tyk-api-gateway']['info']['id']!r} "
+          f"({definition['x-tyk-api-gateway']['info']['name']})", file=sys.stderr)
+    return 0
 
 
 def check(config: Config) -> int:

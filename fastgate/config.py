@@ -122,6 +122,17 @@ class AccessLogConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     path: str = ""  # empty: standard error
 
 
+class AnalyticsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Tyk's ``analytics_config`` (the parts fastgate uses; fastgate.observe.analytics)."""
+
+    # Records waiting for Redis; when full, new records are dropped and counted (never a wait).
+    records_buffer_size: int = 10000
+    flush_interval: int = 200  # milliseconds between batches (a full batch goes at once)
+    batch_size: int = 500  # fastgate's own: records per RPUSH
+    storage_expiration_time: int = 60  # seconds: the list's TTL, refreshed on every push (Tyk's)
+    ignored_ips: list[str] = []  # clients whose requests make no record
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The whole gateway config, with Tyk's key names in snake_case."""
 
@@ -165,6 +176,17 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     jwks: JwksConfig = JwksConfig()
     security: SecurityConfig = SecurityConfig()
     plugins: PluginsConfig = PluginsConfig()
+    # Prometheus /metrics (fastgate.observe.metrics): served without the secret on the control
+    # listener (control_api_port); with no control listener, on the main one only when
+    # metrics_on_main is on (never on the public port by default).
+    enable_metrics: bool = True
+    metrics_on_main: bool = False
+    # Tyk's analytics records in Redis for Tyk Pump (fastgate.observe.analytics); needs redis://.
+    enable_analytics: bool = False
+    analytics_config: AnalyticsConfig = AnalyticsConfig()
+    # fastgate's own: make an X-Request-Id / a W3C traceparent for upstream requests without one.
+    generate_request_id: bool = False
+    generate_traceparent: bool = False
     # Where the file was read from; relative paths are resolved against its directory.
     base_dir: str = "."
 
@@ -184,6 +206,7 @@ _SECTIONS = {
         ("jwks", JwksConfig),
         ("security", SecurityConfig),
         ("plugins", PluginsConfig),
+        ("analytics_config", AnalyticsConfig),
     )
 }
 
@@ -318,6 +341,11 @@ def _check(config: Config, source: str) -> None:
     if config.workers < 1:
         problems.append("workers: must be at least 1")
     problems.extend(oauth_problems(config))
+    if config.enable_analytics and not config.storage.url.startswith("redis"):
+        problems.append("enable_analytics: analytics records go to Redis for Tyk Pump; set [storage] url to redis://")
+    analytics = config.analytics_config
+    if analytics.records_buffer_size < 1 or analytics.batch_size < 1 or analytics.flush_interval < 1:
+        problems.append("analytics_config: records_buffer_size, batch_size and flush_interval must be at least 1")
     if config.workers > 1 and config.storage.url.startswith("memory:"):
         problems.append(
             "storage.url: memory:// is a single-process store; with workers > 1 use redis://"

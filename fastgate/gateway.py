@@ -14,9 +14,11 @@ import os
 import signal
 import socket
 import time
+from bisect import bisect_left
 from typing import Any
 
-from fastgate import clock
+from fastgate import __version__, clock
+from fastgate.build import describe
 from fastgate.pipeline.access import METHOD_OVERRIDE_HEADERS
 from fastgate.admin.api import AdminApi
 from fastgate.admin.guard import ControlHosts
@@ -25,6 +27,19 @@ from fastgate.apidef.spec import DefinitionError
 from fastgate.auth.mtls import client_auth
 from fastgate.config import Config
 from fastgate.observe.access_log import AccessLog
+from fastgate.observe.analytics import Analytics
+from fastgate.observe.metrics import (
+    AUTH_ALLOWED,
+    LATENCY_BOUNDS,
+    METHOD_SLOTS,
+    OTHER_METHOD,
+    OVERHEAD_BASE,
+    OVERHEAD_SUM_US,
+    UPSTREAM_BASE,
+    UPSTREAM_SUM_US,
+    count_fetches,
+    stage_name,
+)
 from fastgate.pipeline.compile import CompiledApi, compile_api
 from fastgate.pipeline.stage import Denial
 from fastgate.pipeline.router import Router
@@ -108,12 +123,18 @@ class Gateway:
         self.upstream_timeout = opts.upstream_timeout
         self.admin_body_limit = ADMIN_BODY_LIMIT
         self.admin_on_main = config.control_api_port == 0
+        # X-Request-Id / traceparent made for requests that come without (off by default).
+        self.tag_requests = config.generate_request_id or config.generate_traceparent
+        self.metrics_on_main = self.admin_on_main and config.metrics_on_main and config.enable_metrics
         self.control_hosts = ControlHosts(config.control_api_hostnames)
         self.under_supervisor = under_supervisor
         self.servers: list[asyncio.AbstractServer] = []
         self.closing = False
         self.started_at = time.time()
         self.access_log = AccessLog.open(config.access_log) if config.access_log.enabled else None
+        self.analytics = Analytics(config) if config.enable_analytics else None
+        self.metrics = self.services.metrics
+        self._watch_metrics()
         self.tls: TlsTerminator | None = None  # the listeners' SSL contexts when use_ssl is on
         self.admin = AdminApi(self)
         # The TLS listener trusts what the loaded APIs allow: recomputed after every API load and
@@ -187,7 +208,7 @@ class Gateway:
     def route(self, req: Request) -> bool:
         """Find the API for ``req`` (or mark it local); ``False`` when nothing serves it."""
         path = req.path
-        if path == "/hello" or (
+        if path == "/hello" or (self.metrics_on_main and path == "/metrics") or (
             self.admin_on_main
             and (path.startswith("/tyk/") or path == "/tyk")
             # Any other Host sees /tyk/ as an ordinary path: a web page cannot reach the API.
@@ -234,6 +255,8 @@ class Gateway:
             if listed is not None and name.lower() in listed:
                 continue
             out.append(b"%b: %b\r\n" % (name, value))
+        if self.tag_requests:
+            _tag_request(req, out, self.config.generate_request_id, self.config.generate_traceparent)
         host = req.host.encode() if api.spec.preserve_host_header and req.host else api.upstream.host_header
         if req.forwarded_for or req.forwarded:
             out.append(_forwarded_block(host, req))
@@ -283,9 +306,59 @@ class Gateway:
         return Denial(500, "There was a problem authorising the request")
 
     def record(self, exchange: Exchange) -> None:
-        """After a response: the access log line, when switched on."""
+        """After a response: its counts (plain list increments: fastgate.observe.metrics), the
+        access log line and the analytics record, when switched on."""
+        api = exchange.api
+        if api is not None:
+            counters = api.counters
+            status = exchange.status
+            method = METHOD_SLOTS.get(exchange.req.method, OTHER_METHOD)
+            counters[method * 6 + (status // 100 if 100 <= status < 600 else 0)] += 1
+            sent = exchange.sent_at
+            if sent > 0.0:
+                head = exchange.head_at
+                if head > 0.0:
+                    spent = head - sent
+                    counters[UPSTREAM_BASE + bisect_left(LATENCY_BOUNDS, spent)] += 1
+                    counters[UPSTREAM_SUM_US] += int(spent * 1e6)
+                spent = sent - exchange.started
+                counters[OVERHEAD_BASE + bisect_left(LATENCY_BOUNDS, spent)] += 1
+                counters[OVERHEAD_SUM_US] += int(spent * 1e6)
+                if api.counts_allowed:
+                    counters[AUTH_ALLOWED] += 1
+            elif exchange.decided_by >= 0:
+                self.refused(exchange)
         if self.access_log is not None:
             self.access_log.write(exchange)
+        if self.analytics is not None:
+            self.analytics.record(exchange)
+
+    def refused(self, exchange: Exchange) -> None:
+        """Count a refusal by the stage that made it (``fastgate_auth_decisions_total``)."""
+        api = exchange.api
+        assert api is not None
+        stages = api.stages
+        index = exchange.decided_by
+        name = stage_name(stages[index]) if index < len(stages) else "stage"
+        denial = exchange.denial
+        message = denial.message if denial is not None else ""
+        self.metrics.refused(api.spec.api_id, name, exchange.status, message)
+
+    def _watch_metrics(self) -> None:
+        """What a scrape reads besides the counters: gauges of this worker, monotonic totals."""
+        metrics = self.metrics
+        metrics.build = (__version__, describe())
+        metrics.gauges["open_connections"] = lambda: float(len(self.connections))
+        metrics.gauges["loaded_apis"] = lambda: float(len(self.apis))
+        passwords = self.services.passwords
+        metrics.gauges["bcrypt_checks_in_flight"] = lambda: float(len(getattr(passwords, "_inflight", ())))
+        count_fetches(self.services.jwks, "_fetcher", metrics, "jwks_fetches")
+        analytics = self.analytics
+        if analytics is not None:
+            metrics.gauges["analytics_queue_length"] = lambda: float(len(analytics.queue))
+            metrics.counters["analytics_records_written"] = lambda: analytics.written
+            metrics.counters["analytics_records_dropped"] = lambda: analytics.dropped
+            metrics.counters["analytics_records_failed"] = lambda: analytics.failed
 
     # ---- running -----------------------------------------------------------------------------
 
@@ -317,6 +390,9 @@ class Gateway:
             log.info("Gateway API on %s://%s:%d", scheme, cfg.control_api_address, cfg.control_api_port)
         if not cfg.secret:
             log.warning("no secret is set: every Gateway API (/tyk/) request will be refused")
+        if self.analytics is not None:
+            self.analytics.start(self.loop)
+            self.services.lifecycle.closers.insert(0, self.analytics.close)
         self._schedule_tick()
 
     def _schedule_tick(self) -> None:
@@ -330,6 +406,8 @@ class Gateway:
         self._ticks += 1
         if self._ticks % 4 == 0:
             self.pools.sweep()
+            if self.under_supervisor:
+                self.metrics.publish(now)
         self._schedule_tick()
 
     async def shutdown(self) -> None:
@@ -352,6 +430,20 @@ class Gateway:
         for closer in self.services.lifecycle.closers:
             await closer()
         log.info("stopped")
+
+
+def _tag_request(req: Request, out: list[bytes], request_id: bool, traceparent: bool) -> None:
+    """Add ``X-Request-Id`` and a W3C ``traceparent`` (version 00, sampled) when the client sent
+    none; they are also added to the request's headers, so the access log shows the id. A client's
+    own values (and ``tracestate``) pass unchanged."""
+    if request_id and req.header(b"x-request-id") is None:
+        value = os.urandom(16).hex().encode()
+        req.headers.append((b"X-Request-Id", value))
+        out.append(b"X-Request-Id: %b\r\n" % value)
+    if traceparent and req.header(b"traceparent") is None:
+        value = b"00-%b-%b-01" % (os.urandom(16).hex().encode(), os.urandom(8).hex().encode())
+        req.headers.append((b"traceparent", value))
+        out.append(b"traceparent: %b\r\n" % value)
 
 
 def _forwarded_block(host: bytes, req: Request) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -20,6 +21,7 @@ import uvloop
 from fastgate import clock
 from fastgate.config import Config
 from fastgate.gateway import Gateway
+from fastgate.observe.metrics import make_shared_dir
 from fastgate.services import start_services
 
 __all__ = ["run"]
@@ -92,6 +94,8 @@ def _supervise(config: Config) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
+    # Each worker publishes its metric counters here; a scrape answered by any one adds them up.
+    metrics_dir = make_shared_dir()
     for index in range(config.workers):
         spawn(index)
     log.info("supervising %d workers", config.workers)
@@ -120,5 +124,6 @@ def _supervise(config: Config) -> int:
             forward(signal.SIGTERM, None)
             continue
         spawn(index)
+    shutil.rmtree(metrics_dir, ignore_errors=True)
     sys.stdout.flush()
     return exit_code

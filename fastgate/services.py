@@ -26,6 +26,7 @@ from fastgate.certs.store import CertificateStore
 from fastgate.config import Config
 from fastgate.oauth.server import OAuthServer
 from fastgate.oauth.storage import OAuthStorage
+from fastgate.observe.metrics import Metrics
 from fastgate.sessions.manager import SessionManager
 from fastgate.sessions.policies import Policy, load_policy_dir
 from fastgate.store import (
@@ -82,6 +83,7 @@ class Services:
     oidc_issuers: OidcIssuers  # OpenID Connect issuers: discovery documents, their jwks_uri
     # A stage that raises one of these answers 503 (the store is down), anything else 500.
     unavailable_errors: tuple[type[BaseException], ...] = (StoreUnavailable,)
+    metrics: Metrics = field(default_factory=Metrics)  # per-worker counters (fastgate.observe.metrics)
 
     @property
     def policies(self) -> Mapping[str, Policy]:

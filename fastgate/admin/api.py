@@ -20,8 +20,10 @@ import orjson
 
 from fastgate import __version__
 from fastgate.admin import apis, certs, jwks, keys, oauth, policies
+from fastgate.admin import debug, oas_import
 from fastgate.admin.common import ApiError, GatewayControl, Handler
 from fastgate.admin.guard import SecretThrottle
+from fastgate.admin.metrics_endpoint import scrape, serves_metrics
 from fastgate.http.h1 import simple_response
 from fastgate.observe.access_log import redact_path
 
@@ -55,6 +57,8 @@ class AdminApi:
         certs.register(self)
         jwks.register(self)
         oauth.register(self)
+        oas_import.register(self)
+        debug.register(self)
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         """Register ``handler`` for ``method`` on ``pattern`` (``{name}`` binds one segment)."""
@@ -70,6 +74,9 @@ class AdminApi:
     async def respond(self, exchange: "Exchange", body: bytes) -> None:
         """Answer one local request and finish ``exchange``."""
         req = exchange.req
+        if req.path == "/metrics" and serves_metrics(self.services.config, exchange.client.admin):
+            scrape(exchange, self.services.metrics)
+            return
         extra: tuple[tuple[bytes, bytes], ...] = ()
         try:
             status, payload = await self.dispatch(req, body)

@@ -202,6 +202,10 @@ class ApiEndpoints:
 
     # ---- shared ------------------------------------------------------------------------------
 
+    def add_new(self, raw: dict[str, Any], fmt: Format) -> tuple[int, Any]:
+        """Store a new definition with the checks of ``POST`` (``admin/oas_import.py`` uses it)."""
+        return self._add(raw, fmt)
+
     def _add(self, raw: dict[str, Any], fmt: Format) -> tuple[int, Any]:
         directory = self._directory()
         api_id = _id_of(raw, fmt)

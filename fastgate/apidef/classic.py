@@ -16,6 +16,7 @@ from fastgate.apidef.auth_decode_idp import classic_idp_auth
 from fastgate.apidef.common import check_api_id, check_listen_path, check_target_url
 from fastgate.apidef.plugin_decode import classic_plugins
 from fastgate.apidef.security_decode import classic_security
+from fastgate.apidef.observe_decode import classic_observe
 from fastgate.apidef.spec import ApiSpec, AuthSource, DefinitionError
 from fastgate.validation import split_error
 
@@ -113,6 +114,7 @@ def decode_classic(raw: dict[str, Any], source: str) -> ApiSpec:
         access=access,
         allow_path_parameters=bool(api.allow_path_parameters),
         format="classic",
+        observe=classic_observe(raw),
         source=source,
         raw=raw,
     )

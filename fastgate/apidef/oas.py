@@ -13,6 +13,7 @@ from fastgate.apidef.auth_decode_idp import oas_idp_auth
 from fastgate.apidef.common import check_api_id, check_listen_path, check_target_url
 from fastgate.apidef.plugin_decode import oas_plugins
 from fastgate.apidef.security_decode import oas_security
+from fastgate.apidef.observe_decode import oas_observe
 from fastgate.apidef.spec import ApiSpec, AuthSource, DefinitionError
 from fastgate.validation import split_error
 
@@ -129,6 +130,7 @@ def decode_oas(raw: dict[str, Any], source: str) -> ApiSpec:
         access=access,
         allow_path_parameters=bool(server.allowPathParameters),
         format="oas",
+        observe=oas_observe(raw),
         source=source,
         raw=raw,
     )

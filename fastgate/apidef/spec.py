@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from fastgate.apidef.observe_settings import ObserveSettings
 from fastgate.apidef.auth_settings import (
     AuthSource,
     BasicSettings,
@@ -102,4 +103,6 @@ class ApiSpec(msgspec.Struct, frozen=True, kw_only=True):
     base_identity: str = ""  # base_identity_provided_by: which method's session the checks use
     plugins: PluginSettings | None = None  # custom Python hooks (fastgate.plugins); None: none
     security: SecuritySettings | None = None  # OR of AND groups (fastgate.auth.chain); None: AND of all
+    # Analytics and report-only switches (fastgate.apidef.observe_settings).
+    observe: ObserveSettings = ObserveSettings()
     raw: dict[str, Any] = {}

@@ -2,7 +2,9 @@
 
 Off by default (nothing is formatted per request unless it is switched on). Credentials never
 appear: only method, path (without the query string, which may carry an API key), status,
-API id, client address and duration. Gateway API paths that carry a key or an OAuth client or
+API id, client address and duration, and for a request to an API the decision (``proxied``,
+``refused`` with its ``reason``, ``answered``), the latency split (``upstream_ms``,
+``overhead_ms``) and the identity as ``sha256:`` and 16 hex digits of the key's storage id. Gateway API paths that carry a key or an OAuth client or
 token (``/tyk/keys/<key>``, ``/tyk/keys/policy/<key>``, ``/tyk/oauth/...``) are written with each
 such segment replaced by ``sha256:`` and the first 16 hex digits of its SHA-256 (``redact_path``),
 enough to match two lines about one key, never the key itself.
@@ -72,7 +74,30 @@ class AccessLog:
             "api_id": exchange.api.spec.api_id if exchange.api is not None else None,
             "duration_ms": round((time.monotonic() - exchange.started) * 1000, 1),
         }
+        if exchange.api is not None:
+            _add_decision(record, exchange)
         self.stream.write(orjson.dumps(record) + b"\n")
         if record["time"] - self.flushed_at >= self.FLUSH_EVERY:
             self.flushed_at = record["time"]
             self.stream.flush()
+
+
+def _add_decision(record: dict[str, object], exchange: "Exchange") -> None:
+    """The auth decision, the identity (a digest of the key's storage id, never the key) and the
+    latency split of a request to an API."""
+    req = exchange.req
+    denial = exchange.denial
+    if exchange.sent_at:
+        record["decision"] = "proxied"
+        record["upstream_ms"] = round(max(exchange.head_at - exchange.sent_at, 0.0) * 1000, 2) if exchange.head_at else None
+        record["overhead_ms"] = round((exchange.sent_at - exchange.started) * 1000, 2)
+    elif denial is not None:
+        record["decision"] = "refused"
+        record["reason"] = denial.message
+    else:
+        record["decision"] = "answered"
+    request_id = req.header(b"x-request-id")
+    if request_id is not None:
+        record["request_id"] = request_id[:128].decode("latin-1")
+    if req.session_key:
+        record["identity"] = "sha256:" + hashlib.sha256(req.session_key.encode()).hexdigest()[:16]

@@ -28,6 +28,7 @@ from fastgate.pipeline.access import (
     read_method_override,
 )
 from fastgate.pipeline.post_auth import compile_post_auth
+from fastgate.pipeline.report_only import report_only
 from fastgate.pipeline.stage import Stage, deny
 from fastgate.oauth.endpoints import with_oauth_endpoints
 from fastgate.plugins.hooks import compile_hook_stages
@@ -88,6 +89,9 @@ class CompiledApi:
     # The upstream request line per (method, canonical path, query): built once, bounded. The
     # stage-set variants made by ``select`` share it (same spec, same target).
     request_lines: dict[tuple[str, str, str], bytes] = field(default_factory=dict)
+    # This API's metric counters (fastgate.observe.metrics), one list per API id across reloads.
+    counters: list[int] = field(default_factory=list)
+    counts_allowed: bool = False  # proxied means auth allowed it (an API with auth, not report-only)
 
     def request_line(self, req: Request) -> bytes:
         """``METHOD <upstream path> HTTP/1.1\r\n`` for ``req``, remembered per method, path and
@@ -138,12 +142,14 @@ def _compile_api(spec: ApiSpec, services: "Services", default_max_body: int) -> 
     pre_hooks = compile_hook_stages(spec, services, "pre")
     post_hooks = compile_hook_stages(spec, services, "post")
     stages = list(open_stages) + list(pre_hooks)
+    counters = services.metrics.counters_for(spec.api_id)
     if not spec.use_keyless:
         auth_stages = compile_auth(spec, services)
         if auth_stages:
-            stages.extend(auth_stages)
-            stages.extend(compile_hook_stages(spec, services, "post_key_auth"))
-            stages.extend(compile_post_auth(spec, services))
+            # In report-only mode the post_key_auth hooks are among the reported checks: skipped,
+            # like the post-auth checks, once a refusal is reported (they need the caller's session).
+            checks = (*auth_stages, *compile_hook_stages(spec, services, "post_key_auth"), *compile_post_auth(spec, services))
+            stages.extend(report_only(spec, checks, counters, services.metrics) if spec.observe.auth_report_only else checks)
             stages.extend(compile_strip_auth(spec))
         else:
             # A method this gateway does not implement yet: refuse everyone, as Tyk does for a
@@ -164,6 +170,8 @@ def _compile_api(spec: ApiSpec, services: "Services", default_max_body: int) -> 
         upstream=upstream,
         max_body_bytes=max_body,
         body_tap=None if spec.use_keyless else compile_body_tap(spec),
+        counters=counters,
+        counts_allowed=not spec.use_keyless and not spec.observe.auth_report_only,
     )
     if not spec.access.paths and not spec.access.allow_method_override:
         return api

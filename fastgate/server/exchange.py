@@ -63,6 +63,10 @@ class Exchange:
         "started",
         "keep_alive",
         "local",
+        "sent_at",
+        "head_at",
+        "decided_by",
+        "denial",
     )
 
     def __init__(self, client: "HttpConnection", req: Request) -> None:
@@ -87,6 +91,12 @@ class Exchange:
         self.started = 0.0  # set by begin(): one clock read per request
         self.keep_alive = req.keep_alive
         self.local = False  # answered by the gateway itself (Gateway API, /hello)
+        # For the metrics (fastgate.observe.metrics): when the head went upstream and the answer's
+        # head came back (0.0: not proxied), and the index of the stage that refused (-1: none).
+        self.sent_at = 0.0
+        self.head_at = 0.0
+        self.decided_by = -1
+        self.denial: Denial | None = None
 
     # ---- start -------------------------------------------------------------------------------
 
@@ -115,6 +125,7 @@ class Exchange:
             if result is None:
                 continue
             if type(result) is Denial:
+                self.decided_by = i
                 self.deny(result)
                 return
             self.client.gateway.loop.create_task(self._finish_checks(result, i + 1))
@@ -123,15 +134,19 @@ class Exchange:
 
     async def _finish_checks(self, pending: Any, next_stage: int) -> None:
         try:
+            self.decided_by = next_stage - 1
             result = await pending
             stages = self.api.stages  # type: ignore[union-attr]
             while result is None and next_stage < len(stages):
+                self.decided_by = next_stage
                 result = stages[next_stage](self.req)
                 next_stage += 1
                 if result is not None and type(result) is not Denial:
                     result = await result  # type: ignore[misc]  # not a Denial: the awaitable
         except Exception as exc:  # a stage bug or store failure must not kill the connection
             result = self.client.gateway.stage_failed(self, exc)
+        if result is None:
+            self.decided_by = -1
         if self.state != CHECKING:
             return  # the client went away meanwhile
         if result is None:
@@ -140,6 +155,7 @@ class Exchange:
             self.deny(result)
 
     def deny(self, denial: Denial) -> None:
+        self.denial = denial
         self.respond_error(denial.status, denial.message, extra=denial.headers)
 
     # ---- proxy -------------------------------------------------------------------------------
@@ -192,6 +208,7 @@ class Exchange:
                 data.append(LAST_CHUNK)
             self.body_sent = True
             self.deadline = clock.now + self.client.gateway.upstream_timeout
+        self.sent_at = monotonic()
         if len(data) == 1:
             conn.write(data[0])  # the common body-less request: no list for uvloop to walk
         else:
@@ -255,6 +272,7 @@ class Exchange:
             return
         self.state = RESPONDING
         self.status = status
+        self.head_at = monotonic()
         self.deadline = clock.now + self.client.gateway.upstream_timeout
         req = self.req
         out = head.lines  # made for this response; slot 0 waits for the status line

@@ -1,0 +1,198 @@
+"""Tyk's analytics records, written where and how Tyk writes them, so Tyk Pump keeps working.
+
+With ``enable_analytics = true`` every request to an API (not the Gateway API, not ``/hello``,
+not an API with ``do_not_track``) becomes one record: a msgpack map keyed by the Go field names
+of Tyk Pump's ``AnalyticsRecord`` (``Method``, ``Path``, ``ResponseCode``, ``APIKey``, ...), with
+times as msgpack.v2 writes Go's ``time.Time`` (``[unix seconds, nanoseconds]``, not the msgpack
+timestamp extension, which Tyk Pump's decoder refuses), pushed in batches with ``RPUSH`` to the
+Redis list ``analytics-tyk-system-analytics`` (Tyk's ``analytics-`` prefix and
+``tyk-system-analytics`` key; no ``[storage] key_prefix``). ``APIKey`` is the key's hash, as in
+the ``key_hash`` of ``POST /tyk/keys/create`` (Tyk: ``storage.HashKey``); never the key.
+
+Off the request path: the response only appends a tuple of what it already knows to a bounded
+queue; a task encodes and pushes a batch every ``analytics_config.flush_interval`` ms. When the
+queue is full (Redis slow or down) new records are dropped and counted
+(``fastgate_analytics_dropped_total``): a request never waits for analytics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+import redis.asyncio as aioredis
+import redis.exceptions
+
+if TYPE_CHECKING:
+    from fastgate.config import Config
+    from fastgate.server.exchange import Exchange
+
+__all__ = ["ANALYTICS_KEY", "Analytics", "encode_record"]
+
+log = logging.getLogger("fastgate.analytics")
+
+ANALYTICS_KEY = "analytics-tyk-system-analytics"
+# Tyk sets ExpireAt from the organisation's data_expires; without one, a hundred years ahead.
+NEVER_EXPIRE = 100 * 365 * 24 * 3600
+MAX_TAG_VALUE = 256
+
+
+class Analytics:
+    """The queue of pending records and the task that pushes them."""
+
+    def __init__(self, config: "Config") -> None:
+        settings = config.analytics_config
+        self.queue: deque[tuple[Any, ...]] = deque()
+        self.limit = settings.records_buffer_size
+        self.batch_size = settings.batch_size
+        self.interval = settings.flush_interval / 1000.0
+        self.ttl = settings.storage_expiration_time
+        self.ignored = frozenset(settings.ignored_ips)
+        self.url = config.storage.url
+        self.timeout = config.storage.timeout
+        self.client: Any = None
+        self.task: asyncio.Task[None] | None = None
+        self.written = 0
+        self.dropped = 0
+        self.failed = 0
+        self._warned_at = 0.0
+
+    # ---- on every response (cheap) --------------------------------------------------------
+
+    def record(self, exchange: "Exchange") -> None:
+        """Queue what ``exchange`` knows for a record; drop (and count) when the queue is full."""
+        api = exchange.api
+        req = exchange.req
+        if api is None or api.spec.observe.do_not_track or req.client_ip in self.ignored:
+            return
+        if len(self.queue) >= self.limit:
+            self.dropped += 1
+            return
+        now = time.time()
+        ended = time.monotonic()
+        upstream = exchange.head_at - exchange.sent_at if exchange.sent_at and exchange.head_at else 0.0
+        self.queue.append((now, ended - exchange.started if exchange.started else 0.0, upstream,
+                           api.spec, req.method, req.host, req.path, req.content_length or 0,
+                           req.header(b"user-agent"), exchange.status, req.session_key, req.session,
+                           req.client_ip, _tag_values(req.headers, api.spec.observe.tag_headers)))
+
+    # ---- the pusher -------------------------------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.client = aioredis.Redis.from_url(self.url, socket_timeout=self.timeout,
+                                              socket_connect_timeout=self.timeout)
+        self.task = loop.create_task(self._run())
+
+    async def close(self) -> None:
+        """Push what is queued (once, bounded by the store timeout), then stop."""
+        if self.task is not None:
+            self.task.cancel()
+            try:
+                await self.task
+            except asyncio.CancelledError:
+                pass
+        while self.queue:
+            if not await self.flush():
+                break
+        if self.client is not None:
+            await self.client.aclose()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            while self.queue:
+                if not await self.flush():
+                    break
+
+    async def flush(self) -> bool:
+        """Push one batch; False when Redis refused it (the batch is dropped and counted)."""
+        batch = [encode_record(self.queue.popleft()) for _ in range(min(len(self.queue), self.batch_size))]
+        if not batch:
+            return True
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.rpush(ANALYTICS_KEY, *batch)
+                if self.ttl > 0:
+                    pipe.expire(ANALYTICS_KEY, self.ttl)
+                await pipe.execute()
+        except (redis.exceptions.RedisError, OSError) as exc:
+            self.failed += len(batch)
+            now = time.monotonic()
+            if now - self._warned_at > 10:
+                self._warned_at = now
+                log.warning("analytics: %d records dropped, Redis refused them: %s", len(batch), exc)
+            return False
+        self.written += len(batch)
+        return True
+
+
+def encode_record(item: tuple[Any, ...]) -> bytes:
+    """One queued record as Tyk Pump's msgpack map (Go field names, Go times)."""
+    (now, total, upstream, spec, method, host, path, content_length, user_agent, status, key, session,
+     client_ip, tag_values) = item
+    seconds = int(now)
+    nanos = int((now - seconds) * 1e9)
+    stamp = datetime.fromtimestamp(seconds, timezone.utc)
+    tags = [*tag_values]
+    alias = oauth_id = ""
+    if session is not None:
+        tags.extend(getattr(session, "tags", None) or ())
+        alias = getattr(session, "alias", "") or ""
+        oauth_id = getattr(session, "oauth_client_id", "") or ""
+    track = spec.observe.track_paths
+    record = {
+        "Method": method,
+        "Host": host,
+        "Path": path,
+        "RawPath": path,
+        "ContentLength": content_length,
+        "UserAgent": user_agent.decode("latin-1") if user_agent is not None else "",
+        "Day": stamp.day,
+        "Month": stamp.month,
+        "Year": stamp.year,
+        "Hour": stamp.hour,
+        "ResponseCode": status,
+        "APIKey": key,
+        "TimeStamp": [seconds, nanos],
+        "APIVersion": _version(spec),
+        "APIName": spec.name,
+        "APIID": spec.api_id,
+        "OrgID": spec.org_id,
+        "OauthID": oauth_id,
+        "RequestTime": int(total * 1000),
+        "RawRequest": "",
+        "RawResponse": "",
+        "IPAddress": client_ip,
+        "Tags": tags,
+        "Alias": alias,
+        "TrackPath": bool(track) and _tracked(track, method, path, spec.listen_path),
+        "ExpireAt": [seconds + NEVER_EXPIRE, 0],
+        "Latency": {"Total": int(total * 1000), "Upstream": int(upstream * 1000)},
+    }
+    return msgpack.packb(record, use_bin_type=False)
+
+
+def _tag_values(headers: list[tuple[bytes, bytes]], names: tuple[str, ...]) -> tuple[str, ...]:
+    """Tyk's tags for ``tag_headers``: ``<header>-<value>`` for each one present."""
+    if not names:
+        return ()
+    wanted = {n.encode() for n in names}
+    return tuple(f"{k.lower().decode('latin-1')}-{v[:MAX_TAG_VALUE].decode('latin-1')}"
+                 for k, v in headers if k.lower() in wanted)
+
+
+def _version(spec: Any) -> str:
+    versions = (spec.raw.get("version_data") or {}).get("versions") if isinstance(spec.raw, dict) else None
+    if isinstance(versions, dict) and versions:
+        return str(next(iter(versions)))
+    return ""
+
+
+def _tracked(track: tuple[tuple[str, str], ...], method: str, path: str, listen_path: str) -> bool:
+    inner = "/" + path[len(listen_path):].lstrip("/") if path.startswith(listen_path) else path
+    return any(m == method and (p == inner or p == path) for m, p in track)
