@@ -12,7 +12,7 @@ from pathlib import Path
 from fastgate import __version__
 from fastgate.build import describe
 from fastgate.apidef.loader import load_api_dir
-from fastgate.checks import check_tls_files, extra_checks, extra_warnings
+from fastgate.checks import check_storage, check_tls_files, extra_checks, extra_warnings
 from fastgate.config import Config, ConfigError, load_config, secret_problem
 from fastgate.runner import run
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         return print_local_secret(Path(args.file), quiet=args.quiet)
     try:
         config = load_config(args.config)
-        tls = check_tls_files(config)
+        tls = check_tls_files(config) + check_storage(config, [])  # (a storage URL: no traceback)
         if tls:
             raise ConfigError("\n".join(f"{args.config}: {problem}" for problem in tls))
     except ConfigError as exc:
