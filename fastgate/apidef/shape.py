@@ -43,7 +43,6 @@ _OAS: Final[_Shape] = {
                         "operations": {"": OBJECT, "*": {"": OBJECT}}}},
 }
 _CLASSIC: Final[_Shape] = {
-    "proxy": {"": OBJECT},
     "auth": {"": OBJECT},
     "auth_configs": {"": OBJECT, "*": {"": OBJECT}},
     "basic_auth": {"": OBJECT},
