@@ -15,7 +15,7 @@ from fastgate import __version__
 from fastgate.build import describe
 from fastgate.apidef.loader import load_api_dir
 from fastgate.apidef.import_oas import ImportOptions, ImportProblem, import_openapi, parse_document
-from fastgate.checks import check_tls_files, extra_checks, extra_warnings
+from fastgate.checks import check_storage, check_tls_files, extra_checks, extra_warnings
 from fastgate.config import Config, ConfigError, load_config, secret_problem
 from fastgate.runner import run
 from fastgate.apidef.loader import decode_definition
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         return import_oas(args)
     try:
         config = load_config(args.config)
-        tls = check_tls_files(config)
+        tls = check_tls_files(config) + check_storage(config, [])  # (a storage URL: no traceback)
         if tls:
             raise ConfigError("\n".join(f"{args.config}: {problem}" for problem in tls))
     except ConfigError as exc:

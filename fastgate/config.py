@@ -351,7 +351,7 @@ def _check(config: Config, source: str) -> None:
             "storage.url: memory:// is a single-process store; with workers > 1 use redis://"
             " (a key created in one worker would be unknown to the others)"
         )
-    if not config.storage.url.startswith(("memory:", "redis:", "rediss:")):
+    if not config.storage.url.startswith(("memory:", "redis:", "rediss:", "redis+sentinel:", "redis+cluster:")):
         problems.append(f"storage.url: {config.storage.url!r} is neither memory:// nor redis://")
     opts = config.http_server_options
     for name in (

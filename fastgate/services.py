@@ -99,7 +99,7 @@ def open_services(config: Config) -> Services:
     """Build every service for ``config``; nothing connects yet (``start_services`` does)."""
     storage = config.storage
     options: dict[str, object] = {}
-    if storage.url.startswith(("redis:", "rediss:")):
+    if storage.url.startswith(("redis:", "rediss:", "redis+sentinel:", "redis+cluster:")):
         options = {"socket_timeout": storage.timeout, "socket_connect_timeout": storage.timeout}
         if storage.key_prefix:
             options["prefix"] = storage.key_prefix

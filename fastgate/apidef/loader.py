@@ -15,6 +15,7 @@ import orjson
 from fastgate.apidef.classic import decode_classic
 from fastgate.apidef.common import check_upstream_host
 from fastgate.apidef.oas import EXTENSION, decode_oas
+from fastgate.apidef.shape import check_shape
 from fastgate.apidef.spec import ApiSpec, DefinitionError
 
 __all__ = ["LoadResult", "decode_definition", "load_api_dir", "route_of"]
@@ -36,9 +37,9 @@ def decode_definition(body: bytes, source: str) -> ApiSpec:
         raise DefinitionError("", f"not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise DefinitionError("", "not a JSON object")
-    if EXTENSION in raw or "openapi" in raw:
-        return decode_oas(raw, source)
-    return decode_classic(raw, source)
+    oas = EXTENSION in raw or "openapi" in raw
+    check_shape(raw, oas)  # the decoders walk these containers: their types first
+    return decode_oas(raw, source) if oas else decode_classic(raw, source)
 
 
 def route_of(spec: ApiSpec) -> tuple[str, str]:

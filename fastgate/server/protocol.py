@@ -195,6 +195,7 @@ class HttpConnection(asyncio.Protocol):
         if metered:
             received = req.body_received  # type: ignore[union-attr]
             self.chunks = 0
+        rest = None
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -202,9 +203,6 @@ class HttpConnection(asyncio.Protocol):
             # complete, so parse what follows as the next request with a fresh parser.
             self.parser = httptools.HttpRequestParser(self)
             rest = data[upgrade.args[0] :] if upgrade.args else b""
-            if rest:
-                self.data_received(rest)
-            return
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, ProtocolError):
@@ -214,6 +212,12 @@ class HttpConnection(asyncio.Protocol):
             return
         except httptools.HttpParserError as exc:
             self._refuse(400, f"Malformed request: {exc}")
+            return
+        if rest is not None:
+            # Outside the except block: a callback error of the next request must carry its own
+            # cause as __context__ (httptools chains it so), not the Upgrade being handled.
+            if rest:
+                self.data_received(rest)
             return
         if metered and self.parsing is req and self.messages == messages and not self.closed:
             # Every byte of this read belonged to the chunked body: what was not data was framing.

@@ -98,7 +98,13 @@ def token_id(token: str) -> str:
 
 def hash_token(token: str, algo: str | None = None) -> str:
     """Hex digest of `token` for storage: `algo`, else the token's `h`, else murmur32."""
-    return hash_bytes(token.encode(), algo or token_hash_algo(token) or "murmur32")
+    if not algo:
+        algo = token_hash_algo(token)
+        if algo not in HASH_ALGORITHMS:
+            # A token's `h` is whatever the client sent (the wire fuzzer found `sha2*6`, a 500):
+            # an unknown one hashes with murmur32, as Tyk's storage.HashStr falls back.
+            algo = "murmur32"
+    return hash_bytes(token.encode(), algo)
 
 
 def storage_key_id(token: str, hash_keys: bool) -> str:

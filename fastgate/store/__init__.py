@@ -1,7 +1,8 @@
 """Shared state for the gateway: `open_store(url)` gives a `Store` (see `base` for the contract).
 
 * `memory://` — the embedded single-process store;
-* `redis://[user:password@]host:port/db` (or `rediss://` for TLS) — the Redis store. Query
+* `redis://[user:password@]host:port/db` (or `rediss://` for TLS; or a Sentinel or Cluster URL,
+  see `topology`) — the Redis store. Query
   parameters tune it: `prefix` (prepended to every key and channel), `socket_timeout`,
   `socket_connect_timeout` (seconds, default 1 each), `max_connections` (default 64),
   `pool_timeout` (wait for a free connection, default 2), `breaker_seconds` (fail-fast window
@@ -20,6 +21,7 @@ from fastgate.store.base import (
     StoreUnavailable, Subscription, decode_event, encode_event,
 )
 from fastgate.store.memory import MemoryStore
+from fastgate.store.urls import SCHEMES, parse_topology
 
 __all__ = [
     "CLUSTER_CHANNEL", "ClusterEvent", "KEY_PREFIX", "NOTICE_API_UPDATED", "NOTICE_GROUP_RELOAD",
@@ -40,8 +42,11 @@ def open_store(url: str, **options: Any) -> Store:
     parts = urlsplit(url)
     if parts.scheme == "memory":
         return MemoryStore()
-    if parts.scheme not in ("redis", "rediss"):
-        raise ValueError(f"storage url {url!r}: use memory:// or redis://host:port/db")
+    if parts.scheme not in SCHEMES:
+        raise ValueError(f"storage url {url.rpartition('@')[2]!r}: use memory://, redis://host:port/db,"
+                         " rediss://, redis+sentinel://host:port[,...]/service_name[/db] or"
+                         " redis+cluster://host:port[,...]")
+    parse_topology(url)  # ValueError with what is wrong
     ours: dict[str, Any] = {}
     passed: list[tuple[str, str]] = []
     for name, value in parse_qsl(parts.query):

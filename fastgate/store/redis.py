@@ -33,12 +33,11 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Final, Sequence
 from urllib.parse import unquote, urlsplit
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.crc import key_slot
+from redis.exceptions import ClusterDownError, ReadOnlyError, RedisClusterException, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import MaxConnectionsError, TryAgainError
 
 from fastgate.store.limits import (
     QuotaDecision, RateDecision, RateParams, quota_decision, rate_decision,
@@ -48,13 +47,18 @@ from fastgate.store.base import (
     StoreUnavailable,
 )
 from fastgate.store.resp import Overloaded, ReplyError, RespClient, encode_command
+from fastgate.store.topology import open_clients
+from fastgate.store.urls import parse_topology
 
 __all__ = ["RedisStore"]
 
 log = logging.getLogger(__name__)
 _LIMIT_PIPELINES: Final = 2
 _MAX_LIMIT_COMMANDS: Final = 10_000  # encoded limits steps kept (one per key and limit)
-_UNREACHABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
+_UNREACHABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError,
+                       # a topology in change: a cluster without a master for a slot (or no
+                       # node reachable), a slot migrating, a demoted master during failover
+                       ClusterDownError, TryAgainError, ReadOnlyError, RedisClusterException)
 
 # One request against a limiter and a quota, in the order Tyk checks them: the GCRA step of
 # fastgate.store.limits.gcra_step, then (only when the rate allows) fastgate.store.limits.quota_step.
@@ -112,25 +116,27 @@ class _RedisSubscription:
 
 
 class RedisStore:
-    """`fastgate.store.base.Store` on Redis (standalone server, `redis://` or `rediss://`)."""
+    """`fastgate.store.base.Store` on Redis: a server (`redis://`, `rediss://`), Sentinel or Cluster
+    (`fastgate.store.topology`)."""
 
     def __init__(self, url: str, *, prefix: str = "", socket_timeout: float = 1.0,
                  socket_connect_timeout: float = 1.0, max_connections: int = 64,
                  pool_timeout: float = 2.0, breaker_seconds: float = 0.25,
                  fast_path: bool = True, **redis_options: Any) -> None:
         # pool_timeout bounds the wait for a free connection under load (then 503: shedding).
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=pool_timeout,
-            socket_timeout=socket_timeout, socket_connect_timeout=socket_connect_timeout,
-            socket_keepalive=True, retry=Retry(NoBackoff(), 1, (RedisConnectionError,)),
-            **redis_options)
-        self._redis = aioredis.Redis(connection_pool=pool)
+        topology = parse_topology(url)
+        clients = open_clients(topology, socket_timeout=socket_timeout,
+                               socket_connect_timeout=socket_connect_timeout,
+                               max_connections=max_connections, pool_timeout=pool_timeout,
+                               options=redis_options)
+        self._redis = clients.commands
+        self._cluster = topology.kind == "cluster"
         # Pub/Sub gets its own connection that never retries by itself: redis-py would
         # otherwise reconnect and resubscribe silently, hiding a gap in which events were lost.
-        self._pubsub_client = aioredis.Redis.from_url(
-            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_connect_timeout,
-            socket_keepalive=True, retry=Retry(NoBackoff(), 0), **redis_options)
-        self._where = url.split("@")[-1]  # never log a password
+        # On a cluster there is one client per node of the URL, tried in turn.
+        self._pubsub_clients = clients.pubsub
+        self._pubsub_next = 0
+        self._where = topology.where  # never log a password
         self._p = prefix
         self._op_timeout = socket_connect_timeout + socket_timeout
         self._pool_timeout = pool_timeout
@@ -146,7 +152,7 @@ class RedisStore:
         self._limit_inflight = 0
         self._closed = False
         self._fast = _fast_client(url, socket_timeout, socket_connect_timeout) \
-            if fast_path and not redis_options else None
+            if fast_path and not redis_options and topology.kind == "standalone" else None
         self._limits_sha = hashlib.sha1(_LIMITS_LUA.encode()).hexdigest()
         self._limit_commands: dict[tuple[Any, ...], bytes] = {}
 
@@ -160,6 +166,8 @@ class RedisStore:
         keys = [f"{self._p}{KEY_PREFIX}{k}" for k in key_ids]
         if self._fast is not None:
             return list(await self._fast_call(encode_command(["MGET", *keys])))
+        if self._cluster:  # the keys sit in several slots: one MGET per node, in parallel
+            return list(await self._run(self._redis.mget_nonatomic, keys))
         return list(await self._run(self._redis.mget, keys))
 
     async def set_session(self, key_id: str, value: bytes, ttl: float | None = None) -> None:
@@ -210,6 +218,9 @@ class RedisStore:
                 keys, args = self._limits_args(*spec)  # EVAL sends the script and caches it
                 reply = await self._fast_call(encode_command(["EVAL", _LIMITS_LUA, 2, *keys, *args]))
             r_ok, tat, now, q_ok, used, ttl = reply
+        elif self._cluster:
+            r_ok, tat, now, q_ok, used, ttl = await self._cluster_limits(
+                rate_name, params, quota_name, quota_max, renewal_rate)
         else:
             keys, args = self._limits_args(rate_name, params, quota_name, quota_max, renewal_rate)
             r_ok, tat, now, q_ok, used, ttl = await self._batched_limits(keys, args)
@@ -225,12 +236,38 @@ class RedisStore:
         """KEYS and ARGV of the limits script."""
         use_rate = rate_name is not None and params is not None
         use_quota = quota_name is not None
-        keys = [f"{self._p}{RATE_LIMIT_PREFIX}{rate_name}" if use_rate else "",
-                f"{self._p}{QUOTA_PREFIX}{quota_name}" if use_quota else ""]
+        keys = [self._counter_key(RATE_LIMIT_PREFIX, rate_name) if use_rate else "",
+                self._counter_key(QUOTA_PREFIX, quota_name) if use_quota else ""]
         args = [int(use_rate), params.interval_us if params else 0,
                 params.tolerance_us if params else 0, int(use_quota), quota_max,
                 max(renewal_rate, 0) * 1000]
         return keys, args
+
+    def _counter_key(self, prefix: str, name: str | None) -> str:
+        """The Redis key of a limiter or a quota counter.
+
+        On a cluster the name is a hash tag (`quota-{<name>}`): a key's limiter and counter have
+        the same name (`fastgate.store.limits.rate_limit_key` / `quota_key` of one key and
+        scope), so the limits script's two keys sit in one slot.
+        """
+        return f"{self._p}{prefix}{{{name}}}" if self._cluster else f"{self._p}{prefix}{name}"
+
+    async def _cluster_limits(self, rate_name: str | None, params: RateParams | None,
+                              quota_name: str | None, quota_max: int, renewal_rate: int
+                              ) -> list[Any]:
+        """The limits step on a cluster: one script when both keys share a slot (the usual
+        case, see `_counter_key`), else the rate step and then the quota step as two scripts
+        (each still atomic; Tyk's own order, rate first)."""
+        keys, args = self._limits_args(rate_name, params, quota_name, quota_max, renewal_rate)
+        if not keys[0] or not keys[1] or key_slot(keys[0].encode()) == key_slot(keys[1].encode()):
+            slot_keys = [k or keys[0] or keys[1] for k in keys]  # an unused key: the other one
+            result: list[Any] = await self._run(self._limits, keys=slot_keys, args=args)
+            return result
+        rate = await self._run(self._limits, keys=[keys[0], keys[0]], args=[*args[:3], 0, 0, 0])
+        if not rate[0]:
+            return list(rate)
+        quota = await self._run(self._limits, keys=[keys[1], keys[1]], args=[0, 0, 0, *args[3:]])
+        return [1, rate[1], rate[2], *quota[3:]]
 
     def _batched_limits(self, keys: list[str], args: list[int]) -> asyncio.Future[list[Any]]:
         """Queue one limits step; queued steps go out together as one pipeline (no fast path).
@@ -287,7 +324,7 @@ class RedisStore:
                 future.set_result(result)
 
     async def quota_status(self, name: str, quota_max: int) -> QuotaDecision:
-        key = f"{self._p}{QUOTA_PREFIX}{name}"
+        key = self._counter_key(QUOTA_PREFIX, name)
 
         async def read() -> list[Any]:
             async with self._redis.pipeline(transaction=True) as pipe:
@@ -300,8 +337,8 @@ class RedisStore:
 
     async def reset_limits(self, quota_names: Sequence[str],
                            rate_names: Sequence[str] = ()) -> None:
-        keys = [f"{self._p}{QUOTA_PREFIX}{n}" for n in quota_names]
-        keys += [f"{self._p}{RATE_LIMIT_PREFIX}{n}" for n in rate_names]
+        keys = [self._counter_key(QUOTA_PREFIX, n) for n in quota_names]
+        keys += [self._counter_key(RATE_LIMIT_PREFIX, n) for n in rate_names]
         if keys:
             await self._run(self._redis.delete, *keys)
 
@@ -370,8 +407,10 @@ class RedisStore:
         if self._fast is not None:
             await self._fast.close()
         await self._redis.aclose()
-        await self._redis.connection_pool.disconnect()
-        await self._pubsub_client.aclose()
+        if not self._cluster:  # (a cluster client closes its nodes' pools in aclose)
+            await self._redis.connection_pool.disconnect()
+        for client in self._pubsub_clients:
+            await client.aclose()
 
     # -- calls -------------------------------------------------------------------------------
     async def _run(self, fn: Callable[..., Awaitable[Any]], *args: Any, bounded: bool = True,
@@ -424,7 +463,10 @@ class RedisStore:
 
     # -- pub/sub internals -------------------------------------------------------------------
     async def _connect_pubsub(self) -> None:
-        pubsub = self._pubsub_client.pubsub()
+        # On a cluster: the next node of the URL after a failure (node Pub/Sub is broadcast).
+        client = self._pubsub_clients[self._pubsub_next % len(self._pubsub_clients)]
+        self._pubsub_next += 1
+        pubsub = client.pubsub()
         requested: set[str] = set()
         try:
             # Loop: `subscribe()` may add channels while we wait; the new connection becomes
@@ -545,7 +587,8 @@ def _fast_client(url: str, timeout: float, connect_timeout: float) -> RespClient
 
 
 def _pool_exhausted(exc: BaseException) -> bool:
-    return isinstance(exc, RedisConnectionError) and "No connection available" in str(exc)
+    return isinstance(exc, MaxConnectionsError) or (
+        isinstance(exc, RedisConnectionError) and "No connection available" in str(exc))
 
 
 def _glob_escape(text: str) -> str:

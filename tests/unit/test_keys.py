@@ -106,6 +106,14 @@ def test_hash_token_uses_the_tokens_own_algorithm() -> None:
     assert hash_token("defaultabc", "sha256") == hashlib.sha256(b"defaultabc").hexdigest()
 
 
+def test_a_token_naming_an_unknown_algorithm_hashes_with_murmur32() -> None:
+    # The token's "h" is client input (found by the wire fuzzer: a 500); Tyk falls back too.
+    token = base64.b64encode(b'{"org":"default","id":"abc","h":"sha2*6"}').decode()
+    assert token_hash_algo(token) == "sha2*6"
+    assert hash_token(token) == hash_bytes(token.encode(), "murmur32")
+    assert storage_key_id(token, True) == hash_bytes(token.encode(), "murmur32")
+
+
 def test_appended_junk_gives_a_different_storage_id() -> None:
     # §17 scenario 4: "<valid key>abc" must not find the key, with or without hashing.
     for algo in ("", "murmur64", "sha256"):
