@@ -221,7 +221,8 @@ class OAuthServer:
         challenge = _pkce_challenge(params, settings.require_pkce)
         code = secrets.token_urlsafe(32)
         record = CodeRecord(client_id=client.client_id, redirect_uri=redirect_uri, grant=secrets.token_hex(16),
-                            state=state, challenge=challenge, key_rules=key_rules)
+                            redirect_asked=bool(params.get("redirect_uri")), state=state, challenge=challenge,
+                            key_rules=key_rules)
         await self.storage.put_code(spec.api_id, digest(code), record)
         query = {"code": code}
         if state:
@@ -276,7 +277,8 @@ class OAuthServer:
         if record is None or not hmac.compare_digest(record.client_id.encode(), client.client_id.encode()):
             raise OAuthError("invalid_grant", "the authorization code is not valid or has expired")
         asked = params.get("redirect_uri", "")
-        if asked and not hmac.compare_digest(asked.encode(), record.redirect_uri.encode()):
+        if (asked or record.redirect_asked) and not hmac.compare_digest(asked.encode(), record.redirect_uri.encode()):
+            # RFC 6749 §4.1.3: the very redirect_uri of the authorization request, when it had one.
             raise OAuthError("invalid_grant", "redirect_uri differs from the one the code was issued for")
         if record.challenge:
             verifier = params.get("code_verifier", "")

@@ -49,6 +49,7 @@ class CodeRecord(msgspec.Struct, kw_only=True):
     client_id: str
     redirect_uri: str
     grant: str
+    redirect_asked: bool = True  # the authorization request named it: the token request must too
     state: str = ""
     challenge: str = ""  # PKCE S256 code_challenge ("" : none)
     key_rules: dict[str, Any] | None = None  # the session the login app asked for

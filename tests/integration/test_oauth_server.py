@@ -270,6 +270,18 @@ def test_pkce_s256(gw):
     assert get(gw, "/pk/x", token["access_token"]).status_code == 200
 
 
+def test_code_needs_the_redirect_uri_it_was_issued_for(gw):
+    client = make_client(gw)
+    creds = (client["client_id"], client["secret"])
+    for sent in ({}, {"redirect_uri": REDIRECT + "/other"}):
+        code = _pkce_code(gw, client, None).json()["code"]
+        r = token_post(gw, {"grant_type": "authorization_code", "code": code, **sent}, auth=creds)
+        assert r.status_code == 403 and r.json()["error"] == "invalid_grant", sent
+        # refused before the code was redeemed: with the right redirect_uri it still works
+        r = token_post(gw, {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT}, auth=creds)
+        assert r.status_code == 200
+
+
 def test_code_reuse_revokes_what_it_issued(gw):
     client = make_client(gw)
     creds = (client["client_id"], client["secret"])
