@@ -110,7 +110,7 @@ class OAuthEndpoints:
                     Reply(refusal.status, {"error": refusal.message}, refusal.headers)
             except OAuthError as exc:
                 reply = Reply(exc.status or server.error_status,
-                              {"error": exc.code, "error_description": exc.description}, extra_headers)
+                              {"error": exc.code, "error_description": exc.description}, extra_headers + exc.headers)
             except self.unavailable:
                 reply = Reply(503, {"error": "temporarily_unavailable",
                                     "error_description": "the gateway's store is unavailable; try again shortly"},

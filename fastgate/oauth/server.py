@@ -40,6 +40,7 @@ import msgspec
 from fastgate.apidef.auth_settings import OAuthSettings
 from fastgate.apidef.spec import ApiSpec
 from fastgate.auth.passwords import check_fast
+from fastgate.auth.throttle import FailureCounter
 from fastgate.oauth.notify import Notifier
 from fastgate.oauth.storage import (
     ClientRecord, CodeRecord, GrantRecord, OAuthStorage, RefreshRecord, digest,
@@ -77,11 +78,13 @@ class OAuthError(Exception):
 
     ``status`` None means the gateway's ``oauth_error_status_code`` (Tyk: 403)."""
 
-    def __init__(self, code: str, description: str, status: int | None = None) -> None:
+    def __init__(self, code: str, description: str, status: int | None = None,
+                 headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
         super().__init__(f"{code}: {description}")
         self.code = code
         self.description = description
         self.status = status
+        self.headers = headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +133,12 @@ class OAuthServer:
         self.config = config
         self.passwords = passwords
         self.notifier = Notifier()
+        # Guessing a client secret or a password-grant password costs one request per guess:
+        # failures are counted per client (and per user) like basic-auth logins, and past the
+        # limit of a window the next attempts get 429 until the window ends.
+        limit, window = config.basic_auth_failures_per_user, config.basic_auth_failure_window
+        self.client_failures = FailureCounter(limit, window)
+        self.user_failures = FailureCounter(limit, window)
 
     @property
     def error_status(self) -> int:
@@ -168,10 +177,14 @@ class OAuthServer:
         if basic is None:
             raise OAuthError("invalid_client", "client authentication (HTTP Basic client_id:secret) is required")
         client_id, secret = basic
+        key = f"{spec.api_id}\0{client_id}"
+        _throttled(self.client_failures, key, "invalid_client", "client authentication")
         client = await self.storage.client(spec.api_id, client_id)
-        if client is None:
-            raise OAuthError("invalid_client", "client authentication failed")
-        if not hmac.compare_digest(client.secret.encode(), secret.encode()):
+        if client is None or not hmac.compare_digest(client.secret.encode(), secret.encode()):
+            if self.client_failures.failed(key) == self.client_failures.limit:
+                log.warning("OAuth API %r: %d failed authentications of client %r within %gs; it gets 429 until"
+                            " the window ends", spec.api_id, self.client_failures.limit, client_id,
+                            self.client_failures.window)
             raise OAuthError("invalid_client", "client authentication failed")
         return client
 
@@ -330,8 +343,11 @@ class OAuthServer:
         username, password = params.get("username", ""), params.get("password", "")
         if not username or not password:
             raise OAuthError("invalid_request", "username and password are required")
+        key = f"{spec.org_id}\0{username}"
+        _throttled(self.user_failures, key, "access_denied", "password-grant login")
         user = await self._basic_user(spec, username, password.encode())
         if user is None:
+            self.user_failures.failed(key)
             raise OAuthError("access_denied", "the user name or password is wrong")
         return await self._issue(spec, client, secrets.token_hex(16), None, user, refresh=True)
 
@@ -438,6 +454,13 @@ class OAuthServer:
         for token_digest in await self.storage.client_refresh_tokens(api_id, client_id):
             await self.storage.delete_refresh(api_id, token_digest)
             await self.storage.remove_client_refresh(api_id, client_id, token_digest)
+
+
+def _throttled(counter: FailureCounter, key: str, code: str, what: str) -> None:
+    wait = counter.retry_after(key)
+    if wait:
+        raise OAuthError(code, f"too many failed {what} attempts; retry in {wait} seconds", 429,
+                         ((b"Retry-After", str(wait).encode()),))
 
 
 def _settings(spec: ApiSpec) -> OAuthSettings:
