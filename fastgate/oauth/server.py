@@ -392,17 +392,18 @@ class OAuthServer:
         await self.sessions.put(storage_id, session, retain)
         await self.storage.add_token(spec.api_id, client.client_id, storage_id, session.expires, retain)
         refresh_ttl = float(config.oauth_refresh_token_expire)
+        issued = _Issued(access_token=token, expires_in=expires_in, storage_id=storage_id)
+        if not refresh:
+            return issued  # client_credentials, implicit: nothing to rotate or revoke as a family
         grant = await self.storage.grant(spec.api_id, grant_id) or GrantRecord(client_id=client.client_id)
         grant.access.append(storage_id)
-        issued = _Issued(access_token=token, expires_in=expires_in, storage_id=storage_id)
-        if refresh:
-            issued.refresh_token = secrets.token_urlsafe(32)
-            token_digest = digest(issued.refresh_token)
-            record = RefreshRecord(client_id=client.client_id, grant=grant_id, expires=now + refresh_ttl,
-                                   key_rules=key_rules, user_session=encode_session(user) if user else b"")
-            await self.storage.put_refresh(spec.api_id, token_digest, record, refresh_ttl)
-            await self.storage.add_client_refresh(spec.api_id, client.client_id, token_digest, refresh_ttl)
-            grant.refresh.append(token_digest)
+        issued.refresh_token = secrets.token_urlsafe(32)
+        token_digest = digest(issued.refresh_token)
+        record = RefreshRecord(client_id=client.client_id, grant=grant_id, expires=now + refresh_ttl,
+                               key_rules=key_rules, user_session=encode_session(user) if user else b"")
+        await self.storage.put_refresh(spec.api_id, token_digest, record, refresh_ttl)
+        await self.storage.add_client_refresh(spec.api_id, client.client_id, token_digest, refresh_ttl)
+        grant.refresh.append(token_digest)
         await self.storage.put_grant(spec.api_id, grant_id, grant, max(refresh_ttl, float(retain)))
         return issued
 
