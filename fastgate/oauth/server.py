@@ -345,13 +345,22 @@ class OAuthServer:
             raise OAuthError("invalid_request", "username and password are required")
         key = f"{spec.org_id}\0{username}"
         _throttled(self.user_failures, key, "access_denied", "password-grant login")
-        user = await self._basic_user(spec, username, password.encode())
-        if user is None:
+        found = await self._basic_user(spec, username, password.encode())
+        if found is None:
             self.user_failures.failed(key)
             raise OAuthError("access_denied", "the user name or password is wrong")
-        return await self._issue(spec, client, secrets.token_hex(16), None, user, refresh=True)
+        user_id, user = found
+        # As Tyk: a user holds one password-grant token per client; the previous one is revoked.
+        previous = await self.storage.user_grant(spec.api_id, client.client_id, user_id)
+        if previous is not None:
+            await self.revoke_grant(spec.api_id, previous)
+        grant_id = secrets.token_hex(16)
+        issued = await self._issue(spec, client, grant_id, None, user, refresh=True)
+        await self.storage.put_user_grant(spec.api_id, client.client_id, user_id, grant_id,
+                                          float(self.config.oauth_refresh_token_expire))
+        return issued
 
-    async def _basic_user(self, spec: ApiSpec, username: str, password: bytes) -> SessionState | None:
+    async def _basic_user(self, spec: ApiSpec, username: str, password: bytes) -> tuple[str, SessionState] | None:
         """The basic-auth user's session when ``password`` is theirs (as basic auth finds users)."""
         candidates = []
         try:
@@ -370,7 +379,7 @@ class OAuthServer:
             if ok is None:
                 ok = await self.passwords.check(self.passwords.cache_key(stored.password, password), password,
                                                 remember=True)
-            return found[1] if ok else None
+            return (found[0], found[1]) if ok else None
         return None
 
     # ---- issuing -------------------------------------------------------------------------------

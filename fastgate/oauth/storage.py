@@ -158,6 +158,14 @@ class OAuthStorage:
     async def delete_grant(self, api_id: str, grant_id: str) -> None:
         await self.store.kv_delete(_key(api_id, "oauth-grant", grant_id))
 
+    async def user_grant(self, api_id: str, client_id: str, user_id: str) -> str | None:
+        """The grant of a user's last password-grant token for a client."""
+        value = await self.store.kv_get(_key(api_id, "oauth-user-grant", f"{client_id}/{user_id}"))
+        return value.decode() if value is not None else None
+
+    async def put_user_grant(self, api_id: str, client_id: str, user_id: str, grant_id: str, ttl: float) -> None:
+        await self.store.kv_set(_key(api_id, "oauth-user-grant", f"{client_id}/{user_id}"), grant_id.encode(), ttl)
+
     # ---- a client's tokens -------------------------------------------------------------------
 
     async def add_token(self, api_id: str, client_id: str, storage_id: str, expires: int, ttl: float) -> None:

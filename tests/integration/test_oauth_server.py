@@ -122,6 +122,10 @@ def test_password_grant_against_a_basic_auth_user(gw):
     client = make_client(gw)
     token = session(gw, client).fetch_token(f"{gw.url}/o/oauth/token", username="alice", password="alice-secret-1")
     assert get(gw, "/o/x", token["access_token"]).status_code == 200
+    # as Tyk: one password-grant token per user and client; a new one revokes the previous one
+    again = session(gw, client).fetch_token(f"{gw.url}/o/oauth/token", username="alice", password="alice-secret-1")
+    assert get(gw, "/o/x", again["access_token"]).status_code == 200
+    assert get(gw, "/o/x", token["access_token"]).json() == {"error": "Key not authorised"}
     for user, password in (("alice", "wrong-password"), ("nobody", "alice-secret-1")):
         r = token_post(gw, {"grant_type": "password", "username": user, "password": password},
                        auth=(client["client_id"], client["secret"]))
