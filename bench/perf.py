@@ -1,7 +1,7 @@
 """Side-by-side throughput of fastgate and nginx on one upstream, in one run (loopback, wrk).
 
 usage (from the project root): .venv/bin/python bench/perf.py MODE [--seconds S] [--min-ratio R]
-  MODE: keyless | token | jwt | basic
+  MODE: keyless | token | jwt | basic | oauth
 Needs wrk and nginx (apt-get install wrk nginx-light). Starts the checkout's gateway (the current
 directory, or FASTGATE_CHECKOUT) with one worker and the memory store, an nginx proxy with one
 worker, and an nginx upstream of their own; wrk -t1 -c50 on loopback, two rounds alternating.
@@ -54,7 +54,7 @@ def wrk(url: str, seconds: int, header: str | None) -> tuple[float, float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["keyless", "token", "jwt", "basic"])
+    ap.add_argument("mode", choices=["keyless", "token", "jwt", "basic", "oauth"])
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--min-ratio", type=float, default=0.8)
     a = ap.parse_args()
@@ -67,7 +67,11 @@ def main() -> int:
     jwt_secret = b"perf-jwt-secret-0123456789abcdef0123"
     jwt_token = jwt.encode({"sub": "bench", "exp": int(time.time()) + 3600}, jwt_secret, algorithm="HS256")
     expected = {"token": key, "keyless": "", "jwt": "Bearer " + jwt_token,
-                "basic": "Basic " + base64.b64encode(b"benchuser:bench-password-1").decode()}[a.mode]
+                "basic": "Basic " + base64.b64encode(b"benchuser:bench-password-1").decode(),
+                "oauth": ""}[a.mode]
+    # oauth: the token is issued by fastgate once it runs, so nginx checks the Bearer form instead.
+    check = {"keyless": "", "oauth": 'if ($http_authorization !~ "^Bearer ") { return 401; }'}.get(
+        a.mode, 'if ($http_authorization != "' + expected + '") { return 401; }')
     # The upstream and the nginx proxy are separate instances, one worker each, so that the proxy
     # under test never shares its process with the upstream it forwards to.
     (tmp / "up").mkdir()
@@ -82,7 +86,7 @@ events {{ worker_connections 4096; }}
 http {{ access_log off;
   upstream up {{ server 127.0.0.1:{up}; keepalive 64; }}
   server {{ listen 127.0.0.1:{ngx}; location / {{
-    {'if ($http_authorization != "' + expected + '") { return 401; }' if a.mode != "keyless" else ''}
+    {check}
     proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
 }}""")
     upstream = subprocess.Popen(["nginx", "-p", str(tmp / "up"), "-c", str(tmp / "up" / "nginx.conf"),
@@ -105,6 +109,9 @@ http {{ access_log off;
              "active": True, "access_rights": rights}))
     if a.mode == "basic":
         api.update(use_basic_auth=True)
+    if a.mode == "oauth":
+        api.update(use_oauth2=True, oauth_meta={"allowed_access_types": ["client_credentials"],
+                                                "allowed_authorize_types": ["code"]})
     (tmp / "apps" / "p.json").write_text(json.dumps(api))
     (tmp / "fastgate.toml").write_text(
         f'listen_address = "127.0.0.1"\nlisten_port = {gw_port}\nsecret = "{SECRET}"\n'
@@ -137,6 +144,13 @@ http {{ access_log off;
         elif a.mode == "jwt":
             r = None
             header = f"Authorization: Bearer {jwt_token}"
+        elif a.mode == "oauth":
+            r = requests.post(base + "/tyk/oauth/clients/create", headers=admin, json={
+                "api_id": "p", "client_id": "perf-client", "secret": "perf-client-secret-1",
+                "redirect_uri": "https://client.example.test/cb"})
+            token = requests.post(base + "/oauth/token", data={"grant_type": "client_credentials"},
+                                  auth=("perf-client", "perf-client-secret-1")).json()["access_token"]
+            header = f"Authorization: Bearer {token}"
         else:
             r = None
         if r is not None and r.status_code != 200:

@@ -62,6 +62,11 @@ def oas_oauth(raw: dict[str, Any]) -> OAuthSettings | None:
         if not isinstance(vendor, dict) or not vendor.get("enabled") or "providers" in vendor:
             continue
         where = f"{EXTENSION}.server.authentication.securitySchemes.{name}"
+        scope_check = vendor.get("scopeCheck")
+        if isinstance(scope_check, dict) and scope_check.get("enabled"):
+            # It restricts access: served without it, every token would pass (fail closed).
+            raise DefinitionError(f"{where}.scopeCheck", "scope checks are not implemented by this gateway;"
+                                  " the API would be served without them")
         flows = scheme.get("flows") or {}
         access = {grant for flow, grant in _OAS_FLOWS.items() if isinstance(flows, dict) and flow in flows}
         if _flag(vendor.get("refreshToken"), f"{where}.refreshToken"):

@@ -110,7 +110,7 @@ class OAuthEndpoints:
                     Reply(refusal.status, {"error": refusal.message}, refusal.headers)
             except OAuthError as exc:
                 reply = Reply(exc.status or server.error_status,
-                              {"error": exc.code, "error_description": exc.description}, extra_headers)
+                              {"error": exc.code, "error_description": exc.description}, extra_headers + exc.headers)
             except self.unavailable:
                 reply = Reply(503, {"error": "temporarily_unavailable",
                                     "error_description": "the gateway's store is unavailable; try again shortly"},
@@ -182,10 +182,18 @@ class OAuthEndpoints:
             return Reply(401, {"status": "error", "message": "client_id is required"}, TOKEN_HEADERS)
         if not secret:
             return Reply(401, {"status": "error", "message": "client_secret is required"}, TOKEN_HEADERS)
+        failures = self.server.client_failures
+        key = f"{self.spec.api_id}\0{client_id}"
+        wait = failures.retry_after(key)
+        if wait:
+            return Reply(429, {"status": "error", "message": f"too many failed attempts; retry in {wait} seconds"},
+                         TOKEN_HEADERS + ((b"Retry-After", str(wait).encode()),))
         client = await self.server.storage.client(self.spec.api_id, client_id)
         if client is None:
+            failures.failed(key)
             return Reply(404, {"status": "error", "message": "OAuth Client ID not found"}, TOKEN_HEADERS)
         if not hmac.compare_digest(client.secret.encode(), secret.encode()):
+            failures.failed(key)
             return Reply(401, {"status": "error", "message": "client secret is wrong"}, TOKEN_HEADERS)
         await self.server.revoke_all(self.spec.api_id, client_id)
         return Reply(200, {"status": "ok", "message": "tokens revoked successfully"}, TOKEN_HEADERS)

@@ -40,6 +40,7 @@ import msgspec
 from fastgate.apidef.auth_settings import OAuthSettings
 from fastgate.apidef.spec import ApiSpec
 from fastgate.auth.passwords import check_fast
+from fastgate.auth.throttle import FailureCounter
 from fastgate.oauth.notify import Notifier
 from fastgate.oauth.storage import (
     ClientRecord, CodeRecord, GrantRecord, OAuthStorage, RefreshRecord, digest,
@@ -77,11 +78,13 @@ class OAuthError(Exception):
 
     ``status`` None means the gateway's ``oauth_error_status_code`` (Tyk: 403)."""
 
-    def __init__(self, code: str, description: str, status: int | None = None) -> None:
+    def __init__(self, code: str, description: str, status: int | None = None,
+                 headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
         super().__init__(f"{code}: {description}")
         self.code = code
         self.description = description
         self.status = status
+        self.headers = headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +133,12 @@ class OAuthServer:
         self.config = config
         self.passwords = passwords
         self.notifier = Notifier()
+        # Guessing a client secret or a password-grant password costs one request per guess:
+        # failures are counted per client (and per user) like basic-auth logins, and past the
+        # limit of a window the next attempts get 429 until the window ends.
+        limit, window = config.basic_auth_failures_per_user, config.basic_auth_failure_window
+        self.client_failures = FailureCounter(limit, window)
+        self.user_failures = FailureCounter(limit, window)
 
     @property
     def error_status(self) -> int:
@@ -168,10 +177,14 @@ class OAuthServer:
         if basic is None:
             raise OAuthError("invalid_client", "client authentication (HTTP Basic client_id:secret) is required")
         client_id, secret = basic
+        key = f"{spec.api_id}\0{client_id}"
+        _throttled(self.client_failures, key, "invalid_client", "client authentication")
         client = await self.storage.client(spec.api_id, client_id)
-        if client is None:
-            raise OAuthError("invalid_client", "client authentication failed")
-        if not hmac.compare_digest(client.secret.encode(), secret.encode()):
+        if client is None or not hmac.compare_digest(client.secret.encode(), secret.encode()):
+            if self.client_failures.failed(key) == self.client_failures.limit:
+                log.warning("OAuth API %r: %d failed authentications of client %r within %gs; it gets 429 until"
+                            " the window ends", spec.api_id, self.client_failures.limit, client_id,
+                            self.client_failures.window)
             raise OAuthError("invalid_client", "client authentication failed")
         return client
 
@@ -221,7 +234,8 @@ class OAuthServer:
         challenge = _pkce_challenge(params, settings.require_pkce)
         code = secrets.token_urlsafe(32)
         record = CodeRecord(client_id=client.client_id, redirect_uri=redirect_uri, grant=secrets.token_hex(16),
-                            state=state, challenge=challenge, key_rules=key_rules)
+                            redirect_asked=bool(params.get("redirect_uri")), state=state, challenge=challenge,
+                            key_rules=key_rules)
         await self.storage.put_code(spec.api_id, digest(code), record)
         query = {"code": code}
         if state:
@@ -276,7 +290,8 @@ class OAuthServer:
         if record is None or not hmac.compare_digest(record.client_id.encode(), client.client_id.encode()):
             raise OAuthError("invalid_grant", "the authorization code is not valid or has expired")
         asked = params.get("redirect_uri", "")
-        if asked and not hmac.compare_digest(asked.encode(), record.redirect_uri.encode()):
+        if (asked or record.redirect_asked) and not hmac.compare_digest(asked.encode(), record.redirect_uri.encode()):
+            # RFC 6749 §4.1.3: the very redirect_uri of the authorization request, when it had one.
             raise OAuthError("invalid_grant", "redirect_uri differs from the one the code was issued for")
         if record.challenge:
             verifier = params.get("code_verifier", "")
@@ -328,12 +343,24 @@ class OAuthServer:
         username, password = params.get("username", ""), params.get("password", "")
         if not username or not password:
             raise OAuthError("invalid_request", "username and password are required")
-        user = await self._basic_user(spec, username, password.encode())
-        if user is None:
+        key = f"{spec.org_id}\0{username}"
+        _throttled(self.user_failures, key, "access_denied", "password-grant login")
+        found = await self._basic_user(spec, username, password.encode())
+        if found is None:
+            self.user_failures.failed(key)
             raise OAuthError("access_denied", "the user name or password is wrong")
-        return await self._issue(spec, client, secrets.token_hex(16), None, user, refresh=True)
+        user_id, user = found
+        # As Tyk: a user holds one password-grant token per client; the previous one is revoked.
+        previous = await self.storage.user_grant(spec.api_id, client.client_id, user_id)
+        if previous is not None:
+            await self.revoke_grant(spec.api_id, previous)
+        grant_id = secrets.token_hex(16)
+        issued = await self._issue(spec, client, grant_id, None, user, refresh=True)
+        await self.storage.put_user_grant(spec.api_id, client.client_id, user_id, grant_id,
+                                          float(self.config.oauth_refresh_token_expire))
+        return issued
 
-    async def _basic_user(self, spec: ApiSpec, username: str, password: bytes) -> SessionState | None:
+    async def _basic_user(self, spec: ApiSpec, username: str, password: bytes) -> tuple[str, SessionState] | None:
         """The basic-auth user's session when ``password`` is theirs (as basic auth finds users)."""
         candidates = []
         try:
@@ -352,7 +379,7 @@ class OAuthServer:
             if ok is None:
                 ok = await self.passwords.check(self.passwords.cache_key(stored.password, password), password,
                                                 remember=True)
-            return found[1] if ok else None
+            return (found[0], found[1]) if ok else None
         return None
 
     # ---- issuing -------------------------------------------------------------------------------
@@ -374,17 +401,18 @@ class OAuthServer:
         await self.sessions.put(storage_id, session, retain)
         await self.storage.add_token(spec.api_id, client.client_id, storage_id, session.expires, retain)
         refresh_ttl = float(config.oauth_refresh_token_expire)
+        issued = _Issued(access_token=token, expires_in=expires_in, storage_id=storage_id)
+        if not refresh:
+            return issued  # client_credentials, implicit: nothing to rotate or revoke as a family
         grant = await self.storage.grant(spec.api_id, grant_id) or GrantRecord(client_id=client.client_id)
         grant.access.append(storage_id)
-        issued = _Issued(access_token=token, expires_in=expires_in, storage_id=storage_id)
-        if refresh:
-            issued.refresh_token = secrets.token_urlsafe(32)
-            token_digest = digest(issued.refresh_token)
-            record = RefreshRecord(client_id=client.client_id, grant=grant_id, expires=now + refresh_ttl,
-                                   key_rules=key_rules, user_session=encode_session(user) if user else b"")
-            await self.storage.put_refresh(spec.api_id, token_digest, record, refresh_ttl)
-            await self.storage.add_client_refresh(spec.api_id, client.client_id, token_digest, refresh_ttl)
-            grant.refresh.append(token_digest)
+        issued.refresh_token = secrets.token_urlsafe(32)
+        token_digest = digest(issued.refresh_token)
+        record = RefreshRecord(client_id=client.client_id, grant=grant_id, expires=now + refresh_ttl,
+                               key_rules=key_rules, user_session=encode_session(user) if user else b"")
+        await self.storage.put_refresh(spec.api_id, token_digest, record, refresh_ttl)
+        await self.storage.add_client_refresh(spec.api_id, client.client_id, token_digest, refresh_ttl)
+        grant.refresh.append(token_digest)
         await self.storage.put_grant(spec.api_id, grant_id, grant, max(refresh_ttl, float(retain)))
         return issued
 
@@ -436,6 +464,13 @@ class OAuthServer:
         for token_digest in await self.storage.client_refresh_tokens(api_id, client_id):
             await self.storage.delete_refresh(api_id, token_digest)
             await self.storage.remove_client_refresh(api_id, client_id, token_digest)
+
+
+def _throttled(counter: FailureCounter, key: str, code: str, what: str) -> None:
+    wait = counter.retry_after(key)
+    if wait:
+        raise OAuthError(code, f"too many failed {what} attempts; retry in {wait} seconds", 429,
+                         ((b"Retry-After", str(wait).encode()),))
 
 
 def _settings(spec: ApiSpec) -> OAuthSettings:

@@ -49,6 +49,7 @@ class CodeRecord(msgspec.Struct, kw_only=True):
     client_id: str
     redirect_uri: str
     grant: str
+    redirect_asked: bool = True  # the authorization request named it: the token request must too
     state: str = ""
     challenge: str = ""  # PKCE S256 code_challenge ("" : none)
     key_rules: dict[str, Any] | None = None  # the session the login app asked for
@@ -156,6 +157,14 @@ class OAuthStorage:
 
     async def delete_grant(self, api_id: str, grant_id: str) -> None:
         await self.store.kv_delete(_key(api_id, "oauth-grant", grant_id))
+
+    async def user_grant(self, api_id: str, client_id: str, user_id: str) -> str | None:
+        """The grant of a user's last password-grant token for a client."""
+        value = await self.store.kv_get(_key(api_id, "oauth-user-grant", f"{client_id}/{user_id}"))
+        return value.decode() if value is not None else None
+
+    async def put_user_grant(self, api_id: str, client_id: str, user_id: str, grant_id: str, ttl: float) -> None:
+        await self.store.kv_set(_key(api_id, "oauth-user-grant", f"{client_id}/{user_id}"), grant_id.encode(), ttl)
 
     # ---- a client's tokens -------------------------------------------------------------------
 

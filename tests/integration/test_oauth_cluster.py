@@ -138,13 +138,20 @@ def test_codes_and_tokens_are_stored_hashed(two_nodes):
 class Receiver:
     """An HTTP endpoint recording the notifications POSTed to it."""
 
-    def __init__(self) -> None:
+    def __init__(self, fail_first: int = 0) -> None:
         self.seen: list[tuple[dict, str | None]] = []
+        self.refused = 0
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if receiver.refused < fail_first:
+                    receiver.refused += 1
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 receiver.seen.append((json.loads(body), self.headers.get("X-Tyk-Shared-Secret")))
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
@@ -218,3 +225,19 @@ def test_a_dead_notification_endpoint_never_slows_token_requests(make_gateway, u
         assert requests.get(gw.url + "/hello", headers=ADMIN, timeout=5).status_code == 200
     finally:
         silent.close()
+
+
+def test_a_failed_notification_is_retried(make_gateway, upstream):
+    receiver = Receiver(fail_first=2)
+    try:
+        api = oauth_api("o", upstream.url, ALL_GRANTS, notifications={"shared_secret": "s",
+                                                                       "oauth_on_keychange_url": receiver.url})
+        gw = make_gateway([api], policies=POLICIES)
+        client = make_client(gw)
+        token = token_post(gw, {"grant_type": "client_credentials"}, auth=(client["client_id"], client["secret"]))
+        wait_for(lambda: len(receiver.seen) == 1)
+        assert receiver.refused == 2 and receiver.seen[0][0]["new_oauth_token"] == token.json()["access_token"]
+        time.sleep(2)  # the third attempt succeeded: no fourth
+        assert len(receiver.seen) == 1
+    finally:
+        receiver.stop()

@@ -13,6 +13,7 @@ import hashlib
 import os
 import secrets
 import time
+import urllib.parse
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -121,6 +122,10 @@ def test_password_grant_against_a_basic_auth_user(gw):
     client = make_client(gw)
     token = session(gw, client).fetch_token(f"{gw.url}/o/oauth/token", username="alice", password="alice-secret-1")
     assert get(gw, "/o/x", token["access_token"]).status_code == 200
+    # as Tyk: one password-grant token per user and client; a new one revokes the previous one
+    again = session(gw, client).fetch_token(f"{gw.url}/o/oauth/token", username="alice", password="alice-secret-1")
+    assert get(gw, "/o/x", again["access_token"]).status_code == 200
+    assert get(gw, "/o/x", token["access_token"]).json() == {"error": "Key not authorised"}
     for user, password in (("alice", "wrong-password"), ("nobody", "alice-secret-1")):
         r = token_post(gw, {"grant_type": "password", "username": user, "password": password},
                        auth=(client["client_id"], client["secret"]))
@@ -270,6 +275,18 @@ def test_pkce_s256(gw):
     assert get(gw, "/pk/x", token["access_token"]).status_code == 200
 
 
+def test_code_needs_the_redirect_uri_it_was_issued_for(gw):
+    client = make_client(gw)
+    creds = (client["client_id"], client["secret"])
+    for sent in ({}, {"redirect_uri": REDIRECT + "/other"}):
+        code = _pkce_code(gw, client, None).json()["code"]
+        r = token_post(gw, {"grant_type": "authorization_code", "code": code, **sent}, auth=creds)
+        assert r.status_code == 403 and r.json()["error"] == "invalid_grant", sent
+        # refused before the code was redeemed: with the right redirect_uri it still works
+        r = token_post(gw, {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT}, auth=creds)
+        assert r.status_code == 200
+
+
 def test_code_reuse_revokes_what_it_issued(gw):
     client = make_client(gw)
     creds = (client["client_id"], client["secret"])
@@ -404,3 +421,32 @@ def test_oas_oauth2_scheme_end_to_end(gw):
     r = token_post(gw, {"grant_type": "password", "username": "u", "password": "p"}, "oo",
                    auth=(client["client_id"], client["secret"]))
     assert r.status_code == 403 and r.json()["error"] == "unsupported_grant_type"
+
+
+def test_gateway_api_refresh_delete_revoke_and_revoke_all(gw):
+    client = make_client(gw)
+    creds = (client["client_id"], client["secret"])
+    token = code_flow(gw, client)
+    path = f"/tyk/oauth/refresh/{token['refresh_token']}"
+    assert gw.admin("DELETE", path)[0] == 400  # api_id is required
+    assert gw.admin("DELETE", path + "?api_id=nope")[0] == 404
+    assert gw.admin("DELETE", path + "?api_id=open")[0] == 400
+    assert gw.admin("DELETE", path + "?api_id=o") == (200, {"key": token["refresh_token"], "status": "ok",
+                                                            "action": "deleted"})
+    r = token_post(gw, {"grant_type": "refresh_token", "refresh_token": token["refresh_token"]}, auth=creds)
+    assert r.status_code == 403 and r.json()["error"] == "invalid_grant"
+    form = {"token": token["access_token"], "token_type_hint": "access_token", "client_id": client["client_id"]}
+    status, _ = gw.admin("POST", "/tyk/oauth/revoke", b"token=" + token["access_token"].encode())
+    assert status == 400  # client_id is required
+    assert gw.admin("POST", "/tyk/oauth/revoke", urllib.parse.urlencode(form).encode()) == \
+        (200, {"status": "ok", "message": "token revoked successfully"})
+    wait_refused(gw, "/o/x", token["access_token"])
+    others = [session(gw, client).fetch_token(f"{gw.url}/o/oauth/token", grant_type="client_credentials")
+              for _ in range(2)]
+    wrong = urllib.parse.urlencode({"client_id": client["client_id"], "client_secret": "wrong"}).encode()
+    assert gw.admin("POST", "/tyk/oauth/revoke_all", wrong) == (401, {"status": "error",
+                                                                      "message": "client secret is wrong"})
+    right = urllib.parse.urlencode({"client_id": client["client_id"], "client_secret": client["secret"]}).encode()
+    assert gw.admin("POST", "/tyk/oauth/revoke_all", right)[0] == 200
+    for other in others:
+        wait_refused(gw, "/o/x", other["access_token"])

@@ -101,3 +101,23 @@ def test_check_names_an_unusable_oauth_field(tmp_path):
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 1
     assert "o.json: oauth_meta.allowed_access_types: 'jwt-bearer' is not one of" in proc.stdout + proc.stderr
+
+
+def test_guessing_client_secrets_and_passwords_is_throttled(make_gateway, upstream):
+    gw = make_gateway([oauth_api("o", upstream.url, ALL_GRANTS)], {"basic_auth_failures_per_user": 3},
+                      policies=POLICIES)
+    client = make_client(gw)
+    other = make_client(gw)
+    form = {"grant_type": "client_credentials"}
+    for _ in range(3):
+        r = token_post(gw, form, auth=(client["client_id"], "guess"))
+        assert r.status_code == 403 and r.json()["error"] == "invalid_client"
+    r = token_post(gw, form, auth=(client["client_id"], client["secret"]))
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0 and "access_token" not in r.json()
+    assert token_post(gw, form, auth=(other["client_id"], other["secret"])).status_code == 200  # others unaffected
+    creds = (other["client_id"], other["secret"])
+    for _ in range(3):
+        r = token_post(gw, {"grant_type": "password", "username": "bob", "password": "guess"}, auth=creds)
+        assert r.status_code == 403 and r.json()["error"] == "access_denied"
+    r = token_post(gw, {"grant_type": "password", "username": "bob", "password": "guess"}, auth=creds)
+    assert r.status_code == 429 and r.json()["error"] == "access_denied"

@@ -83,6 +83,13 @@ def test_oas_oauth2_scheme():
     assert oauth.access_types == frozenset({"authorization_code", "client_credentials", "refresh_token"})
     assert oauth.authorize_types == frozenset({"code"}) and oauth.login_redirect == "https://login.test/"
     assert (oauth.shared_secret, oauth.keychange_url) == ("s", "https://n.test/")
+    # a restriction this gateway does not implement refuses the API
+    vendor = doc["x-tyk-api-gateway"]["server"]["authentication"]["securitySchemes"]["oauth"]
+    vendor["scopeCheck"] = {"enabled": True}
+    with pytest.raises(DefinitionError) as exc:
+        decode_definition(doc, "oo.json")
+    assert exc.value.field.endswith("securitySchemes.oauth.scopeCheck")
+    del vendor["scopeCheck"]
     # a vendor entry with providers is external OAuth, not this server
     doc["x-tyk-api-gateway"]["server"]["authentication"]["securitySchemes"]["oauth"]["providers"] = []
     assert decode_definition(doc, "oo.json").oauth is None
