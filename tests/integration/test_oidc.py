@@ -184,7 +184,7 @@ def test_session_is_persisted_as_tyk_writes_it(gw: Gateway, issuers: dict[str, O
     assert status == 200, session
     assert session["apply_policies"] == ["oidcpol"]
     assert session["meta_data"] == {"TykJWTSessionID": key, "ClientID": "web-app-1"}
-    assert session["oauth_client_id"] == "web-app-1"
+    assert session["oauth_client_id"] == "web-app-1" and session["alias"] == f"web-app-1:{sub}"
 
 
 def test_segregate_by_client_keeps_one_session_per_client(gw: Gateway, issuers: dict[str, OidcIssuer]) -> None:
