@@ -58,6 +58,7 @@ JWKS_UNAVAILABLE: Final = Denial(503, "The identity provider's signing keys (JWK
 MAX_CACHED_TOKENS: Final = 10_000
 NO_EXP_CACHE_SECONDS: Final = 300.0
 MAX_MEMO: Final = 10_000
+FAILURE_LOG_INTERVAL: Final = 10.0  # seconds between two log lines about the IdP failing
 
 
 def _refused(reason: str) -> Denial:
@@ -135,6 +136,7 @@ class ExternalOAuth:
                 self.keys = JwksKeys(services.jwks, tuple(url for url, _ in source.jwks), settings.jwt.family)
         intro = settings.introspection
         self.introspector = Introspector(intro) if intro is not None and settings.jwt is None else None
+        self._failure_logged = -math.inf
 
     def check(self, req: Request) -> StageResult:
         """Check the request's access token and put its session on ``req``."""
@@ -161,7 +163,10 @@ class ExternalOAuth:
         assert self.introspector is not None
         result = await self.introspector.introspect(token, key)
         if isinstance(result, IdpError):
-            log.warning("API %r: introspection failed: %s", self.spec.api_id, result)
+            moment = time.monotonic()
+            if moment - self._failure_logged >= FAILURE_LOG_INTERVAL:  # an outage is one line per interval
+                self._failure_logged = moment
+                log.warning("API %r: introspection failed (503 until it works): %s", self.spec.api_id, result)
             return IDP_UNAVAILABLE
         return await _settle(self._introspected(req, result, time.time(), cached=False))
 

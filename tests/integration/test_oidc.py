@@ -86,7 +86,8 @@ def gw(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
     store_url = request.param
     if store_url.startswith("redis"):
         flush_redis_db(store_url)
-    gateway = Gateway(tmp_path_factory.mktemp("oidc"), apis, {"storage": {"url": store_url}}, policies=POLICIES)
+    gateway = Gateway(tmp_path_factory.mktemp("oidc"), apis,
+                      {"storage": {"url": store_url}, "jwks": {"refetch_cooldown": 1}}, policies=POLICIES)
     gateway.hits_at_start = (idp.discovery_hits, idp.jwks_hits)  # type: ignore[attr-defined]
     try:
         yield gateway
@@ -183,7 +184,7 @@ def test_session_is_persisted_as_tyk_writes_it(gw: Gateway, issuers: dict[str, O
     assert status == 200, session
     assert session["apply_policies"] == ["oidcpol"]
     assert session["meta_data"] == {"TykJWTSessionID": key, "ClientID": "web-app-1"}
-    assert session["oauth_client_id"] == "web-app-1"
+    assert session["oauth_client_id"] == "web-app-1" and session["alias"] == f"web-app-1:{sub}"
 
 
 def test_segregate_by_client_keeps_one_session_per_client(gw: Gateway, issuers: dict[str, OidcIssuer]) -> None:
@@ -232,3 +233,34 @@ def test_discovery_naming_another_issuer_is_refused(gw: Gateway, issuers: dict[s
     assert r.status_code == 503 and r.json()["error"]
     assert liar.discovery_hits >= 1 and liar.jwks_hits == 0
     assert up.seen() == []
+
+
+def test_rotated_key_works_at_once(gw: Gateway, issuers: dict[str, OidcIssuer]) -> None:
+    idp = issuers["idp"]
+    rotated = RsaKey("idp-2")
+    idp.keys.append(rotated.jwk())
+    time.sleep(1.1)  # past [jwks] refetch_cooldown since the last fetch
+    try:
+        # an unknown kid makes the gateway refetch the issuer's JWKS once (throttled), then verify
+        expect(get(gw, "/oidc-seg/x", id_token(idp, aud="wide-app", key=rotated)), 200)
+    finally:
+        idp.keys.pop()
+
+
+def test_issuer_down_at_start_is_503_then_discovered(make_gateway: Any, upstream: Upstream) -> None:
+    idp = OidcIssuer(KEY.jwk(), name="late")
+    idp.down = True
+    try:
+        gw = make_gateway([oidc_api("late", upstream.url, [{"issuer": idp.issuer, "client_ids": {b64("web-app-1"): "oidcpol"}}])],
+                          {"jwks": {"refetch_cooldown": 0.5}}, policies={"oidcpol": policy("oidcpol", "late")})
+        token = id_token(idp)
+        r = get(gw, "/late/x", token)
+        assert r.status_code == 503 and r.json()["error"]
+        idp.down = False
+        deadline = time.monotonic() + 5
+        while get(gw, "/late/x", token).status_code != 200:
+            assert time.monotonic() < deadline, "the issuer was never discovered once it came back"
+            time.sleep(0.2)
+        assert idp.discovery_hits >= 2 and idp.jwks_hits >= 1
+    finally:
+        idp.stop()
