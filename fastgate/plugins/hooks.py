@@ -184,8 +184,9 @@ def _hook_stage(hook: LoadedHook, spec: ApiSpec) -> Stage:
 def _check_denial(denial: Denial) -> None:
     for name, value in denial.headers:
         check_header(name.decode("latin-1"), value.decode("latin-1"))
-    if not 100 <= denial.status <= 599:
-        raise ValueError(f"status {denial.status} is not an HTTP status")
+    # 1xx would announce an interim answer (101: a protocol switch), 204/304 cannot carry the body.
+    if not 200 <= denial.status <= 599 or denial.status in (204, 304):
+        raise ValueError(f"status {denial.status} is not a status a plugin can answer with")
 
 
 check_denial = _check_denial  # for the auth stage (fastgate.auth.plugin)

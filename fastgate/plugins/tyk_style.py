@@ -136,8 +136,8 @@ def _overridden(overrides: ReturnOverrides, default: str) -> Denial | None:
     code = overrides.response_code
     if not code:
         return None
-    if not isinstance(code, int) or not 100 <= code <= 599:
-        raise ValueError(f"return_overrides.response_code {code!r} is not an HTTP status")
+    if not isinstance(code, int) or not 200 <= code <= 599 or code in (204, 304):
+        raise ValueError(f"return_overrides.response_code {code!r} is not a status a plugin can answer with")
     message = str(overrides.response_error or overrides.response_body or default or ("OK" if code < 400 else "Request refused"))
     headers = tuple((str(k).encode("latin-1"), str(v).encode("latin-1")) for k, v in (overrides.headers or {}).items())
     return Denial(code, message, headers)

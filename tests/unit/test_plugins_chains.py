@@ -263,3 +263,13 @@ def test_or_stage_short_circuits_restores_and_answers_the_last_denial():
     calls.clear()
     pending = _any_of(((waiting("a", None), failing("x", first)), (waiting("b", second),)))(req)
     assert asyncio.run(pending) == second and calls == ["a", "x", "b"] and req.session is None
+
+
+@pytest.mark.parametrize("code", [101, 204, 304, 600, "403"])
+def test_an_override_status_a_plugin_cannot_answer_with_fails_the_hook(code):
+    def pre(request, session, spec):
+        request.object.return_overrides.response_code = code
+        return request, session
+
+    with pytest.raises(ValueError):
+        run_hook(pre, view(), SPEC)
