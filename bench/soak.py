@@ -25,6 +25,8 @@ import asyncio
 import os
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -81,6 +83,7 @@ class Soak:
         self.late_200: list[str] = []
         self.refusal_delays: list[float] = []
         self.quota_statuses: Counter[int] = Counter()
+        self.quota_log: list[tuple[str, str, int, str | None]] = []
         self.inflight: list[int] = []
         self.memory: dict[str, dict[int, tuple[int, int]]] = {}
         self.quota_remaining: int | None = None
@@ -149,9 +152,32 @@ class Soak:
 
     def quota_loop(self, gw: Any) -> None:
         while not self.stop.is_set():
-            code = http("GET", gw.url + "/tok/", headers={"Authorization": self.quota_key}, timeout=5)[0]
+            req = urllib.request.Request(gw.url + "/tok/", headers={"Authorization": self.quota_key})
+            remaining = None
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    code, remaining = r.status, r.headers.get("X-RateLimit-Remaining")
+                    r.read()
+            except urllib.error.HTTPError as e:
+                code = e.code
+            except OSError:
+                code = 0
             self.quota_statuses[code] += 1
+            self.quota_log.append((time.strftime("%H:%M:%S"), self.phase, code, remaining))
             time.sleep(0.25)
+
+    def quota_gaps(self) -> list[str]:
+        """Where a quota unit was used without a 200: the `X-RateLimit-Remaining` values the 200
+        answers carried skip a number; the requests around the gap say when (and what they got)."""
+        seen = {int(r): i for i, (_, _, c, r) in enumerate(self.quota_log) if c == 200 and r is not None}
+        gaps = []
+        for missing in sorted(set(range(0, QUOTA)) - set(seen)):
+            after = seen.get(missing - 1)
+            before = seen.get(missing + 1)
+            window = self.quota_log[(before or 0): (after or len(self.quota_log)) + 1]
+            gaps.append(f"remaining={missing} never answered: between {window[0][:2]} and {window[-1][:2]}, "
+                        f"statuses there {dict(Counter(c for _, _, c, _ in window))}")
+        return gaps
 
     # -- phases ------------------------------------------------------------------------------
     def run_phase(self, name: str, seconds: float, events: list[tuple[float, Any]]) -> dict[str, Any]:
@@ -270,6 +296,8 @@ def report(soak: Soak, results: dict[str, dict[str, Any]], args: argparse.Namesp
                  f"the counter in Redis says {QUOTA - (soak.quota_remaining or 0)} used "
                  f"(`quota_remaining` {soak.quota_remaining}): a unit used by a request that got no 200 "
                  "(its answer lost to a fault) shows as used > accepted; over-admission as accepted > N.")
+    for gap in soak.quota_gaps():
+        lines.append(f"  - {gap}")
     late_ok = not soak.late_200
     ok &= late_ok
     delays = sorted(soak.refusal_delays)
