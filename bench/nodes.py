@@ -33,7 +33,7 @@ BODY = '{"ok":true,"service":"bench-upstream","items":[1,2,3],"note":"a small fi
 
 # wrk counts statuses per thread; done() adds them up and prints one JSON line.
 WRK_STATUS_LUA = """
-local counts = {}
+counts = {}  -- a global: done() reads each thread's copy with t:get
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
 function init(args) counts = {} end

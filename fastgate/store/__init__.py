@@ -43,9 +43,9 @@ def open_store(url: str, **options: Any) -> Store:
     if parts.scheme == "memory":
         return MemoryStore()
     if parts.scheme not in SCHEMES:
-        raise ValueError(f"storage url {url.rpartition('@')[2]!r}: use memory://, redis://host:port/db,"
-                         " rediss://, redis+sentinel://host:port[,...]/service_name[/db] or"
-                         " redis+cluster://host:port[,...]")
+        raise ValueError(f"storage url {url.rpartition('@')[2]!r}: use memory:// or redis://host:port/db"
+                         " (or rediss://, redis+sentinel://host:port[,...]/service_name[/db],"
+                         " redis+cluster://host:port[,...])")
     parse_topology(url)  # ValueError with what is wrong
     ours: dict[str, Any] = {}
     passed: list[tuple[str, str]] = []

@@ -59,6 +59,10 @@ _UNREACHABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError, asyncio
                        # a topology in change: a cluster without a master for a slot (or no
                        # node reachable), a slot migrating, a demoted master during failover
                        ClusterDownError, TryAgainError, ReadOnlyError, RedisClusterException)
+# The same states as error replies to the pipelined client: Redis loading its data after a
+# restart (found by bench/soak.py: a 500 in the second after Redis came back), a replica that
+# lost its master or was just demoted, a busy script.
+_UNAVAILABLE_REPLIES: Final = ("LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "BUSY ")
 
 # One request against a limiter and a quota, in the order Tyk checks them: the GCRA step of
 # fastgate.store.limits.gcra_step, then (only when the rate allows) fastgate.store.limits.quota_step.
@@ -449,8 +453,13 @@ class RedisStore:
         except StoreUnavailable:
             self._down_until = time.monotonic() + self._breaker
             raise
-        if isinstance(reply, ReplyError) and not (script and str(reply).startswith("NOSCRIPT")):
-            raise StoreError(f"redis at {self._where}: {reply}")
+        if isinstance(reply, ReplyError):
+            text = str(reply)
+            if text.startswith(_UNAVAILABLE_REPLIES):  # a restart or failover in progress: 503
+                self._down_until = time.monotonic() + self._breaker
+                raise StoreUnavailable(f"redis at {self._where} is unavailable: {text}")
+            if not (script and text.startswith("NOSCRIPT")):
+                raise StoreError(f"redis at {self._where}: {text}")
         return reply
 
     async def _set(self, key: str, value: bytes, ttl: float | None) -> None:

@@ -9,6 +9,7 @@ import subprocess
 from typing import Iterator
 
 import pytest
+import redis
 
 from fastgate.store import StoreUnavailable, open_store
 from fastgate.store.limits import rate_params
@@ -172,3 +173,39 @@ async def test_cluster_with_a_dead_master_is_unavailable_not_an_error():
     finally:
         await store.close()
         servers.stop()
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["pipelined", "redis-py"])
+async def test_a_redis_loading_its_data_is_unavailable_then_back(tmp_path, fast_path):
+    """Redis answers LOADING while it reads its data after a restart (found by bench/soak.py as a
+    500): that is StoreUnavailable (503), and the store works once loading is over."""
+    port = free_port()
+    base = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path), "--save", "",
+            "--appendonly", "no"]
+    first = subprocess.Popen(base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, proc=first)
+    with redis.Redis(port=port) as c:
+        c.eval("for i = 1, 3000 do redis.call('SET', 'apikey-k' .. i, 'v') end", 0)
+        c.save()
+    first.terminate()
+    first.wait(5)
+    slow = subprocess.Popen([*base, "--key-load-delay", "500", "--loading-process-events-interval-bytes", "1024"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = open_store(f"redis://127.0.0.1:{port}/0", fast_path=fast_path, breaker_seconds=0.05)
+    try:
+        wait_port(port, proc=slow)
+        with pytest.raises(StoreUnavailable, match="(?i)loading"):
+            await store.get_sessions(["k1", "k2"])
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            try:
+                assert await store.get_session("k1") == b"v"
+                break
+            except StoreUnavailable:
+                continue
+        else:
+            pytest.fail("the store did not come back after loading")
+    finally:
+        await store.close()
+        slow.terminate()
+        slow.wait(5)
