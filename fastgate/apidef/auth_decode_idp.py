@@ -237,6 +237,7 @@ def _classic_oidc(raw: dict[str, Any], auth_configs: dict[str, AuthSource]) -> O
         scope_claims=(str(claim),) if claim else (),
         scope_to_policy={str(k): str(v) for k, v in mapping.items()} if isinstance(mapping, dict) else {},
         where="openid_options",
+        context_vars=bool(raw.get("enable_context_vars")),
     )
 
 
@@ -268,6 +269,8 @@ def _oas_oidc(raw: dict[str, Any]) -> OidcSettings | None:
         scope_to_policy={str(m["scope"]): str(m.get("policyId") or "")
                          for m in (mapping if isinstance(mapping, list) else ()) if isinstance(m, dict) and m.get("scope")},
         where=where,
+        context_vars=bool(_dict(_dict(_dict(_dict(raw.get(EXTENSION)).get("middleware")).get("global"))
+                               .get("contextVariables")).get("enabled")),
     )
 
 

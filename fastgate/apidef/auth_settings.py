@@ -211,3 +211,4 @@ class OidcSettings:
     scope_claims: tuple[str, ...] = ()
     scope_to_policy: dict[str, str] = field(default_factory=dict)
     where: str = "openid_options"
+    context_vars: bool = False  # ``enable_context_vars``: the claims as ``jwt_claims_<name>``

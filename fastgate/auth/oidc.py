@@ -74,7 +74,7 @@ def oidc_session_token(org_id: str, client_id: str, user: str, segregate: bool, 
 
 class _Verified:
     __slots__ = ("jws", "jwk", "until", "fresh_from", "client_id", "policy", "session_token", "storage_id", "scopes",
-                 "decided")
+                 "decided", "ctx")
 
     def __init__(self, jws: Jws, jwk: JwkKey, until: float, client_id: str, policy: str) -> None:
         self.jws = jws
@@ -87,6 +87,7 @@ class _Verified:
         self.storage_id = ""
         self.scopes: list[str] | None = None
         self.decided: tuple[Any, Decision] | None = None  # (stored session, decision) reused while it is the same
+        self.ctx: dict[str, Any] | None = None  # jwt_claims_* context variables, when the API wants them
 
 
 class OpenIdConnect:
@@ -185,6 +186,9 @@ class OpenIdConnect:
         entry.storage_id = storage_key_id(entry.session_token, self.hash_keys)
         if self.cfg.scope_to_policy:
             entry.scopes = scopes_in(claims, scope_claim_name(claims, self.cfg))
+        if self.settings.context_vars:
+            entry.ctx = {**{"jwt_claims_" + k: v for k, v in jws.header.items()},
+                         **{"jwt_claims_" + k: v for k, v in claims.items()}, "token": token}
         self.verified[token] = entry
         if len(self.verified) > MAX_CACHED_TOKENS:
             self.verified.popitem(last=False)
@@ -236,14 +240,24 @@ class OpenIdConnect:
             session = decision.session
             if existing is None:
                 session.meta_data = {"TykJWTSessionID": entry.session_token, "ClientID": entry.client_id}
-            return self._store(req, entry.storage_id, session, now)
+            return self._store(req, entry, session, now)
+        _set_ctx(req, entry.ctx)
         offer_session(req, self.base, "oidc_user", entry.storage_id, decision.session)
         return None
 
-    async def _store(self, req: Request, storage_id: str, session: SessionState, now: float) -> None:
+    async def _store(self, req: Request, entry: _Verified, session: SessionState, now: float) -> None:
         ttl = session.lifetime(0, now=now)
-        await self.sessions.put(storage_id, session, ttl if ttl > 0 else None)
-        offer_session(req, self.base, "oidc_user", storage_id, session)
+        await self.sessions.put(entry.storage_id, session, ttl if ttl > 0 else None)
+        _set_ctx(req, entry.ctx)
+        offer_session(req, self.base, "oidc_user", entry.storage_id, session)
+
+
+def _set_ctx(req: Request, values: dict[str, Any] | None) -> None:
+    if values is None:
+        return
+    if req.ctx is None:
+        req.ctx = {}
+    req.ctx.update(values)
 
 
 def _client_of(aud: Any, provider: OidcProvider) -> tuple[str, str] | None:

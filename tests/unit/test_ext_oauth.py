@@ -248,3 +248,36 @@ def test_missing_token_and_unconfigured_issuer_refused_without_io():
     assert stage(_request("Bearer " + token)) == Denial(401, "Key not authorised")
     assert services.oidc_issuers.jwks_uris == {} and "https://evil.example" not in services.oidc_issuers.configured
     assert math.isfinite(services.jwks.cache_timeout)
+
+
+def test_oidc_context_variables_and_known_keys_without_fetching():
+    import asyncio
+    import time as _time
+
+    from fastgate.auth.jwt.jwks import parse_jwks
+    from fastgate.sessions.policies import decode_policy
+    from tests.kit.jwks import RsaKey
+
+    key = RsaKey("k1")
+    issuer, jwks_url = "https://idp.example", "https://idp.example/jwks"
+    services = make_services()
+    services.sessions.set_policies({"p": decode_policy({
+        "id": "p", "org_id": "o", "active": True, "rate": 100, "per": 1, "quota_max": -1,
+        "access_rights": {"a": {"api_id": "a", "api_name": "a", "versions": ["Default"]}}})})
+    spec = decode(classic(use_openid=True, enable_context_vars=True, openid_options={"providers": [
+        {"issuer": issuer, "client_ids": {base64.b64encode(b"web").decode(): "p"}}]}))
+    assert spec.oidc.context_vars
+    stage = compile_auth(spec, services)[-1]
+    # what discovery would have found: no I/O in this test
+    services.oidc_issuers.jwks_uris[issuer] = jwks_url
+    services.jwks.sets[jwks_url] = parse_jwks(jwks_url, json.dumps({"keys": [key.jwk()]}).encode(), 0.0)
+    token = key.sign({"iss": issuer, "aud": "web", "sub": "u1", "exp": int(_time.time()) + 60, "email": "u@x"})
+    req = _request("Bearer " + token)
+
+    async def run():
+        result = stage(req)
+        return await result if result is not None and not isinstance(result, Denial) else result
+
+    assert asyncio.run(run()) is None
+    assert req.ctx["jwt_claims_email"] == "u@x" and req.ctx["jwt_claims_sub"] == "u1" and req.ctx["token"] == token
+    assert req.session is not None and req.session.apply_policies == ["p"]
