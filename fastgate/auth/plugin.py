@@ -127,8 +127,10 @@ class _PluginKeys:
         self.sessions = services.sessions
         self.hash_keys = services.config.hash_keys
         self.min_length = services.config.min_token_length
-        # storage id -> (session as the hook made it, cache version after our write, applier, applied)
-        self.written: OrderedDict[str, tuple[SessionState, int, Any, SessionState]] = OrderedDict()
+        # storage id -> (session as the hook made it, cache version after our write, applier,
+        # applied, the very object the hook returned: a native hook returning one constant
+        # session is recognised by identity, without a compare)
+        self.written: OrderedDict[str, tuple[SessionState, int, Any, SessionState, SessionState]] = OrderedDict()
 
     async def extracted(self, key_id: str) -> tuple[str, SessionState] | None:
         """The stored key of an id extractor's value while its ``id_extractor_deadline`` holds."""
@@ -143,18 +145,20 @@ class _PluginKeys:
         token = accepted.key
         if too_short(token, self.min_length) or len(token) > 1024:
             return FORBIDDEN
-        session = accepted.session
+        returned = session = accepted.session
         if not isinstance(session, SessionState):
             report(hook, req, TypeError("Accept.session is not a SessionState"))
             return KEY_NOT_AUTHORISED
-        if session.org_id != self.spec.org_id:
-            session = msgspec.structs.replace(session, org_id=self.spec.org_id)
         storage_id = storage_key_id(token, self.hash_keys)
         sessions = self.sessions
         cache = sessions.cache
         known = self.written.get(storage_id)
-        if (known is not None and known[1] == cache.version and known[1] >= 0 and known[2] is sessions.applier
-                and known[0] == session):
+        fresh = known is not None and known[1] == cache.version and known[1] >= 0 and known[2] is sessions.applier
+        if fresh and known is not None and known[4] is returned:
+            return storage_id, known[3]
+        if session.org_id != self.spec.org_id:
+            session = msgspec.structs.replace(session, org_id=self.spec.org_id)
+        if fresh and known is not None and known[0] == session:
             return storage_id, known[3]
         stored = await cache.get(storage_id)
         to_store = session
@@ -167,7 +171,7 @@ class _PluginKeys:
             return FORBIDDEN
         await sessions.put(storage_id, to_store)
         written = self.written
-        written[storage_id] = (session, cache.version, sessions.applier, applied)
+        written[storage_id] = (session, cache.version, sessions.applier, applied, returned)
         if len(written) > MAX_MEMO:
             written.popitem(last=False)
         return storage_id, applied
