@@ -2,7 +2,7 @@
 
 usage (from the project checkout):
     .venv/bin/python bench/loopbench.py MODE [--n N] [--repeat R] [--clock wall|cpu] [--profile cprofile]
-MODE: keyless | token | jwt | basic | plugin-tyk | plugin-native | or-second. The checkout in the current directory is imported. A real Gateway (store, policies, compiled API) is built
+MODE: keyless | token | jwt | basic | plugin-tyk | plugin-native | plugin-native-inline | or-second. The checkout in the current directory is imported. A real Gateway (store, policies, compiled API) is built
 one client
 HttpConnection and one pooled UpstreamConnection get fake transports
 each iteration feeds a
@@ -64,7 +64,8 @@ class FakeTransport:
 
 async def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["keyless", "token", "jwt", "basic", "plugin-tyk", "plugin-native", "or-second"])
+    ap.add_argument("mode", choices=["keyless", "token", "jwt", "basic", "plugin-tyk", "plugin-native", "plugin-native-inline",
+                                        "or-second"])
     ap.add_argument("--n", type=int, default=100000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--profile", default="none")
@@ -102,9 +103,10 @@ async def main() -> int:
     if a.mode == "plugin-tyk":
         api.update(custom_plugin_auth_enabled=True, custom_middleware={
             "driver": "python", "auth_check": {"name": "BenchAuth", "path": str(plugins / "tyk_auth.py")}})
-    if a.mode == "plugin-native":
+    if a.mode.startswith("plugin-native"):
+        name = "check_inline" if a.mode.endswith("inline") else "check"
         api.update(custom_plugin_auth_enabled=True, custom_middleware={
-            "driver": "python", "auth_check": {"name": "check", "path": str(plugins / "native_auth.py")}})
+            "driver": "python", "auth_check": {"name": name, "path": str(plugins / "native_auth.py")}})
     if a.mode == "or-second":  # JWT OR a key; the key (second) matches
         api.update(enable_jwt=True, use_standard_auth=True, jwt_signing_method="hmac", jwt_identity_base_field="sub",
                    jwt_source=base64.b64encode(JWT_SECRET).decode(),
