@@ -2,7 +2,7 @@
 
 usage (from the project checkout):
     .venv/bin/python bench/loopbench.py MODE [--n N] [--repeat R] [--clock wall|cpu] [--profile cprofile]
-MODE: keyless | token | jwt | basic | ext-oauth | oidc (the last two run bench/idp_scenarios.py's IdP in a thread). The checkout in the current directory is imported. A real Gateway (store, policies, compiled API) is built
+MODE: keyless | token | jwt | basic | ext-oauth | oidc (the last two run bench/idp_scenarios.py's IdP in a thread) | plugin-tyk | plugin-native | plugin-native-inline | or-second. The checkout in the current directory is imported. A real Gateway (store, policies, compiled API) is built
 one client
 HttpConnection and one pooled UpstreamConnection get fake transports
 each iteration feeds a
@@ -64,7 +64,8 @@ class FakeTransport:
 
 async def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["keyless", "token", "jwt", "basic", "ext-oauth", "oidc"])
+    ap.add_argument("mode", choices=["keyless", "token", "jwt", "basic", "ext-oauth", "oidc", "plugin-tyk", "plugin-native",
+                                     "plugin-native-inline", "or-second"])
     ap.add_argument("--n", type=int, default=100000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--profile", default="none")
@@ -115,6 +116,19 @@ async def main() -> int:
         else:
             api.update(use_openid=True, openid_options={"providers": [
                 {"issuer": idp + "/idp", "client_ids": {base64.b64encode(b"bench-app").decode(): "perf"}}]})
+    plugins = pathlib.Path(__file__).resolve().parent / "configs" / "plugins"
+    if a.mode == "plugin-tyk":
+        api.update(custom_plugin_auth_enabled=True, custom_middleware={
+            "driver": "python", "auth_check": {"name": "BenchAuth", "path": str(plugins / "tyk_auth.py")}})
+    if a.mode.startswith("plugin-native"):
+        name = "check_inline" if a.mode.endswith("inline") else "check"
+        api.update(custom_plugin_auth_enabled=True, custom_middleware={
+            "driver": "python", "auth_check": {"name": name, "path": str(plugins / "native_auth.py")}})
+    if a.mode == "or-second":  # JWT OR a key; the key (second) matches
+        api.update(enable_jwt=True, use_standard_auth=True, jwt_signing_method="hmac", jwt_identity_base_field="sub",
+                   jwt_source=base64.b64encode(JWT_SECRET).decode(),
+                   auth_configs={"authToken": {"auth_header_name": "X-Api-Key"}},
+                   fastgate_security={"requirements": [["jwt"], ["auth_token"]]})
     (tmp / "apps" / "p.json").write_text(json.dumps(api))
     (tmp / "fastgate.toml").write_text(
         f'listen_address = "127.0.0.1"\nlisten_port = 1\nsecret = "{SECRET}"\n'
@@ -158,7 +172,7 @@ async def main() -> int:
 
     session = {"org_id": "default", "rate": 10**9, "per": 1, "quota_max": -1, "access_rights": rights}
     auth = b""
-    if a.mode == "token":
+    if a.mode in ("token", "or-second"):
         admin(b"POST", f"/tyk/keys/{KEY}".encode(), session)
         await settle(lambda: ct.out, "key")
         assert b" 200 " in ct.out[0], ct.out
@@ -178,7 +192,10 @@ async def main() -> int:
         auth = b"Bearer " + idp_scenarios.BENCH_TOKEN.encode()
     elif a.mode == "oidc":
         auth = b"Bearer " + idp_scenarios.id_token(idp + "/idp").encode()
-    req = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n" + (b"Authorization: " + auth + b"\r\n" if auth else b"") + b"\r\n"
+    if a.mode.startswith("plugin"):
+        auth = b"bench-key-0123456789abcdef"
+    name = b"X-Api-Key" if a.mode == "or-second" else b"Authorization"
+    req = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n" + (name + b": " + auth + b"\r\n" if auth else b"") + b"\r\n"
 
     # one pooled upstream connection
     api_obj = gw.apis["p"]
@@ -232,13 +249,16 @@ async def main() -> int:
     else:
         await settle(lambda: uout, "async stage")
         feed_u(RESP)
+        uout.clear()  # the slow loop waits for each request's own upstream write
+        cout.clear()
     print("stages synchronous after warm-up:", sync)
 
     async def slow(n):
         for _ in range(n):
             feed_c(req)
             if not uout:
-                await settle(lambda: uout, "u")
+                await settle(lambda: uout or cout, "u")
+                assert uout, cout
             feed_u(RESP)
             uout.clear()
             cout.clear()

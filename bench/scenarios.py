@@ -444,6 +444,15 @@ SCENARIOS: list[Scenario] = [
         target_rps_ratio=0.75,
     ),
     Scenario(
+        name="plugin-native-inline",
+        title="Custom auth plugin, native @inline async (answers before the request needs a task), header token (issue 14)",
+        nginx_path="/auth-key/get",
+        fastgate_path="/plugin-native-inline/get",
+        apis=("plugin-native-inline.json",),
+        headers={"Authorization": API_KEY},
+        target_rps_ratio=0.75,
+    ),
+    Scenario(
         name="or-second",
         title="OAS compliant mode, JWT OR API key: the second requirement (the key) matches (issue 14)",
         nginx_path="/auth-key/get",

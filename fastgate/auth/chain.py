@@ -8,8 +8,8 @@ legacy mode). With it (OAS ``securityProcessingMode: "compliant"``, or fastgate'
 
 - the first group whose stages all pass wins: its session is the request's (no base identity
   needed; ``base_identity_provided_by`` still picks inside a group that holds that method);
-- a group that fails leaves nothing behind: the session, and the header list, are put back as
-  they were (stages replace ``req.headers``, never edit it in place, so restoring is keeping a
+- a group that fails leaves nothing behind: the session, the context variables and the header
+  list are put back as they were (stages replace ``req.headers``, never edit it in place, so restoring is keeping a
   reference: no copy of headers or body is made for a group that may fail);
 - when every group fails, the last group's denial is the answer (Tyk's rule).
 
@@ -111,6 +111,7 @@ def _any_of(groups: tuple[tuple[Stage, ...], ...]) -> Stage:
 
     def check_any(req: Request) -> Denial | None | Awaitable[Denial | None]:
         saved = req.headers
+        ctx = dict(req.ctx) if req.ctx else None  # context variables (JWT claims) are updated in place
         denial: Denial | None = None
         for g in range(count):
             group = groups[g]
@@ -120,15 +121,16 @@ def _any_of(groups: tuple[tuple[Stage, ...], ...]) -> Stage:
                 if result is None:
                     continue
                 if type(result) is not Denial:
-                    return _finish(req, saved, g, s, result)
+                    return _finish(req, saved, ctx, g, s, result)
                 break
             if result is None:
                 return None
             denial = result
-            _forget(req, saved)
+            _forget(req, saved, ctx)
         return denial
 
-    async def _finish(req: Request, saved: list[tuple[bytes, bytes]], g: int, s: int, pending: Any) -> Denial | None:
+    async def _finish(req: Request, saved: list[tuple[bytes, bytes]], ctx: dict[str, Any] | None, g: int, s: int,
+                      pending: Any) -> Denial | None:
         result: Any = await pending
         while True:
             group = groups[g]
@@ -140,7 +142,7 @@ def _any_of(groups: tuple[tuple[Stage, ...], ...]) -> Stage:
                     result = await result
             if result is None:
                 return None
-            _forget(req, saved)
+            _forget(req, saved, ctx)
             g += 1
             if g == count:
                 denial: Denial = result
@@ -151,11 +153,12 @@ def _any_of(groups: tuple[tuple[Stage, ...], ...]) -> Stage:
     return check_any
 
 
-def _forget(req: Request, saved: list[tuple[bytes, bytes]]) -> None:
+def _forget(req: Request, saved: list[tuple[bytes, bytes]], ctx: dict[str, Any] | None) -> None:
     """Undo what a failed group may have left on the request."""
     req.session = None
     req.session_key = ""
     req.headers = saved
+    req.ctx = dict(ctx) if ctx is not None else None
 
 
 def _anonymous(spec: ApiSpec, services: "Services", settings: AnonymousSettings) -> Stage:

@@ -36,8 +36,8 @@ from fastgate.auth.sources import query_value
 from fastgate.auth.identity import offer_session
 from fastgate.http.request import Request
 from fastgate.pipeline.stage import Denial, Stage
-from fastgate.plugins.hooks import LoadedHook, apply_edits, check_denial, load_hook, report, view_of
-from fastgate.plugins.native import Accept
+from fastgate.plugins.hooks import Later, LoadedHook, apply_edits, check_denial, load_hook, report, view_of
+from fastgate.plugins.native import Accept, PluginRequest
 from fastgate.plugins.tyk_style import FORBIDDEN, KEY_NOT_AUTHORISED
 from fastgate.sessions.key_ids import generate_token, storage_key_id, too_short
 from fastgate.sessions.policy_apply import PolicyError
@@ -62,33 +62,71 @@ def compile_plugin_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...
     base = spec.base_identity
     extract = _id_extractor(plugins.id_extractor) if plugins.id_extractor is not None else None
 
-    async def check_plugin(req: Request) -> Denial | None:
-        key_id = ""
+    def check_plugin(req: Request) -> Any:
         if extract is not None:
-            value = extract(req)
-            if not value:
-                return MISSING
-            key_id = generate_token(spec.org_id, hashlib.md5(value.encode()).hexdigest(),
-                                    services.config.hash_key_function)
-            cached = await keys.extracted(key_id)
-            if cached is not None:
-                offer_session(req, base, "custom_auth", *cached)
-                return None
+            return check_extracted(req)
+        return run(req, "")
+
+    async def check_extracted(req: Request) -> Denial | None:
+        assert extract is not None
+        value = extract(req)
+        if not value:
+            return MISSING
+        key_id = generate_token(spec.org_id, hashlib.md5(value.encode()).hexdigest(), services.config.hash_key_function)
+        cached = await keys.extracted(key_id)
+        if cached is not None:
+            offer_session(req, base, "custom_auth", *cached)
+            return None
+        result = run(req, key_id)
+        if result is not None and type(result) is not Denial:
+            result = await result
+        return result
+
+    def run(req: Request, key_id: str) -> Any:
+        """The hook's verdict: at once when the hook answered without waiting and the key needs
+        no write, else an awaitable of it."""
         view = view_of(req, spec)
         try:
-            outcome = await hook.call(view)
+            outcome = hook.call(view)
+        except Exception as exc:  # noqa: BLE001 - Tyk's answer when the auth dispatch fails
+            report(hook, req, exc)
+            return KEY_NOT_AUTHORISED
+        if type(outcome) is Later:
+            return finish(req, view, outcome, key_id)
+        return decide(req, view, outcome, key_id)
+
+    async def finish(req: Request, view: PluginRequest, later: Later, key_id: str) -> Denial | None:
+        try:
+            outcome = await later
+        except Exception as exc:  # noqa: BLE001
+            report(hook, req, exc)
+            return KEY_NOT_AUTHORISED
+        result = decide(req, view, outcome, key_id)
+        if result is not None and type(result) is not Denial:
+            result = await result
+        return result
+
+    def decide(req: Request, view: PluginRequest, outcome: Any, key_id: str) -> Any:
+        try:
             if isinstance(outcome, Denial):
                 check_denial(outcome)
                 return outcome
             if not isinstance(outcome, Accept):
                 raise TypeError(f"an auth hook returns Accept or Denial, not {type(outcome).__name__}")
             apply_edits(req, view)
-        except Exception as exc:  # noqa: BLE001 - Tyk's answer when the auth dispatch fails
+        except Exception as exc:  # noqa: BLE001
             report(hook, req, exc)
             return KEY_NOT_AUTHORISED
         if key_id:
             outcome = Accept(key_id, outcome.session)
-        found = await keys.persist(outcome, hook, req)
+        found = keys.written_now(outcome)
+        if found is None:
+            return persist(req, outcome)
+        offer_session(req, base, "custom_auth", *found)
+        return None
+
+    async def persist(req: Request, accepted: Accept) -> Denial | None:
+        found = await keys.persist(accepted, hook, req)
         if isinstance(found, Denial):
             return found
         offer_session(req, base, "custom_auth", *found)
@@ -127,8 +165,10 @@ class _PluginKeys:
         self.sessions = services.sessions
         self.hash_keys = services.config.hash_keys
         self.min_length = services.config.min_token_length
-        # storage id -> (session as the hook made it, cache version after our write, applier, applied)
-        self.written: OrderedDict[str, tuple[SessionState, int, Any, SessionState]] = OrderedDict()
+        # storage id -> (session as the hook made it, cache version after our write, applier,
+        # applied, the very object the hook returned: a native hook returning one constant
+        # session is recognised by identity, without a compare)
+        self.written: OrderedDict[str, tuple[SessionState, int, Any, SessionState, SessionState]] = OrderedDict()
 
     async def extracted(self, key_id: str) -> tuple[str, SessionState] | None:
         """The stored key of an id extractor's value while its ``id_extractor_deadline`` holds."""
@@ -139,22 +179,38 @@ class _PluginKeys:
         applied = self.sessions.apply(stored, self.spec)
         return None if isinstance(applied, PolicyError) else (storage_id, applied)
 
+    def written_now(self, accepted: Accept) -> tuple[str, SessionState] | None:
+        """Without awaiting: the key as last written when the hook returned the very same session
+        object for it and nothing changed since (the common case of a native hook); else None."""
+        if type(accepted.key) is not str:
+            return None
+        storage_id = storage_key_id(accepted.key, self.hash_keys)
+        known = self.written.get(storage_id)
+        if known is None or known[4] is not accepted.session:
+            return None
+        cache = self.sessions.cache
+        if known[1] != cache.version or known[1] < 0 or known[2] is not self.sessions.applier:
+            return None
+        return storage_id, known[3]
+
     async def persist(self, accepted: Accept, hook: LoadedHook, req: Request) -> tuple[str, SessionState] | Denial:
         token = accepted.key
         if too_short(token, self.min_length) or len(token) > 1024:
             return FORBIDDEN
-        session = accepted.session
+        returned = session = accepted.session
         if not isinstance(session, SessionState):
             report(hook, req, TypeError("Accept.session is not a SessionState"))
             return KEY_NOT_AUTHORISED
-        if session.org_id != self.spec.org_id:
-            session = msgspec.structs.replace(session, org_id=self.spec.org_id)
         storage_id = storage_key_id(token, self.hash_keys)
         sessions = self.sessions
         cache = sessions.cache
         known = self.written.get(storage_id)
-        if (known is not None and known[1] == cache.version and known[1] >= 0 and known[2] is sessions.applier
-                and known[0] == session):
+        fresh = known is not None and known[1] == cache.version and known[1] >= 0 and known[2] is sessions.applier
+        if fresh and known is not None and known[4] is returned:
+            return storage_id, known[3]
+        if session.org_id != self.spec.org_id:
+            session = msgspec.structs.replace(session, org_id=self.spec.org_id)
+        if fresh and known is not None and known[0] == session:
             return storage_id, known[3]
         stored = await cache.get(storage_id)
         to_store = session
@@ -167,7 +223,7 @@ class _PluginKeys:
             return FORBIDDEN
         await sessions.put(storage_id, to_store)
         written = self.written
-        written[storage_id] = (session, cache.version, sessions.applier, applied)
+        written[storage_id] = (session, cache.version, sessions.applier, applied, returned)
         if len(written) > MAX_MEMO:
             written.popitem(last=False)
         return storage_id, applied

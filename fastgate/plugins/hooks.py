@@ -33,7 +33,7 @@ from fastgate.plugins.pool import HookPool
 from fastgate.plugins.tyk_style import run_auth, run_hook, spec_dict
 from fastgate.store.base import Store
 
-__all__ = ["MIDDLEWARE_ERROR", "HookKind", "LoadedHook", "apply_edits", "compile_hook_stages", "load_hook", "view_of"]
+__all__ = ["MIDDLEWARE_ERROR", "HookKind", "Later", "LoadedHook", "apply_edits", "compile_hook_stages", "load_hook", "view_of"]
 
 log = logging.getLogger("fastgate.plugins")
 
@@ -54,13 +54,27 @@ class PluginServices(Protocol):
     def store(self) -> Store: ...
 
 
+class Later:
+    """A hook outcome that is not known yet: await it (inside the request's task)."""
+
+    __slots__ = ("awaitable",)
+
+    def __init__(self, awaitable: Awaitable[Any]) -> None:
+        self.awaitable = awaitable
+
+    def __await__(self) -> Any:
+        return self.awaitable.__await__()
+
+
 @dataclass(frozen=True, slots=True)
 class LoadedHook:
-    """One hook ready to call: ``call(view)`` awaits its outcome."""
+    """One hook ready to call: ``call(view)`` returns its outcome, or a ``Later`` to await when
+    the hook has to wait (a pool thread, an ``async`` hook that suspends). A native hook that
+    finishes without suspending is answered synchronously: the request then needs no task."""
 
     ref: HookRef
     kind: HookKind
-    call: Callable[[PluginRequest], Awaitable[Any]]
+    call: Callable[[PluginRequest], Any]
 
 
 def load_hook(ref: HookRef, kind: HookKind, spec: ApiSpec, services: PluginServices) -> LoadedHook:
@@ -75,33 +89,88 @@ def load_hook(ref: HookRef, kind: HookKind, spec: ApiSpec, services: PluginServi
     pool = runtime.bind(services.store, options.thread_pool_size, options.hook_timeout)
     target = getattr(fn, "f", fn)  # a Tyk @Hook wraps the function in ``f``
     timeout = options.hook_timeout
+    inline = getattr(target, INLINE_MARK, False) or getattr(fn, INLINE_MARK, False)
     if inspect.iscoroutinefunction(target):
-        return LoadedHook(ref, kind, _native_async(target, timeout))
-    if getattr(target, INLINE_MARK, False) or getattr(fn, INLINE_MARK, False):
+        return LoadedHook(ref, kind, _native_eager(target, timeout) if inline else _native_async(target, timeout))
+    if inline:
         return LoadedHook(ref, kind, _native_inline(target))
     tyk_spec = spec_dict(spec.api_id, spec.org_id, spec.plugins.config_data if spec.plugins else None)
     runner = run_auth if kind == "auth" else run_hook
     return LoadedHook(ref, kind, _pooled(pool, runner, fn, tyk_spec))
 
 
-def _native_async(fn: Callable[..., Any], timeout: float) -> Callable[[PluginRequest], Awaitable[Any]]:
-    async def call(view: PluginRequest) -> Any:
-        return await asyncio.wait_for(fn(view), timeout)
+def _native_async(fn: Callable[..., Any], timeout: float) -> Callable[[PluginRequest], Any]:
+    def call(view: PluginRequest) -> Any:
+        return Later(_timed(fn(view), timeout))
 
     return call
 
 
-def _native_inline(fn: Callable[..., Any]) -> Callable[[PluginRequest], Awaitable[Any]]:
-    async def call(view: PluginRequest) -> Any:
-        return fn(view)
+async def _timed(coro: Any, timeout: float) -> Any:
+    # asyncio.timeout cancels the request's own task at the deadline: unlike wait_for it makes no
+    # second task per call (measured: 40 -> 5 us).
+    async with asyncio.timeout(timeout):
+        return await coro
+
+
+def _native_eager(fn: Callable[..., Any], timeout: float) -> Callable[[PluginRequest], Any]:
+    def call(view: PluginRequest) -> Any:
+        # ``@inline async def``: the coroutine's first step runs here, before the request has a
+        # task (so no task-bound API such as asyncio.timeout or aiohttp before its first await).
+        # A hook that decides without awaiting then costs no task at all (loopbench: 71 -> 27 us);
+        # one that suspends goes on inside the request's task under the timeout.
+        coro = fn(view)
+        try:
+            yielded = coro.send(None)
+        except StopIteration as done:
+            return done.value
+        return Later(_resume(coro, yielded, timeout))
 
     return call
+
+
+async def _resume(coro: Any, yielded: Any, timeout: float) -> Any:
+    async with asyncio.timeout(timeout):
+        return await _Continue(coro, yielded)
+
+
+class _Continue:
+    """Awaits the rest of a coroutine whose first step already ran and yielded ``first``."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Any, first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    def __await__(self) -> Any:
+        coro, value = self.coro, self.first
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # noqa: BLE001 - thrown in by the task (cancellation): pass it on
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as done:
+                    return done.value
+
+
+def _native_inline(fn: Callable[..., Any]) -> Callable[[PluginRequest], Any]:
+    return fn
 
 
 def _pooled(pool: HookPool, runner: Callable[..., Any], fn: Callable[..., Any], tyk_spec: dict[str, Any]
-            ) -> Callable[[PluginRequest], Awaitable[Any]]:
-    def call(view: PluginRequest) -> Awaitable[Any]:
-        return pool.run(runner, fn, view, tyk_spec)
+            ) -> Callable[[PluginRequest], Any]:
+    def call(view: PluginRequest) -> Any:
+        return Later(pool.run(runner, fn, view, tyk_spec))
 
     return call
 
@@ -109,8 +178,13 @@ def _pooled(pool: HookPool, runner: Callable[..., Any], fn: Callable[..., Any], 
 def view_of(req: Request, spec: ApiSpec) -> PluginRequest:
     """A snapshot of ``req`` for a hook (headers by canonical name, first value)."""
     headers: dict[str, str] = {}
+    names = _NAMES
     for name, value in req.headers:
-        key = canonical(name.decode("latin-1"))
+        key = names.get(name)
+        if key is None:
+            key = canonical(name.decode("latin-1"))
+            if len(names) < 4096:
+                names[name] = key
         if key not in headers:
             headers[key] = value.decode("latin-1")
     path = req.path
@@ -119,6 +193,9 @@ def view_of(req: Request, spec: ApiSpec) -> PluginRequest:
         if not path.startswith("/"):
             path = "/" + path
     return PluginRequest(req.method, path, req.query, req.client_ip, headers, spec.api_id, spec.org_id, req.session)
+
+
+_NAMES: dict[bytes, str] = {}  # header name as sent -> canonical name, bounded
 
 
 def apply_edits(req: Request, view: PluginRequest) -> None:
@@ -163,20 +240,38 @@ def compile_hook_stages(spec: ApiSpec, services: PluginServices, kind: HookKind)
 
 
 def _hook_stage(hook: LoadedHook, spec: ApiSpec) -> Stage:
-    async def run(req: Request) -> Denial | None:
+    def run(req: Request) -> Any:
         view = view_of(req, spec)
         try:
-            outcome = await hook.call(view)
+            outcome = hook.call(view)
+        except Exception as exc:  # noqa: BLE001 - a plugin's failure is the client's 500, never a crash
+            report(hook, req, exc)
+            return MIDDLEWARE_ERROR
+        if type(outcome) is Later:
+            return _finish(req, view, outcome)
+        return _settle(req, view, outcome)
+
+    async def _finish(req: Request, view: PluginRequest, later: Later) -> Denial | None:
+        try:
+            outcome = await later
+        except Exception as exc:  # noqa: BLE001
+            report(hook, req, exc)
+            return MIDDLEWARE_ERROR
+        return _settle(req, view, outcome)
+
+    def _settle(req: Request, view: PluginRequest, outcome: Any) -> Denial | None:
+        try:
             if outcome is not None and not isinstance(outcome, Denial):
                 raise TypeError(f"a {hook.kind} hook returns None or a Denial, not {type(outcome).__name__}")
             if outcome is None:
                 apply_edits(req, view)
             else:
                 _check_denial(outcome)
-        except Exception as exc:  # noqa: BLE001 - a plugin's failure is the client's 500, never a crash
+        except Exception as exc:  # noqa: BLE001
             report(hook, req, exc)
             return MIDDLEWARE_ERROR
-        return outcome
+        result: Denial | None = outcome
+        return result
 
     return run
 

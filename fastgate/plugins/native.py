@@ -15,11 +15,16 @@ a Tyk plugin's hooks (``custom_middleware.auth_check``, ``pre``, ``post_key_auth
         request.set_header("X-Tagged", "yes")
         return None
 
+An ``async`` hook runs in the request's task under the per-hook timeout. Marked ``@inline`` too,
+its first step (up to its first ``await`` that suspends) runs before the request has a task: a
+hook that answers from memory then costs no task at all, the cheapest path; it must not use
+task-bound APIs (``asyncio.timeout``, aiohttp's timeouts) before that first suspension.
+
 An auth hook returns ``Accept(key, session)`` (the session is stored as key ``key``, policies
 applied, exactly as a Tyk plugin's ``metadata["token"]``) or a ``Denial``; other hooks return
 ``None`` to continue or a ``Denial``. An ``async`` hook runs on the event loop with the per-hook
 timeout; a plain ``def`` hook runs in the plugin thread pool unless marked ``@inline`` (a promise
-that it never blocks: it then runs on the loop, the cheapest way).
+that it never blocks: it then runs on the loop).
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ MAX_HEADER_VALUE: Final = 8192
 
 
 def inline(fn: F) -> F:
-    """Mark a synchronous hook as non-blocking: it runs on the event loop, not in the pool."""
+    """Mark a hook as non-blocking: a plain function runs on the event loop, not in the pool; an
+    ``async`` one starts before the request has a task (see the module doc)."""
     setattr(fn, INLINE_MARK, True)
     return fn
 

@@ -44,10 +44,10 @@ class ReturnOverrides:
 
 
 class _MiniRequest:
-    """``request.object``: Tyk's mini request object."""
+    """``request.object``: Tyk's mini request object (``params`` parsed on first use)."""
 
     def __init__(self, view: PluginRequest) -> None:
-        self.headers = dict(view.headers)
+        self.headers = view.headers  # the view is this call's own snapshot
         self.set_headers = view.set_headers
         self.delete_headers = view.delete_headers
         self.body = ""
@@ -55,9 +55,13 @@ class _MiniRequest:
         self.url = view.url
         self.request_uri = view.url
         self.method = view.method
-        self.params = dict(view.params)
         self.scheme = "http"
         self.return_overrides = ReturnOverrides()
+        self._view = view
+
+    @property
+    def params(self) -> dict[str, str]:
+        return self._view.params
 
 
 class TykRequest:
@@ -88,16 +92,29 @@ class TykSession:
     @classmethod
     def of(cls, session: SessionState | None) -> "TykSession":
         if session is None:
-            return cls(msgspec.json.decode(msgspec.json.encode(_DEFAULT_SESSION)))
+            return cls(_fresh(_DEFAULT_SESSION))
         return cls({f: msgspec.to_builtins(getattr(session, f)) for f in _FIELDS})
 
     def to_state(self) -> SessionState:
-        """The session the hook built (raises ``msgspec.ValidationError`` for a wrong type)."""
-        fields = {k: v for k, v in self.__dict__.items() if k in _FIELDS}
+        """The session the hook built (raises ``msgspec.ValidationError`` for a wrong type).
+        Only the fields that differ from the defaults are converted (a hook sets a handful)."""
+        defaults = _DEFAULT_SESSION
+        fields = {k: v for k, v in self.__dict__.items() if k in defaults and v != defaults[k]}
         metadata = self.__dict__.get("metadata")
         if isinstance(metadata, dict) and metadata and not fields.get("meta_data"):
             fields["meta_data"] = metadata
         return msgspec.convert(fields, SessionState, strict=False)
+
+
+def _fresh(defaults: dict[str, Any]) -> dict[str, Any]:
+    """The default fields with new containers (a hook may mutate them in place): the scalars
+    copied, the containers decoded afresh from their JSON (faster than a deep copy)."""
+    fields = dict(defaults)
+    fields.update(msgspec.json.decode(_CONTAINERS_JSON))
+    return fields
+
+
+_CONTAINERS_JSON: Final = msgspec.json.encode({k: v for k, v in _DEFAULT_SESSION.items() if isinstance(v, (dict, list))})
 
 
 def spec_dict(api_id: str, org_id: str, config_data: dict[str, Any] | None) -> dict[str, Any]:

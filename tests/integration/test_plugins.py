@@ -61,6 +61,8 @@ def the_apis(plugins: Path, upstream_url: str) -> list[dict]:
         plugin_api("teapot", upstream_url, {"pre": [hook("TeapotPre", more)]}, keyless=True),
         plugin_api("inject", upstream_url, {"pre": [hook("InjectingPre", more)]}, keyless=True),
         plugin_api("native", upstream_url, {"auth_check": hook("check", native), "pre": [hook("tag", native)]}),
+        plugin_api("eager", upstream_url, {"auth_check": hook("eager_check", native)}),
+        plugin_api("nativeslow", upstream_url, {"auth_check": hook("slow_check", native)}),
         plugin_api("broken", upstream_url, {"auth_check": hook("Broken", plugins / "broken_auth_plugin.py")}),
         oas_plugin_api("oasplug", upstream_url, auth, compliant=False),
         oas_plugin_api("oasor", upstream_url, auth, compliant=True),
@@ -198,6 +200,23 @@ def test_native_plugin(gw, up):
     seen = headers_of(answers[0].json())
     assert seen["x-native-user"] == "bob" and seen["x-native-pre"] == "/echo/x"
     assert gw.admin("GET", "/tyk/keys/native-token-0001")[0] == 200
+
+
+def test_a_native_hook_that_takes_too_long_times_out(gw, up):
+    started = time.monotonic()
+    slow = get(gw, "/nativeslow/echo")
+    assert (slow.status_code, slow.json()) == (403, {"error": "Key not authorised"})
+    assert time.monotonic() - started < 4 and up.seen() == []
+
+
+def test_inline_async_native_hook(gw, up):
+    assert get(gw, "/eager/echo", **{"X-Native-Token": "eager-token-0001"}).status_code == 200  # no suspension
+    assert get(gw, "/eager/echo", **{"X-Native-Token": "wait-then-accept"}).status_code == 200  # suspends, resumes
+    assert get(gw, "/eager/echo").json() == {"error": "native: who are you?"}
+    started = time.monotonic()
+    forever = get(gw, "/eager/echo", **{"X-Native-Token": "wait-forever"})
+    assert (forever.status_code, forever.json()) == (403, {"error": "Key not authorised"})
+    assert time.monotonic() - started < 4
 
 
 def test_a_plugin_that_does_not_import_refuses_its_api_only(gw, up):

@@ -273,3 +273,20 @@ def test_an_override_status_a_plugin_cannot_answer_with_fails_the_hook(code):
 
     with pytest.raises(ValueError):
         run_hook(pre, view(), SPEC)
+
+
+def test_or_stage_puts_context_variables_back():
+    def claims(req):
+        req.ctx = req.ctx or {}
+        req.ctx["jwt_claims_sub"] = "half-authenticated"
+        return None
+
+    def refuse(req):
+        return Denial(403, "no")
+
+    req = Request()
+    req.ctx = {"kept": 1}
+    assert _any_of(((claims, refuse), (lambda r: None,)))(req) is None
+    assert req.ctx == {"kept": 1}
+    req.ctx = None
+    assert _any_of(((claims, refuse), (lambda r: None,)))(req) is None and req.ctx is None
