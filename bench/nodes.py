@@ -177,7 +177,7 @@ def wrk(url: str, seconds: float, connections: int, threads: int = 1, headers: d
     """wrk for ``seconds`` with status counts (`WRK_STATUS_LUA`)."""
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     script.write_text(WRK_STATUS_LUA)
-    argv = [_tool("wrk"), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(script)]
+    argv = [_tool("wrk"), f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s", "-s", str(script)]
     for k, v in (headers or {}).items():
         argv += ["-H", f"{k}: {v}"]
     if cpus:

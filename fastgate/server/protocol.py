@@ -195,7 +195,7 @@ class HttpConnection(asyncio.Protocol):
         if metered:
             received = req.body_received  # type: ignore[union-attr]
             self.chunks = 0
-        rest = None
+        rest: bytes | None = None
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:

@@ -209,3 +209,31 @@ async def test_a_redis_loading_its_data_is_unavailable_then_back(tmp_path, fast_
         await store.close()
         slow.terminate()
         slow.wait(5)
+
+
+async def test_cluster_subscriber_moves_to_another_node_when_its_node_dies():
+    """The Pub/Sub connection sits on one node of the URL; when that node dies the store reports
+    the gap (caches drop everything) and listens on the next node, where events still arrive."""
+    servers = RedisClusterServers()
+    p1, p2, p3 = servers.ports
+    store = open_store(servers.url(p1, p2, p3), socket_timeout=0.5, socket_connect_timeout=0.5)
+    try:
+        got: list[bytes] = []
+        gaps: list[bool] = []
+        await store.subscribe("events", got.append, on_gap=lambda: gaps.append(True))
+        servers.kill(p1)  # the first node of the URL: the one the subscriber uses
+        for _ in range(200):
+            if gaps:
+                break
+            await asyncio.sleep(0.02)
+        assert gaps, "the lost subscription was not reported"
+        for _ in range(200):  # published on a live node until the new subscription hears it
+            with servers.client(p3) as c:
+                c.publish("events", b"after")
+            if got:
+                break
+            await asyncio.sleep(0.05)
+        assert got and set(got) == {b"after"}
+    finally:
+        await store.close()
+        servers.stop()
