@@ -41,6 +41,9 @@ COMPILED_MODULES: Final = (
     # The wire layer calls back into the gateway for every request (route, upstream_head,
     # record): interpreted, those calls were half of a keyless request's Python (22 -> 10 us).
     "fastgate.gateway",
+    # What a response bumps in its API's metric counters (fastgate.observe.metrics): counting
+    # costs ~0.7 us per request compiled, 1.0-1.5 us with the layout read from an interpreted module.
+    "fastgate.observe.counting",
 )
 
 

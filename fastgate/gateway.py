@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import time
-from bisect import bisect_left
 from typing import Any
 
 from fastgate import __version__, clock
@@ -28,18 +27,8 @@ from fastgate.auth.mtls import client_auth
 from fastgate.config import Config
 from fastgate.observe.access_log import AccessLog
 from fastgate.observe.analytics import Analytics
-from fastgate.observe.metrics import (
-    AUTH_ALLOWED,
-    LATENCY_BOUNDS,
-    METHOD_SLOTS,
-    OTHER_METHOD,
-    OVERHEAD_BASE,
-    OVERHEAD_SUM_US,
-    UPSTREAM_BASE,
-    UPSTREAM_SUM_US,
-    count_fetches,
-    stage_name,
-)
+from fastgate.observe.counting import count_response
+from fastgate.observe.metrics import count_fetches, stage_name
 from fastgate.pipeline.compile import CompiledApi, compile_api
 from fastgate.pipeline.stage import Denial
 from fastgate.pipeline.router import Router
@@ -134,6 +123,7 @@ class Gateway:
         self.access_log = AccessLog.open(config.access_log) if config.access_log.enabled else None
         self.analytics = Analytics(config) if config.enable_analytics else None
         self.metrics = self.services.metrics
+        self.counting = config.enable_metrics  # off: nothing is counted per request
         self._watch_metrics()
         self.tls: TlsTerminator | None = None  # the listeners' SSL contexts when use_ssl is on
         self.admin = AdminApi(self)
@@ -309,24 +299,12 @@ class Gateway:
         """After a response: its counts (plain list increments: fastgate.observe.metrics), the
         access log line and the analytics record, when switched on."""
         api = exchange.api
-        if api is not None:
-            counters = api.counters
-            status = exchange.status
-            method = METHOD_SLOTS.get(exchange.req.method, OTHER_METHOD)
-            counters[method * 6 + (status // 100 if 100 <= status < 600 else 0)] += 1
-            sent = exchange.sent_at
-            if sent > 0.0:
-                head = exchange.head_at
-                if head > 0.0:
-                    spent = head - sent
-                    counters[UPSTREAM_BASE + bisect_left(LATENCY_BOUNDS, spent)] += 1
-                    counters[UPSTREAM_SUM_US] += int(spent * 1e6)
-                spent = sent - exchange.started
-                counters[OVERHEAD_BASE + bisect_left(LATENCY_BOUNDS, spent)] += 1
-                counters[OVERHEAD_SUM_US] += int(spent * 1e6)
-                if api.counts_allowed:
-                    counters[AUTH_ALLOWED] += 1
-            elif exchange.decided_by >= 0:
+        if api is not None and self.counting:
+            if exchange.sent_at > 0.0 or exchange.decided_by < 0:
+                count_response(api.counters, exchange.req.method, exchange.status, exchange.started,
+                               exchange.sent_at, exchange.head_at, api.counts_allowed)
+            else:
+                count_response(api.counters, exchange.req.method, exchange.status, 0.0, 0.0, 0.0, False)
                 self.refused(exchange)
         if self.access_log is not None:
             self.access_log.write(exchange)

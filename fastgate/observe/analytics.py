@@ -1,7 +1,7 @@
 """Tyk's analytics records, written where and how Tyk writes them, so Tyk Pump keeps working.
 
 With ``enable_analytics = true`` every request to an API (not the Gateway API, not ``/hello``,
-not an API with ``do_not_track``) becomes one record: a msgpack map keyed by the Go field names
+not an API with ``do_not_track``) becomes one record: a msgpack map (encoded with msgspec) keyed by the Go field names
 of Tyk Pump's ``AnalyticsRecord`` (``Method``, ``Path``, ``ResponseCode``, ``APIKey``, ...), with
 times as msgpack.v2 writes Go's ``time.Time`` (``[unix seconds, nanoseconds]``, not the msgpack
 timestamp extension, which Tyk Pump's decoder refuses), pushed in batches with ``RPUSH`` to the
@@ -24,7 +24,7 @@ from collections import deque
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-import msgpack
+import msgspec
 import redis.asyncio as aioredis
 import redis.exceptions
 
@@ -136,45 +136,96 @@ def encode_record(item: tuple[Any, ...]) -> bytes:
     (now, total, upstream, spec, method, host, path, content_length, user_agent, status, key, session,
      client_ip, tag_values) = item
     seconds = int(now)
-    nanos = int((now - seconds) * 1e9)
-    stamp = datetime.fromtimestamp(seconds, timezone.utc)
-    tags = [*tag_values]
     alias = oauth_id = ""
+    tags: list[str] = list(tag_values)
     if session is not None:
-        tags.extend(getattr(session, "tags", None) or ())
-        alias = getattr(session, "alias", "") or ""
-        oauth_id = getattr(session, "oauth_client_id", "") or ""
+        tags.extend(session.tags or ())
+        alias = session.alias or ""
+        oauth_id = session.oauth_client_id or ""
+    day, month, year, hour = _date(seconds // 3600)
     track = spec.observe.track_paths
-    record = {
-        "Method": method,
-        "Host": host,
-        "Path": path,
-        "RawPath": path,
-        "ContentLength": content_length,
-        "UserAgent": user_agent.decode("latin-1") if user_agent is not None else "",
-        "Day": stamp.day,
-        "Month": stamp.month,
-        "Year": stamp.year,
-        "Hour": stamp.hour,
-        "ResponseCode": status,
-        "APIKey": key,
-        "TimeStamp": [seconds, nanos],
-        "APIVersion": _version(spec),
-        "APIName": spec.name,
-        "APIID": spec.api_id,
-        "OrgID": spec.org_id,
-        "OauthID": oauth_id,
-        "RequestTime": int(total * 1000),
-        "RawRequest": "",
-        "RawResponse": "",
-        "IPAddress": client_ip,
-        "Tags": tags,
-        "Alias": alias,
-        "TrackPath": bool(track) and _tracked(track, method, path, spec.listen_path),
-        "ExpireAt": [seconds + NEVER_EXPIRE, 0],
-        "Latency": {"Total": int(total * 1000), "Upstream": int(upstream * 1000)},
-    }
-    return msgpack.packb(record, use_bin_type=False)
+    total_ms = int(total * 1000)
+    # Positional: msgspec takes 27 keyword arguments ten times slower (6.5 against 0.6 us).
+    return _encode(_Record(
+        method,  # Method
+        host,  # Host
+        path,  # Path
+        path,  # RawPath
+        content_length,  # ContentLength
+        user_agent.decode("latin-1") if user_agent is not None else "",  # UserAgent
+        day,  # Day
+        month,  # Month
+        year,  # Year
+        hour,  # Hour
+        status,  # ResponseCode
+        key,  # APIKey
+        (seconds, int((now - seconds) * 1e9)),  # TimeStamp
+        _version(spec),  # APIVersion
+        spec.name,  # APIName
+        spec.api_id,  # APIID
+        spec.org_id,  # OrgID
+        oauth_id,  # OauthID
+        total_ms,  # RequestTime
+        "",  # RawRequest
+        "",  # RawResponse
+        client_ip,  # IPAddress
+        tags,  # Tags
+        alias,  # Alias
+        bool(track) and _tracked(track, method, path, spec.listen_path),  # TrackPath
+        (seconds + NEVER_EXPIRE, 0),  # ExpireAt
+        _Latency(total_ms, int(upstream * 1000)),  # Latency
+    ))
+
+
+class _Latency(msgspec.Struct):
+    Total: int
+    Upstream: int
+
+
+class _Record(msgspec.Struct):
+    """Tyk Pump's ``AnalyticsRecord`` as msgpack.v2 writes it: untagged Go fields keep their Go
+    names; ``time.Time`` is a 2-array ``[unix seconds, nanoseconds]``. (msgspec encodes a Struct
+    about twice as fast as msgpack-python packs the same dict.)"""
+
+    Method: str
+    Host: str
+    Path: str
+    RawPath: str
+    ContentLength: int
+    UserAgent: str
+    Day: int
+    Month: int
+    Year: int
+    Hour: int
+    ResponseCode: int
+    APIKey: str
+    TimeStamp: tuple[int, int]
+    APIVersion: str
+    APIName: str
+    APIID: str
+    OrgID: str
+    OauthID: str
+    RequestTime: int
+    RawRequest: str
+    RawResponse: str
+    IPAddress: str
+    Tags: list[str]
+    Alias: str
+    TrackPath: bool
+    ExpireAt: tuple[int, int]
+    Latency: _Latency
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_date_cache: list[Any] = [-1, (0, 0, 0, 0)]
+
+
+def _date(hour: int) -> tuple[int, int, int, int]:
+    """(day, month, year, hour) in UTC of the hour ``hour`` since the epoch, remembered."""
+    if _date_cache[0] != hour:
+        stamp = datetime.fromtimestamp(hour * 3600, timezone.utc)
+        _date_cache[:] = [hour, (stamp.day, stamp.month, stamp.year, stamp.hour)]
+    return _date_cache[1]
 
 
 def _tag_values(headers: list[tuple[bytes, bytes]], names: tuple[str, ...]) -> tuple[str, ...]:

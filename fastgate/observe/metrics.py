@@ -37,23 +37,15 @@ log = logging.getLogger("fastgate.metrics")
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST.encode()
 
-# requests_total: method slot x status class
-METHODS: Final = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "other")
+from fastgate.observe.counting import (  # noqa: E402 - the layout the request path counts in
+    AUTH_ALLOWED, AUTH_REPORTED, BUCKETS, COUNTERS_SIZE, LATENCY_BOUNDS, METHODS, OVERHEAD_BASE, OVERHEAD_SUM_US,
+    REQUESTS_SIZE, STATUS_CLASSES, UPSTREAM_BASE, UPSTREAM_SUM_US,
+)
+
 METHOD_SLOTS: Final = {m: i for i, m in enumerate(METHODS[:-1])}
 OTHER_METHOD: Final = len(METHODS) - 1
-STATUS_CLASSES: Final = ("other", "1xx", "2xx", "3xx", "4xx", "5xx")
-REQUESTS_SIZE: Final = len(METHODS) * len(STATUS_CLASSES)
-# Latency histograms (seconds): upstream (request sent -> response head) and the gateway's own
-# time before the request left for the upstream.
-LATENCY_BOUNDS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-BUCKETS: Final = len(LATENCY_BOUNDS) + 1  # the last is +Inf
-UPSTREAM_BASE: Final = REQUESTS_SIZE
-UPSTREAM_SUM_US: Final = UPSTREAM_BASE + BUCKETS  # the sum in microseconds (ints only)
-OVERHEAD_BASE: Final = UPSTREAM_SUM_US + 1
-OVERHEAD_SUM_US: Final = OVERHEAD_BASE + BUCKETS
-AUTH_ALLOWED: Final = OVERHEAD_SUM_US + 1  # requests of an API with auth that passed every stage
-AUTH_REPORTED: Final = AUTH_ALLOWED + 1  # auth_report_only: refused by auth but proxied anyway
-COUNTERS_SIZE: Final = AUTH_REPORTED + 1
+assert REQUESTS_SIZE == len(METHODS) * len(STATUS_CLASSES) and BUCKETS == len(LATENCY_BOUNDS) + 1
+assert COUNTERS_SIZE == AUTH_REPORTED + 1 and UPSTREAM_SUM_US == UPSTREAM_BASE + BUCKETS
 
 MAX_REASONS: Final = 64
 _PUBLISH_EVERY: Final = 1.0
