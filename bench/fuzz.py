@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import base64
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -46,9 +47,16 @@ async def fuzz(args: argparse.Namespace, directory: Path) -> tuple[Report, Gatew
     try:
         report = await run(gw.port, args.inputs, seed=args.seed, creds=creds, concurrency=args.concurrency,
                            timeout=args.timeout, progress=30)
+    except BaseException:
+        gw.stop()
+        raise
     finally:
         server.close()
     return report, gw
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _rights() -> dict[str, object]:
@@ -67,6 +75,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.workers > 1 and args.storage.startswith("memory"):
         parser.error("--workers > 1 needs --storage redis://...")
+    # SIGTERM unwinds like Ctrl-C, so the gateway this started is stopped, not orphaned.
+    signal.signal(signal.SIGTERM, _interrupted)
     with tempfile.TemporaryDirectory(prefix="fastgate-fuzz-") as tmp:
         report, gw = asyncio.run(fuzz(args, Path(tmp)))
         alive = gw.proc is not None and gw.proc.poll() is None
