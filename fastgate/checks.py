@@ -95,12 +95,19 @@ def warn_weak_auth(config: Config, apis: list[ApiSpec]) -> list[str]:
     return found
 
 
+def warn_report_only(config: Config, apis: list[ApiSpec]) -> list[str]:
+    """APIs that proxy requests failing authentication (``auth_report_only``)."""
+    field = {"classic": "auth_report_only", "oas": "x-tyk-api-gateway.server.authentication.reportOnly"}
+    return [f"{spec.source}: {field[spec.format]}: true: requests that fail authentication are proxied anyway "
+            "(logged and counted only)" for spec in apis if spec.observe.auth_report_only and not spec.use_keyless]
+
+
 CHECKS: list[Callable[[Config, list[ApiSpec]], list[str]]] = [
     check_policies, check_storage, check_client_certificates, check_auth_settings,
     check_plugins, check_security_requirements,
 ]
 # Warnings are printed but leave the exit code alone.
-WARNINGS: list[Callable[[Config, list[ApiSpec]], list[str]]] = [warn_weak_auth]
+WARNINGS: list[Callable[[Config, list[ApiSpec]], list[str]]] = [warn_weak_auth, warn_report_only]
 
 
 def extra_checks(config: Config, apis: list[ApiSpec]) -> list[str]:

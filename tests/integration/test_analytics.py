@@ -108,3 +108,16 @@ def test_report_only_passes_a_bad_credential_and_counts_it(make_gateway, upstrea
                                                           outcome="report_only").items()}
     assert sum(reported.values()) == 2 and "Authorization field missing" in reported
     assert "report-only: API 'ro'" in gw.log and "not-a-key" not in gw.log
+
+
+def test_check_warns_about_report_only(tmp_path):
+    import json
+
+    from tests.kit.procs import run_cli, write_config
+
+    (tmp_path / "apps").mkdir()
+    (tmp_path / "apps" / "ro.json").write_text(json.dumps(token_api("ro", "http://127.0.0.1:9/", auth_report_only=True)))
+    config = write_config(tmp_path, {"secret": "x" * 24, "app_path": "apps"})
+    done = run_cli("check", "--config", str(config))
+    out = done.stdout + done.stderr
+    assert done.returncode == 0 and "ro.json: auth_report_only: true" in out, out
