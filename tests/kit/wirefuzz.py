@@ -297,6 +297,12 @@ async def run(port: int, inputs: int, *, seed: int = 1, creds: Credentials | Non
             markers, statuses = await _one(port, seed, n, creds, timeout)
             report.inputs += 1
             report.requests += len(markers)
+            # Answers are matched to requests in order, which holds only when the gateway split
+            # the bytes where the generator did: a mutation can empty the first of two pipelined
+            # requests, so the second's 200 and the 400 for trailing garbage land on the wrong
+            # markers (seen once in a million). A pipelined input with mixed answers is therefore
+            # not used for the leak check.
+            attributable = len(markers) == 1 or all(s >= 400 for s in statuses)
             for i, marker in enumerate(markers):
                 status = statuses[i] if i < len(statuses) else None
                 if status is None:  # closed or timed out without an answer (an incomplete request)
@@ -310,7 +316,7 @@ async def run(port: int, inputs: int, *, seed: int = 1, creds: Credentials | Non
                     report.version_505 += 1
                 elif status >= 500:
                     report.five_xx.append(n)
-                if 400 <= status < 500:
+                if 400 <= status < 500 and attributable:
                     refused.add("%08d" % marker)
             if progress and time.monotonic() - last > progress:
                 last = time.monotonic()
