@@ -152,11 +152,11 @@ def _compile_api(spec: ApiSpec, services: "Services", default_max_body: int) -> 
             stages.extend(report_only(spec, checks, counters, services.metrics) if spec.observe.auth_report_only else checks)
             stages.extend(compile_strip_auth(spec))
         else:
-            # A method this gateway does not implement yet: refuse everyone, as Tyk does for a
-            # request that carries no credential, rather than let anyone through.
+            # A protected API none of whose auth settings yields a stage: refuse everyone, as Tyk
+            # does for a request that carries no credential, rather than let anyone through.
             logging.getLogger("fastgate").warning(
-                "API %r (%s) enables an auth method this gateway does not implement (OAuth 2.0,"
-                " external OAuth or OpenID Connect): every request is refused",
+                "API %r (%s) is protected but none of its auth settings gives a method to run:"
+                " every request is refused",
                 spec.api_id,
                 spec.source,
             )
