@@ -162,9 +162,11 @@ class RedisSentinelServers(_Servers):
 
 
 def _cluster_port() -> int:
-    """A free port P below 55535 whose bus port P + 10000 is free too (Redis Cluster's rule)."""
+    """A free port P whose bus port P + 10000 is free too (Redis Cluster's rule), both below the
+    kernel's ephemeral range (32768 and up), so no outgoing connection can take one between this
+    check and the server's bind."""
     for _ in range(200):
-        port = random.randrange(20000, 45000)
+        port = random.randrange(20000, 22700)
         try:
             for p in (port, port + 10000):
                 with socket.socket() as s:
