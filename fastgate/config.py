@@ -115,6 +115,9 @@ class PluginsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
     hook_timeout: float = 5.0  # seconds a hook may take; then auth → 403, pre/post → 500
     thread_pool_size: int = 8  # threads for synchronous (Tyk-style) hooks
+    # An API with response hooks holds each upstream response whole for them: a larger one is
+    # answered 502 (never sent past the hooks, which may remove data from it).
+    response_body_limit: int = 4 * 1024 * 1024
 
 
 class AccessLogConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -381,6 +384,8 @@ def _check(config: Config, source: str) -> None:
         problems.append("jwks: cache_timeout and fetch_timeout must be greater than 0, refetch_cooldown 0 or more")
     if config.plugins.hook_timeout <= 0 or not 1 <= config.plugins.thread_pool_size <= 256:
         problems.append("plugins: hook_timeout must be greater than 0, thread_pool_size 1 to 256")
+    if not 1 <= config.plugins.response_body_limit <= 1024 * 1024 * 1024:
+        problems.append("plugins: response_body_limit must be 1 byte to 1 GiB")
     header = config.security.client_ip_header
     if header and (not header.isascii() or any(c in header for c in " \t:()<>@,;\\\"/[]?={}") or not header.isprintable()):
         problems.append(f"security.client_ip_header: {header!r} is not an HTTP header name")

@@ -31,7 +31,7 @@ from fastgate.pipeline.post_auth import compile_post_auth
 from fastgate.pipeline.report_only import report_only
 from fastgate.pipeline.stage import Stage, deny
 from fastgate.oauth.endpoints import with_oauth_endpoints
-from fastgate.plugins.hooks import compile_hook_stages
+from fastgate.plugins.hooks import compile_hook_stages, compile_response_hooks
 
 if TYPE_CHECKING:
     from fastgate.services import Services
@@ -82,6 +82,9 @@ class CompiledApi:
     # Made per request when its head is complete, for auth that needs the body (HMAC digests,
     # basic-auth credentials in the body): see fastgate.auth.body. None on most APIs.
     body_tap: Callable[[Request], Any] | None = None
+    # The API's response hooks (fastgate.plugins.hooks.ResponseHooks): the exchange then holds
+    # each upstream response whole for them. None on most APIs (responses stream).
+    response_hooks: Any = None
     # Picks the stage set for a request when it is routed (fastgate.pipeline.access): endpoint lists,
     # method overrides. None on APIs without either. It answers None for a request the gateway
     # answers itself (an OAuth API's endpoints, fastgate.oauth.endpoints).
@@ -170,6 +173,7 @@ def _compile_api(spec: ApiSpec, services: "Services", default_max_body: int) -> 
         upstream=upstream,
         max_body_bytes=max_body,
         body_tap=None if spec.use_keyless else compile_body_tap(spec),
+        response_hooks=compile_response_hooks(spec, services),
         counters=counters,
         counts_allowed=not spec.use_keyless and not spec.observe.auth_report_only,
     )

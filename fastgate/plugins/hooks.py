@@ -24,20 +24,22 @@ from typing import Any, Awaitable, Callable, Final, Literal, Protocol
 from fastgate.apidef.plugin_settings import HookRef
 from fastgate.apidef.spec import ApiSpec, DefinitionError
 from fastgate.config import Config
+from fastgate.http.h1 import FIELD_DATE, FIELD_PASS, response_field_kind
 from fastgate.http.request import Request
 from fastgate.pipeline.stage import Denial, Stage
 from fastgate.plugins import runtime
 from fastgate.plugins.loader import PluginLoadError, load_function, resolve_path
 from fastgate.plugins.native import INLINE_MARK, PluginRequest, canonical
 from fastgate.plugins.pool import HookPool
-from fastgate.plugins.tyk_style import run_auth, run_hook, spec_dict
+from fastgate.plugins.tyk_style import TykResponse, run_auth, run_hook, run_response, spec_dict
 from fastgate.store.base import Store
 
-__all__ = ["MIDDLEWARE_ERROR", "HookKind", "Later", "LoadedHook", "apply_edits", "compile_hook_stages", "load_hook", "view_of"]
+__all__ = ["MIDDLEWARE_ERROR", "HookKind", "Later", "LoadedHook", "ResponseHooks", "apply_edits", "compile_hook_stages",
+           "compile_response_hooks", "load_hook", "view_of"]
 
 log = logging.getLogger("fastgate.plugins")
 
-HookKind = Literal["auth", "pre", "post_key_auth", "post"]
+HookKind = Literal["auth", "pre", "post_key_auth", "post", "response"]
 MIDDLEWARE_ERROR: Final = Denial(500, "Middleware error")
 _TOKEN: Final = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _BAD_VALUE: Final = re.compile(r"[\r\n\x00]")
@@ -90,12 +92,15 @@ def load_hook(ref: HookRef, kind: HookKind, spec: ApiSpec, services: PluginServi
     target = getattr(fn, "f", fn)  # a Tyk @Hook wraps the function in ``f``
     timeout = options.hook_timeout
     inline = getattr(target, INLINE_MARK, False) or getattr(fn, INLINE_MARK, False)
+    if kind == "response" and (inline or inspect.iscoroutinefunction(target)):
+        raise DefinitionError(ref.field, f"{ref.name}: a response hook is a plain (Tyk-style) function "
+                              "def hook(request, response, session, metadata, spec); async and @inline are not supported")
     if inspect.iscoroutinefunction(target):
         return LoadedHook(ref, kind, _native_eager(target, timeout) if inline else _native_async(target, timeout))
     if inline:
         return LoadedHook(ref, kind, _native_inline(target))
     tyk_spec = spec_dict(spec.api_id, spec.org_id, spec.plugins.config_data if spec.plugins else None)
-    runner = run_auth if kind == "auth" else run_hook
+    runner = run_auth if kind == "auth" else run_response if kind == "response" else run_hook
     return LoadedHook(ref, kind, _pooled(pool, runner, fn, tyk_spec))
 
 
@@ -168,9 +173,9 @@ def _native_inline(fn: Callable[..., Any]) -> Callable[[PluginRequest], Any]:
 
 
 def _pooled(pool: HookPool, runner: Callable[..., Any], fn: Callable[..., Any], tyk_spec: dict[str, Any]
-            ) -> Callable[[PluginRequest], Any]:
-    def call(view: PluginRequest) -> Any:
-        return Later(pool.run(runner, fn, view, tyk_spec))
+            ) -> Callable[..., Any]:
+    def call(view: PluginRequest, *more: Any) -> Any:
+        return Later(pool.run(runner, fn, view, tyk_spec, *more))
 
     return call
 
@@ -285,3 +290,114 @@ def _check_denial(denial: Denial) -> None:
 
 
 check_denial = _check_denial  # for the auth stage (fastgate.auth.plugin)
+
+
+# ---- response hooks ------------------------------------------------------------------------------
+
+ResponseOutcome = tuple[int, bytes, list[bytes], bytes, bool]  # status, reason, header lines, body, body changed
+
+
+class ResponseHooks:
+    """An API's response hooks, run in order on an upstream response held whole (the exchange
+    buffers it, up to ``limit`` bytes). ``run`` answers the response to send (status, reason,
+    header lines ``b"Name: value\\r\\n"``, body, whether the body changed) or ``MIDDLEWARE_ERROR``
+    when a hook raised, timed out or returned something unusable (logged, never sent). Framing
+    and hop-by-hop fields (``Content-Length``, ``Transfer-Encoding``, ``Connection``...) are never
+    taken from a hook: the exchange frames the body it sends."""
+
+    __slots__ = ("hooks", "spec", "limit")
+
+    def __init__(self, hooks: tuple[LoadedHook, ...], spec: ApiSpec, limit: int) -> None:
+        self.hooks = hooks
+        self.spec = spec
+        self.limit = limit
+
+    async def run(self, req: Request, status: int, reason: bytes, lines: list[bytes], body: bytes) -> ResponseOutcome | Denial:
+        pairs: list[tuple[str, str]] = []
+        for line in lines:
+            name, _, value = line[:-2].partition(b": ")
+            pairs.append((canonical(name.decode("latin-1")), value.decode("latin-1")))
+        response = TykResponse(status, pairs, body)
+        first = dict(response.headers)
+        current, text = body, response.body
+        for hook in self.hooks:
+            view = view_of(req, self.spec)
+            try:
+                returned = await hook.call(view, response)
+                if not isinstance(returned, TykResponse):
+                    raise TypeError(f"a response hook returns the response, not {type(returned).__name__}")
+                response = returned
+                # The body it left (raw_body, else the text form), both forms set for the next.
+                current = _body_of(response, current, text)
+                if len(self.hooks) > 1:
+                    response.raw_body, response.body = current, current.decode("utf-8", "replace")
+                    text = response.body
+            except Exception as exc:  # noqa: BLE001 - a plugin's failure is the client's 500, never a crash
+                report(hook, req, exc)
+                return MIDDLEWARE_ERROR
+        try:
+            return _outcome(response, status, reason, lines, pairs, first, current, current is not body)
+        except Exception as exc:  # noqa: BLE001
+            report(self.hooks[-1], req, exc)
+            return MIDDLEWARE_ERROR
+
+
+def _body_of(response: TykResponse, before: bytes, text: str) -> bytes:
+    """The body a hook left: ``raw_body`` when it changed, else ``body`` when that changed."""
+    raw = response.raw_body
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8")
+    if not isinstance(raw, (bytes, bytearray)):
+        raise TypeError(f"response.raw_body is bytes, not {type(raw).__name__}")
+    if not isinstance(response.body, str):
+        raise TypeError(f"response.body is a str, not {type(response.body).__name__}")
+    if raw != before:
+        return bytes(raw)
+    if response.body != text:
+        return response.body.encode("utf-8")
+    return before
+
+
+def _outcome(response: TykResponse, status: int, reason: bytes, lines: list[bytes], pairs: list[tuple[str, str]],
+             first: dict[str, str], out_body: bytes, changed: bool) -> ResponseOutcome:
+    new_status = response.status_code
+    if type(new_status) is not int or not 200 <= new_status <= 599:
+        raise ValueError(f"response.status_code {new_status!r} is not a status a plugin can answer with")
+    headers = response.headers
+    if not isinstance(headers, dict):
+        raise TypeError(f"response.headers is a dict, not {type(headers).__name__}")
+    wanted: dict[str, str] = {}
+    for name, value in headers.items():
+        wanted[canonical(str(name))] = str(value)
+    out: list[bytes] = []
+    done: set[str] = set()
+    for line, (name, _value) in zip(lines, pairs):
+        if name not in wanted:
+            continue  # removed by a hook
+        if wanted[name] == first.get(name):
+            out.append(line)  # untouched: every value the upstream sent
+        elif name not in done:
+            done.add(name)
+            out.append(_line(name, wanted[name]))
+    for name, value in wanted.items():
+        if name not in first and _settable(name):
+            out.append(_line(name, value))
+    return new_status, reason if new_status == status else b"", out, out_body, changed
+
+
+def _settable(name: str) -> bool:
+    return response_field_kind(name.encode("latin-1")) in (FIELD_PASS, FIELD_DATE)
+
+
+def _line(name: str, value: str) -> bytes:
+    key, data = check_header(name, value)
+    return b"%b: %b\r\n" % (key, data)
+
+
+def compile_response_hooks(spec: ApiSpec, services: PluginServices) -> ResponseHooks | None:
+    """The response hooks of ``spec`` (None without any)."""
+    plugins = spec.plugins
+    if plugins is None or not plugins.response:
+        return None
+    hooks = tuple(load_hook(ref, "response", spec, services) for ref in plugins.response)
+    return ResponseHooks(hooks, spec, services.config.plugins.response_body_limit)

@@ -22,7 +22,8 @@ from fastgate.pipeline.stage import Denial
 from fastgate.plugins.native import Accept, PluginRequest, canonical
 from fastgate.sessions.session import SessionState
 
-__all__ = ["FORBIDDEN", "KEY_NOT_AUTHORISED", "ReturnOverrides", "TykRequest", "TykSession", "run_auth", "run_hook"]
+__all__ = ["FORBIDDEN", "KEY_NOT_AUTHORISED", "ReturnOverrides", "TykRequest", "TykResponse", "TykSession", "run_auth",
+           "run_hook", "run_response"]
 
 KEY_NOT_AUTHORISED: Final = Denial(403, "Key not authorised")
 FORBIDDEN: Final = Denial(403, "Forbidden")
@@ -147,6 +148,36 @@ def run_hook(fn: Callable[..., Any], view: PluginRequest, spec: dict[str, Any]) 
     request = TykRequest(view)
     fn(request, TykSession.of(view.session), spec)
     return _overridden(request.object.return_overrides, "")
+
+
+class TykResponse:
+    """The ``response`` argument of a Tyk response hook: ``status_code``, ``headers`` (canonical
+    name -> first value), ``multivalue_headers`` (``[{"key": name, "values": [...]}]``, read
+    only), ``raw_body`` (bytes) and ``body`` (the same, as text). A hook changes them in place
+    (or returns another ``TykResponse``)."""
+
+    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status_code: Any = status
+        first: dict[str, str] = {}
+        multi: dict[str, list[str]] = {}
+        for name, value in headers:
+            first.setdefault(name, value)
+            multi.setdefault(name, []).append(value)
+        self.headers: Any = first
+        self.multivalue_headers: Any = [{"key": k, "values": v} for k, v in multi.items()]
+        self.raw_body: Any = body
+        self.body: Any = body.decode("utf-8", "replace")
+
+
+def run_response(fn: Callable[..., Any], view: PluginRequest, spec: dict[str, Any], response: TykResponse) -> TykResponse:
+    """Call a Tyk response hook (in a pool thread): ``fn(request, response, session, metadata,
+    spec)``; the response it returned (or the one it changed in place)."""
+    session = TykSession.of(view.session)
+    metadata = dict(view.session.meta_data) if view.session is not None else {}
+    returned = fn(TykRequest(view), response, session, metadata, spec)
+    if isinstance(returned, tuple):
+        returned = next((r for r in returned if isinstance(r, TykResponse)), None)
+    return returned if isinstance(returned, TykResponse) else response
 
 
 def _overridden(overrides: ReturnOverrides, default: str) -> Denial | None:

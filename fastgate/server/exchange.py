@@ -11,6 +11,11 @@ Request body bytes that arrive before the upstream connection is attached are bu
 (bounded: the client connection stops reading above ``BODY_HIGH_WATER``); after that they are
 written straight through, so a 1 GiB upload never sits in memory. Response bytes go straight to
 the client transport; when the client stops reading, the upstream connection stops being read.
+
+An API with response hooks (``CompiledApi.response_hooks``) is the exception: its upstream
+response is held whole (bounded by ``[plugins] response_body_limit``; larger: 502, nothing of it
+sent), the hooks run, and the head and body they leave are sent with our own framing
+(``Content-Length``). Other APIs never take that path.
 """
 
 from __future__ import annotations
@@ -33,11 +38,12 @@ __all__ = ["Exchange", "BODY_HIGH_WATER"]
 QUEUED, CHECKING, CONNECTING, SENT, RESPONDING, DONE, LOCAL = range(7)
 BODY_HIGH_WATER: Final = 256 * 1024
 
-FRAME_NONE, FRAME_LENGTH, FRAME_CHUNKED, FRAME_CLOSE = range(4)
+FRAME_NONE, FRAME_LENGTH, FRAME_CHUNKED, FRAME_CLOSE, FRAME_HOLD = range(5)
 IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 BAD_GATEWAY: Final = "There was a problem proxying the request"
 GATEWAY_TIMEOUT: Final = "Upstream service reached hard timeout."
+RESPONSE_TOO_LARGE: Final = "Upstream response too large for the API's response plugins"
 
 
 class Exchange:
@@ -67,6 +73,9 @@ class Exchange:
         "head_at",
         "decided_by",
         "denial",
+        "held",
+        "held_size",
+        "held_head",
     )
 
     def __init__(self, client: "HttpConnection", req: Request) -> None:
@@ -97,6 +106,11 @@ class Exchange:
         self.head_at = 0.0
         self.decided_by = -1
         self.denial: Denial | None = None
+        # An API with response hooks: the upstream response's body pieces, their size, and its
+        # head (status, reason, header lines, Content-Length as sent or None).
+        self.held: list[bytes] = []
+        self.held_size = 0
+        self.held_head: Any = None
 
     # ---- start -------------------------------------------------------------------------------
 
@@ -282,6 +296,14 @@ class Exchange:
         dated = head.dated
         if head.listed:
             _drop_listed(out, head.listed)
+        if self.api is not None and self.api.response_hooks is not None:
+            # Held for the hooks (on_response_complete sends what they leave).
+            no_body = req.method == "HEAD" or status in (204, 304)
+            self.until_close = length is None and transfer_encoding is None and not no_body
+            self.framing = FRAME_HOLD
+            self.head_only_done = req.method == "HEAD"
+            self.held_head = (status, reason, out[1:], length)
+            return
         if not dated:
             # A proxy forwarding a response without Date must add one (RFC 9110 §6.6.1).
             out.append(b"Date: %b\r\n" % http_date())
@@ -319,7 +341,21 @@ class Exchange:
             # would let the upstream inject a response into the client's pipeline.
             return
         self.deadline = clock.now + self.client.gateway.upstream_timeout
+        if self.framing == FRAME_HOLD:
+            self._hold(data)
+            return
         self.client.write(chunk(data) if self.framing == FRAME_CHUNKED else data)
+
+    def _hold(self, data: bytes) -> None:
+        head = self.held_head
+        if self.req.method == "HEAD" or head[0] in (204, 304):
+            return  # no body: see on_response_body
+        self.held_size += len(data)
+        if self.held_size > self.api.response_hooks.limit:  # type: ignore[union-attr]
+            self.held = []
+            self.respond_error(502, RESPONSE_TOO_LARGE, close=True)
+            return
+        self.held.append(data)
 
     def on_response_complete(self) -> None:
         if self.skip_informational:
@@ -329,6 +365,7 @@ class Exchange:
             return
         if self.framing == FRAME_CHUNKED:
             self.client.write(LAST_CHUNK)
+        hold = self.framing == FRAME_HOLD
         conn = self.upstream
         self.upstream = None
         if conn is not None:
@@ -338,7 +375,58 @@ class Exchange:
             else:
                 conn.close()
         req = self.req
+        if hold:
+            self.deadline = 0.0  # the hooks have their own timeout
+            self.client.gateway.loop.create_task(self._run_response_hooks())
+            return
         self.finish(self.keep_alive and (req.complete or not req.has_body))
+
+    async def _run_response_hooks(self) -> None:
+        status, reason, lines, length = self.held_head
+        body = b"".join(self.held)
+        self.held = []
+        try:
+            outcome = await self.api.response_hooks.run(self.req, status, reason, lines, body)  # type: ignore[union-attr]
+        except Exception as exc:  # a bug here must not kill the connection
+            outcome = self.client.gateway.stage_failed(self, exc)
+        if self.state != RESPONDING:
+            return  # the client went away meanwhile
+        if type(outcome) is Denial:
+            self.deny(outcome)
+            return
+        self._send_held(outcome, length)
+
+    def _send_held(self, outcome: Any, length: bytes | None) -> None:
+        """Send the response the hooks left, framed by its Content-Length."""
+        status, reason, lines, body, changed = outcome
+        req = self.req
+        self.status = status
+        out = [upstream_status_line(status, reason)]
+        out.extend(lines)
+        if not any(line[:5].lower() == b"date:" for line in lines):
+            out.append(b"Date: %b\r\n" % http_date())
+        if req.response_lines:
+            out.append(req.response_lines)
+        head_only = req.method == "HEAD" or status in (204, 304)
+        if status == 204:
+            pass  # never a Content-Length (RFC 9110 §8.6)
+        elif not head_only:
+            out.append(b"Content-Length: %d\r\n" % len(body))
+        elif changed and req.method == "HEAD":
+            out.append(b"Content-Length: %d\r\n" % len(body))
+        elif length is not None and not changed:
+            out.append(b"Content-Length: %b\r\n" % length)  # a HEAD or 304 announces the upstream's
+        keep_alive = self.keep_alive and not self.client.closing and (req.complete or not req.has_body)
+        if not keep_alive:
+            out.append(b"Connection: close\r\n\r\n")
+        elif req.version == "1.0":
+            out.append(b"Connection: keep-alive\r\n\r\n")
+        else:
+            out.append(b"\r\n")
+        if not head_only and body:
+            out.append(body)
+        self.client.writelines(out)
+        self.finish(keep_alive)
 
     def on_upstream_lost(self, conn: "UpstreamConnection") -> None:
         self.upstream = None

@@ -7,7 +7,8 @@ stripped by the gateway):
 - ``/bytes/N``     N bytes of a repeating pattern; ``?chunked=1`` sends them chunked
 - ``/delay/S``     waits S seconds, then 200
 - ``/status/N``    answers status N (no body for 1xx, 204 and 304)
-- ``/headers?k=v`` 200 with each query parameter as a response header (for hop-by-hop tests)
+- ``/headers?k=v`` 200 with each query parameter as a response header (for hop-by-hop tests;
+  a repeated parameter: the header repeated)
 - ``/close``       closes the connection without answering
 - ``/__log``       the list of every request head seen so far (method, path, headers)
 - ``/__reset``     clears that list
@@ -96,7 +97,7 @@ class Handler(asyncio.Protocol):
         if path.startswith("/status/"):
             return self.send(int(path.split("/")[2]), b"{}", keep_alive)
         if path == "/headers":
-            extra = [(k, v[0]) for k, v in urllib.parse.parse_qs(query).items()]
+            extra = [(k, value) for k, v in urllib.parse.parse_qs(query).items() for value in v]
             return self.send(200, b"{}", keep_alive, extra)
         if path.startswith("/bytes/"):
             size = int(path.split("/")[2])

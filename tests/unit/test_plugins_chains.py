@@ -38,6 +38,9 @@ def test_classic_plugins_both_flags_and_hooks():
             "post": [{"name": "Q", "path": "b.py", "disabled": True}]}), use_keyless=False)
         assert settings is not None and settings.auth_check.name == "Auth"
         assert [h.name for h in settings.pre] == ["P"] and settings.post == ()
+    # Response hooks are read (keyless too: a response hook alone makes an API use plugins).
+    only_response = classic_plugins(classic(middleware={"response": [{"name": "R", "path": "a.py"}]}), use_keyless=True)
+    assert only_response is not None and [h.name for h in only_response.response] == ["R"]
     # auth_check without the flag is not used; a keyless API with only a pre hook has plugins.
     assert classic_plugins(classic(middleware={"auth_check": {"name": "A", "path": "a.py"}}), use_keyless=False) is None
     keyless = classic_plugins(classic(middleware={"pre": [{"name": "P", "path": "a.py"}]}), use_keyless=True)
@@ -48,7 +51,7 @@ def test_classic_plugins_both_flags_and_hooks():
     ({"driver": "otto", "auth_check": {"name": "A", "path": "a.js"}}, "custom_middleware.driver"),
     ({"driver": "grpc", "auth_check": {"name": "A"}}, "custom_middleware.auth_check.path"),
     ({"auth_check": {"path": "a.py"}}, "custom_middleware.auth_check.name"),
-    ({"auth_check": {"name": "A", "path": "a.py"}, "response": [{"name": "R", "path": "a.py"}]}, "custom_middleware.response[0]"),
+    ({"auth_check": {"name": "A", "path": "a.py"}, "response": [{"name": "R"}]}, "custom_middleware.response[0].path"),
     ({"auth_check": {"name": "A", "path": "a.py"}, "pre": {"name": "P"}}, "custom_middleware.pre"),
     ({"auth_check": {"name": "A", "path": "a.py"}, "id_extractor": {"extract_from": "xml"}}, "custom_middleware.id_extractor.extract_from"),
     ({"auth_check": {"name": "A", "path": "a.py"}, "id_extractor": {"extract_from": "header", "extract_with": "xpath",
