@@ -118,6 +118,9 @@ class PluginsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     # An API with response hooks holds each upstream response whole for them: a larger one is
     # answered 502 (never sent past the hooks, which may remove data from it).
     response_body_limit: int = 4 * 1024 * 1024
+    # Request bodies handed to pre/auth/post hooks (``object.body``): at most this many bytes (and
+    # at most the API's max request body); a larger body on an API with such hooks → 413.
+    request_body_limit: int = 4 * 1024 * 1024
 
 
 class AccessLogConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -386,6 +389,8 @@ def _check(config: Config, source: str) -> None:
         problems.append("plugins: hook_timeout must be greater than 0, thread_pool_size 1 to 256")
     if not 1 <= config.plugins.response_body_limit <= 1024 * 1024 * 1024:
         problems.append("plugins: response_body_limit must be 1 byte to 1 GiB")
+    if not 1 <= config.plugins.request_body_limit <= 1024 * 1024 * 1024:
+        problems.append("plugins: request_body_limit must be 1 byte to 1 GiB")
     header = config.security.client_ip_header
     if header and (not header.isascii() or any(c in header for c in " \t:()<>@,;\\\"/[]?={}") or not header.isprintable()):
         problems.append(f"security.client_ip_header: {header!r} is not an HTTP header name")

@@ -110,12 +110,13 @@ def compile_strip_auth(spec: ApiSpec) -> tuple[Stage, ...]:
     return (strip_auth,)
 
 
-def compile_body_tap(spec: ApiSpec) -> Callable[[Request], BodyTap | None] | None:
+def compile_body_tap(spec: ApiSpec, *, auth: bool = True, hook_body: int = 0) -> Callable[[Request], BodyTap | None] | None:
     """What watches a request's body for ``spec`` (``CompiledApi.body_tap``; see
-    ``fastgate.auth.body``), or None when no auth method of the API needs the body."""
-    keep_body = needs_body(spec)
-    check_digest = spec.hmac is not None and spec.hmac.validate_digest
-    if keep_body is None and not check_digest:
+    ``fastgate.auth.body``), or None when nothing needs the body: the auth methods (``auth``:
+    the API's requests are authenticated) or plugin hooks (``hook_body``: the bytes they may see)."""
+    keep_body = needs_body(spec) if auth else None
+    check_digest = auth and spec.hmac is not None and spec.hmac.validate_digest
+    if keep_body is None and not check_digest and not hook_body:
         return None
 
     def body_tap(req: Request) -> BodyTap | None:
@@ -123,6 +124,7 @@ def compile_body_tap(spec: ApiSpec) -> Callable[[Request], BodyTap | None] | Non
             return None
         digest = digest_of(req) if check_digest else None
         keep = CREDENTIALS_BODY_LIMIT if keep_body is not None and keep_body(req) else 0
+        keep = max(keep, hook_body)
         if digest is None and not keep:
             return None
         return BodyTap(length=None if req.chunked else req.content_length, digest=digest, keep=keep)

@@ -19,8 +19,11 @@ request waits behind a pipelined one. The exchange hands it each piece *before* 
   gets 400 if no response has started, else both connections are dropped.
 * credentials: up to ``limit`` bytes are kept, and ``body()`` waits for the body's end (or the
   limit) so the basic-auth stage can search it; the body still reaches the upstream unchanged.
-  The limit stays below the exchange's buffering high-water mark, so the wait can never stall
-  behind a paused read.
+  The exchange buffers up to the limit before it pauses the client's reads (its high-water
+  mark, or the limit when larger), so the wait can never stall behind a paused read.
+* plugin hooks (``pre``, ``auth_check``, ``post_key_auth``, ``post``): the same keeping, up to the
+  API's plugin body limit, so a hook sees the whole body (``object.body``); see
+  ``fastgate.plugins.hooks.compile_body_stage``.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ class BodyTap:
     """Watches one request body: hashes it against a digest and/or keeps its start."""
 
     __slots__ = ("_length", "_seen", "_hasher", "_expected", "_verdict", "_limit", "_kept",
-                 "_waiter", "complete", "too_large", "refusal")
+                 "_waiter", "_joined", "complete", "too_large", "refusal")
 
     def __init__(self, *, length: int | None, digest: tuple[Any, bytes] | None = None,
                  keep: int = 0) -> None:
@@ -53,6 +56,7 @@ class BodyTap:
         self._limit = keep
         self._kept: list[bytes] | None = [] if keep else None
         self._waiter: asyncio.Future[None] | None = None
+        self._joined: bytes | None = None
         self.complete = False
         self.too_large = False
         self.refusal = DIGEST_MISMATCH
@@ -65,6 +69,11 @@ class BodyTap:
     def keeps_body(self) -> bool:
         """True when the request's credentials are to be read from its body."""
         return self._kept is not None
+
+    @property
+    def limit(self) -> int:
+        """The most body bytes kept (0: none)."""
+        return self._limit
 
     # ---- called by the exchange --------------------------------------------------------------
 
@@ -103,9 +112,18 @@ class BodyTap:
         if not (self.complete or self.too_large):
             self._waiter = asyncio.get_running_loop().create_future()
             await asyncio.wait_for(self._waiter, timeout)
+        return self.kept()
+
+    def kept(self) -> bytes | None:
+        """The body kept so far (all of it once ``complete``), or None when it was too large."""
         if self.too_large or self._kept is None:
             return None
-        return b"".join(self._kept)
+        if not self.complete:
+            return b"".join(self._kept)
+        if self._joined is None:
+            self._joined = b"".join(self._kept)
+            self._kept = [self._joined]
+        return self._joined
 
     # ---- internals ---------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from fastgate.pipeline.post_auth import compile_post_auth
 from fastgate.pipeline.report_only import report_only
 from fastgate.pipeline.stage import Stage, deny
 from fastgate.oauth.endpoints import with_oauth_endpoints
-from fastgate.plugins.hooks import compile_hook_stages, compile_response_hooks
+from fastgate.plugins.hooks import compile_body_stage, compile_hook_stages, compile_response_hooks
 
 if TYPE_CHECKING:
     from fastgate.services import Services
@@ -142,7 +142,12 @@ def _compile_api(spec: ApiSpec, services: "Services", default_max_body: int) -> 
         open_stages.append(api_rate)
     # Custom plugin hooks (fastgate.plugins): pre before auth, post_key_auth right after it,
     # post last before the proxy, as in Tyk.
-    pre_hooks = compile_hook_stages(spec, services, "pre")
+    # An API with hooks keeps the request body for them (object.body): the body stage waits for
+    # it (bounded) before the first hook; on other APIs bodies stream untouched.
+    max_body = spec.max_request_body_bytes or default_max_body
+    body_stage, hook_body = compile_body_stage(spec, services, max_body)
+    body_stages: tuple[Stage, ...] = (body_stage,) if body_stage is not None else ()
+    pre_hooks = (*body_stages, *compile_hook_stages(spec, services, "pre"))
     post_hooks = compile_hook_stages(spec, services, "post")
     stages = list(open_stages) + list(pre_hooks)
     counters = services.metrics.counters_for(spec.api_id)
@@ -166,13 +171,12 @@ def _compile_api(spec: ApiSpec, services: "Services", default_max_body: int) -> 
             stages.append(deny(401, "Authorization field missing"))
     stages.extend(post_hooks)
     upstream = UpstreamTarget.from_url(spec.target_url)
-    max_body = spec.max_request_body_bytes or default_max_body
     api = CompiledApi(
         spec=spec,
         stages=tuple(stages),
         upstream=upstream,
         max_body_bytes=max_body,
-        body_tap=None if spec.use_keyless else compile_body_tap(spec),
+        body_tap=compile_body_tap(spec, auth=not spec.use_keyless, hook_body=hook_body),
         response_hooks=compile_response_hooks(spec, services),
         counters=counters,
         counts_allowed=not spec.use_keyless and not spec.observe.auth_report_only,
@@ -182,7 +186,8 @@ def _compile_api(spec: ApiSpec, services: "Services", default_max_body: int) -> 
     options = services.config.http_server_options
     matcher = compile_path_matcher(spec.access, options.enable_path_prefix_matching, options.enable_path_suffix_matching)
     # Ignored endpoints skip auth, but credentials a client sends are still stripped as asked.
-    ignored = replace(api, stages=(*open_stages, *pre_hooks, *compile_strip_auth(spec), *post_hooks), body_tap=None)
+    ignored = replace(api, stages=(*open_stages, *pre_hooks, *compile_strip_auth(spec), *post_hooks),
+                      body_tap=compile_body_tap(spec, auth=False, hook_body=hook_body))
     forbidden = replace(api, stages=tuple(before) + (lambda req: ENDPOINT_FORBIDDEN,), body_tap=None)
     bad_override = replace(forbidden, stages=tuple(before) + (lambda req: CONFLICTING_OVERRIDE,))
     override = spec.access.allow_method_override

@@ -35,12 +35,14 @@ from fastgate.plugins.tyk_style import TykResponse, run_auth, run_hook, run_resp
 from fastgate.store.base import Store
 
 __all__ = ["MIDDLEWARE_ERROR", "HookKind", "Later", "LoadedHook", "ResponseHooks", "apply_edits", "compile_hook_stages",
-           "compile_response_hooks", "load_hook", "view_of"]
+           "compile_body_stage", "compile_response_hooks", "load_hook", "view_of"]
 
 log = logging.getLogger("fastgate.plugins")
 
 HookKind = Literal["auth", "pre", "post_key_auth", "post", "response"]
 MIDDLEWARE_ERROR: Final = Denial(500, "Middleware error")
+BODY_TOO_LARGE: Final = Denial(413, "Request body too large for the API's plugins")
+BODY_TIMEOUT: Final = Denial(408, "Request timed out")
 _TOKEN: Final = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _BAD_VALUE: Final = re.compile(r"[\r\n\x00]")
 MAX_HEADER_VALUE: Final = 8192
@@ -197,7 +199,13 @@ def view_of(req: Request, spec: ApiSpec) -> PluginRequest:
         path = path[len(req.listen_base):] or "/"
         if not path.startswith("/"):
             path = "/" + path
-    return PluginRequest(req.method, path, req.query, req.client_ip, headers, spec.api_id, spec.org_id, req.session)
+    view = PluginRequest(req.method, path, req.query, req.client_ip, headers, spec.api_id, spec.org_id, req.session)
+    tap = req.body_tap  # fastgate.auth.body.BodyTap: the body, kept for the hooks (compile_body_stage)
+    if tap is not None:
+        body = tap.kept()
+        if body:
+            view.body = body
+    return view
 
 
 _NAMES: dict[bytes, str] = {}  # header name as sent -> canonical name, bounded
@@ -233,6 +241,36 @@ def report(hook: LoadedHook, req: Request, exc: BaseException) -> None:
             text = text.replace(value.decode("latin-1"), "[redacted]")
     log.warning("plugin %s hook %s (%s) failed on %s %s: %s: %s", hook.kind, hook.ref.name, hook.ref.path,
                 req.method, req.path, type(exc).__name__, text[:500])
+
+
+def compile_body_stage(spec: ApiSpec, services: PluginServices, max_body: int) -> tuple[Stage | None, int]:
+    """For an API with ``pre``/``auth_check``/``post_key_auth``/``post`` hooks: the stage that
+    waits for the request body (kept by the request's ``BodyTap``, ``fastgate.auth.body``) before
+    the first hook runs, and how many bytes the tap keeps (``[plugins] request_body_limit``, at
+    most the API's max request body). ``(None, 0)`` for other APIs: their bodies stream."""
+    plugins = spec.plugins
+    if plugins is None or not (plugins.pre or plugins.post or plugins.post_key_auth or plugins.auth_check):
+        return None, 0
+    limit = services.config.plugins.request_body_limit
+    keep = min(max_body, limit) if max_body else limit
+    timeout = services.config.http_server_options.read_timeout
+
+    def read_body(req: Request) -> Any:
+        tap = req.body_tap
+        if tap is None or tap.complete and not tap.too_large:
+            return None  # no body, or all of it is here
+        if tap.too_large:
+            return BODY_TOO_LARGE
+        return _wait(tap)
+
+    async def _wait(tap: Any) -> Denial | None:
+        try:
+            found = await tap.body(timeout)
+        except TimeoutError:
+            return BODY_TIMEOUT
+        return BODY_TOO_LARGE if found is None else None
+
+    return read_body, keep
 
 
 def compile_hook_stages(spec: ApiSpec, services: PluginServices, kind: HookKind) -> tuple[Stage, ...]:

@@ -51,8 +51,10 @@ class _MiniRequest:
         self.headers = view.headers  # the view is this call's own snapshot
         self.set_headers = view.set_headers
         self.delete_headers = view.delete_headers
-        self.body = ""
-        self.raw_body = b""
+        # The request body (APIs with hooks keep it for them; read only: the upstream receives
+        # the body as the client sent it).
+        self.raw_body = view.body
+        self.body = view.body.decode("utf-8", "replace") if view.body else ""
         self.url = view.url
         self.request_uri = view.url
         self.method = view.method

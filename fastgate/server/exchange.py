@@ -247,7 +247,10 @@ class Exchange:
             self.body_buffered += len(data)
             # A local handler needs the whole (size-limited) body; a proxied one can wait.
             if self.body_buffered > BODY_HIGH_WATER and not self.local:
-                self.client.block_body()
+                tap = self.req.body_tap
+                # A tap keeping the body (for auth or plugin hooks) is waited for: buffer up to its limit.
+                if tap is None or not tap.keeps_body or self.body_buffered > tap.limit:
+                    self.client.block_body()
 
     def body_complete(self) -> None:
         tap = self.req.body_tap
