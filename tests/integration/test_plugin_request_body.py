@@ -30,7 +30,8 @@ def the_apis(plugins: Path, upstream_url: str) -> list[dict]:
              "post_key_auth": [hook("PostKeyAuthBody", f)], "post": [hook("PostBody", f)]}
     return [
         plugin_api("bodyall", upstream_url, every),
-        plugin_api("bodypre", upstream_url, {"pre": [hook("PreBody", f)], "post": [hook("PostBody", f)]}, keyless=True),
+        plugin_api("bodypre", upstream_url, {"pre": [hook("PreBody", f), hook("native_body", f)], "post": [hook("PostBody", f)]},
+                   keyless=True),
         plugin_api("bodysmall", upstream_url, {"pre": [hook("PreBody", f)]}, keyless=True,
                    max_request_body_bytes=1000),
         classic_api("plainbody", "/plainbody/", upstream_url),
@@ -78,6 +79,7 @@ def test_chunked_and_large_bodies_up_to_the_limit(gw, up):
     record = answer.json()
     seen = headers_of(record)
     assert seen["x-pre-body-len"] == str(LIMIT) and seen["x-post-body-sha"] == sha(body)
+    assert seen["x-native-body-len"] == str(LIMIT)
     assert record["body_sha256"] == sha(body)
     answer = requests.post(gw.url + "/bodypre/echo", data=body, timeout=20)  # Content-Length
     assert answer.status_code == 200 and headers_of(answer.json())["x-pre-body-sha"] == sha(body)

@@ -46,6 +46,7 @@ def the_apis(plugins: Path, upstream_url: str) -> list[dict]:
         keyless("badheader", "BadHeader"),
         plugin_api("authresp", upstream_url, {"auth_check": hook("AuthMeta", f), "response": [hook("Rewrite", f)]}),
         classic_api("plain", "/plain/", upstream_url),
+        plugin_api("asyncresp", upstream_url, {"response": [hook("check", plugins / "native_plugin.py")]}, keyless=True),
         oas,
     ]
 
@@ -183,3 +184,9 @@ def test_a_client_that_leaves_while_the_hook_runs(gw, up):
     sock.close()
     time.sleep(1.3)
     assert requests.get(gw.url + "/rewrite/echo", timeout=10).status_code == 201
+
+
+def test_an_async_response_hook_refuses_its_api_at_load(gw, up):
+    assert requests.get(gw.url + "/asyncresp/echo", timeout=10).status_code == 404
+    assert "a response hook is a plain (Tyk-style) function" in gw.log
+    assert requests.get(gw.url + "/same/echo", timeout=10).status_code == 200
