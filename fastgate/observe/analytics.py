@@ -6,7 +6,9 @@ of Tyk Pump's ``AnalyticsRecord`` (``Method``, ``Path``, ``ResponseCode``, ``API
 times as msgpack.v2 writes Go's ``time.Time`` (``[unix seconds, nanoseconds]``, not the msgpack
 timestamp extension, which Tyk Pump's decoder refuses), pushed in batches with ``RPUSH`` to the
 Redis list ``analytics-tyk-system-analytics`` (Tyk's ``analytics-`` prefix and
-``tyk-system-analytics`` key; no ``[storage] key_prefix``). ``APIKey`` is the key's hash, as in
+``tyk-system-analytics`` key; no ``[storage] key_prefix``) of the store's Redis, whatever its URL
+(``redis://``, ``rediss://``, ``redis+sentinel://``, ``redis+cluster://``: the client comes from
+``fastgate.store.open_redis_client``). ``APIKey`` is the key's hash, as in
 the ``key_hash`` of ``POST /tyk/keys/create`` (Tyk: ``storage.HashKey``); never the key.
 
 Off the request path: the response only appends a tuple of what it already knows to a bounded
@@ -25,8 +27,9 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-import redis.asyncio as aioredis
 import redis.exceptions
+
+from fastgate.store import open_redis_client
 
 if TYPE_CHECKING:
     from fastgate.config import Config
@@ -84,8 +87,9 @@ class Analytics:
     # ---- the pusher -------------------------------------------------------------------------
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.client = aioredis.Redis.from_url(self.url, socket_timeout=self.timeout,
-                                              socket_connect_timeout=self.timeout)
+        # Any storage URL the store accepts (rediss://, Sentinel, Cluster, its query parameters):
+        # the store's own topology code builds the client.
+        self.client = open_redis_client(self.url, timeout=self.timeout)
         self.task = loop.create_task(self._run())
 
     async def close(self) -> None:
