@@ -348,7 +348,8 @@ def _check(config: Config, source: str) -> None:
         problems.append("workers: must be at least 1")
     problems.extend(oauth_problems(config))
     if config.enable_analytics and not config.storage.url.startswith("redis"):
-        problems.append("enable_analytics: analytics records go to Redis for Tyk Pump; set [storage] url to redis://")
+        problems.append("enable_analytics: analytics records go to Redis for Tyk Pump; set [storage] url to a Redis URL"
+                        " (redis://, rediss://, redis+sentinel://, redis+cluster://)")
     analytics = config.analytics_config
     if analytics.records_buffer_size < 1 or analytics.batch_size < 1 or analytics.flush_interval < 1:
         problems.append("analytics_config: records_buffer_size, batch_size and flush_interval must be at least 1")

@@ -23,6 +23,7 @@ from fastgate.admin.api import AdminApi
 from fastgate.admin.guard import ControlHosts
 from fastgate.apidef.loader import load_api_dir
 from fastgate.apidef.spec import DefinitionError
+from fastgate.auth import introspection
 from fastgate.auth.mtls import client_auth
 from fastgate.config import Config
 from fastgate.observe.access_log import AccessLog
@@ -331,6 +332,12 @@ class Gateway:
         passwords = self.services.passwords
         metrics.gauges["bcrypt_checks_in_flight"] = lambda: float(len(getattr(passwords, "_inflight", ())))
         count_fetches(self.services.jwks, "_fetcher", metrics, "jwks_fetches")
+        count_fetches(self.services.oidc_issuers, "_fetch", metrics, "oidc_discovery_fetches")
+        metrics.counters["introspection_calls"] = lambda: introspection.CALLS[0]
+        metrics.counters["introspection_calls_failures"] = lambda: introspection.CALLS[1]
+        store_stats = getattr(self.services.store, "stats", None)  # the Redis store's round trips
+        if isinstance(store_stats, list):
+            metrics.store = store_stats
         analytics = self.analytics
         if analytics is not None:
             metrics.gauges["analytics_queue_length"] = lambda: float(len(analytics.queue))

@@ -47,6 +47,11 @@ CONNECT_TIMEOUT: Final = 2.0
 READ_TIMEOUT: Final = 5.0
 
 
+# This process's calls to introspection endpoints (every API) and the failed ones (no answer in
+# time, an answer other than 200, garbage): read by the metrics at scrape.
+CALLS: list[int] = [0, 0]
+
+
 class Introspected:
     """One introspection answer and how long it may be used."""
 
@@ -129,15 +134,23 @@ class Introspector:
             raise IdpError("too many introspection calls in flight") from None
         try:
             self.calls += 1
+            CALLS[0] += 1
             response = await idp_request(
                 self.settings.url, method="POST", body=self._form(token), headers=self._headers,
                 connect_timeout=self.connect_timeout, read_timeout=self.read_timeout, max_bytes=MAX_RESPONSE_BYTES,
             )
+        except Exception:
+            CALLS[1] += 1
+            raise
         finally:
             self._slots.release()
-        if response.status != 200:
-            raise IdpError(f"the introspection endpoint answered {response.status}")
-        return parse_answer(response.body, self.settings.cache_timeout, time.time())
+        try:
+            if response.status != 200:
+                raise IdpError(f"the introspection endpoint answered {response.status}")
+            return parse_answer(response.body, self.settings.cache_timeout, time.time())
+        except IdpError:
+            CALLS[1] += 1
+            raise
 
     def _form(self, token: str) -> bytes:
         fields = [("token", token)]

@@ -42,6 +42,11 @@ from fastgate.observe.counting import (  # noqa: E402 - the layout the request p
     REQUESTS_SIZE, STATUS_CLASSES, UPSTREAM_BASE, UPSTREAM_SUM_US,
 )
 
+from fastgate.store.stats import (  # noqa: E402 - the store's round trips, read at scrape
+    BUCKETS as STORE_BUCKETS, ERRORS as STORE_ERRORS, ERRORS_AT as STORE_ERRORS_AT, OPERATIONS as STORE_OPERATIONS,
+    STORE_BOUNDS, STRIDE as STORE_STRIDE, SUM_US as STORE_SUM_US,
+)
+
 METHOD_SLOTS: Final = {m: i for i, m in enumerate(METHODS[:-1])}
 OTHER_METHOD: Final = len(METHODS) - 1
 assert REQUESTS_SIZE == len(METHODS) * len(STATUS_CLASSES) and BUCKETS == len(LATENCY_BOUNDS) + 1
@@ -113,6 +118,7 @@ class Metrics:
         self.limits: dict[tuple[str, str], int] = {}  # (api_id, "rate"|"quota") -> refusals
         self.gauges: dict[str, Callable[[], float]] = {}  # name -> read at scrape
         self.counters: dict[str, Callable[[], int]] = {}  # name -> read at scrape (monotonic)
+        self.store: list[int] | None = None  # the Redis store's counters (fastgate.store.stats)
         self.build: tuple[str, str] = ("", "")
         self.published_at = 0.0
 
@@ -144,6 +150,7 @@ class Metrics:
             "refusals": [[*k, v] for k, v in self.refusals.items()],
             "limits": [[*k, v] for k, v in self.limits.items()],
             "counters": {name: read() for name, read in self.counters.items()},
+            "store": list(self.store) if self.store is not None else [],
         }
 
     def publish(self, now: float) -> None:
@@ -195,7 +202,14 @@ class _Collector(Collector):
         refusals: dict[tuple[str, ...], int] = {}
         limits: dict[tuple[str, ...], int] = {}
         counters: dict[str, int] = {}
+        store = [0] * (len(STORE_OPERATIONS) * STORE_STRIDE)
+        has_store = False
         for snap in self.snapshots:
+            values = snap.get("store") or []
+            if len(values) == len(store):
+                has_store = True
+                for i, v in enumerate(values):
+                    store[i] += v
             for api_id, values in snap["apis"].items():
                 total = apis.setdefault(api_id, new_counters())
                 for i, v in enumerate(values[:COUNTERS_SIZE]):
@@ -235,6 +249,8 @@ class _Collector(Collector):
         for (api_id, kind), value in sorted(limits.items()):
             limit.add_metric([api_id, kind], value)
         yield from (requests, auth, limit, upstream, overhead)
+        if has_store:
+            yield from _store_families(store)
         for name, value in sorted(counters.items()):
             family = CounterMetricFamily(f"fastgate_{name}", name.replace("_", " "))
             family.add_metric([], value)
@@ -249,11 +265,27 @@ class _Collector(Collector):
         yield info
 
 
-def _buckets(counts: list[int]) -> list[tuple[str, float]]:
+def _store_families(store: list[int]) -> Iterable[Any]:
+    """The Redis store's round trips (histogram) and errors, by operation."""
+    trips = HistogramMetricFamily("fastgate_store_operation_seconds",
+                                  "Round trips to the Redis store by operation (failed ones too)",
+                                  labels=["operation"])
+    errors = CounterMetricFamily("fastgate_store_errors", "Failed store operations by operation and error kind",
+                                 labels=["operation", "error"])
+    for op, name in enumerate(STORE_OPERATIONS):
+        base = op * STORE_STRIDE
+        trips.add_metric([name], _buckets(store[base:base + STORE_BUCKETS], STORE_BOUNDS),
+                         store[base + STORE_SUM_US] / 1e6)
+        for kind, error in enumerate(STORE_ERRORS):
+            errors.add_metric([name, error], store[base + STORE_ERRORS_AT + kind])
+    return trips, errors
+
+
+def _buckets(counts: list[int], bounds: tuple[float, ...] = LATENCY_BOUNDS) -> list[tuple[str, float]]:
     """Cumulative (le, count) pairs, as Prometheus histograms are written."""
     out = []
     running = 0
-    for bound, count in zip((*(repr(b) for b in LATENCY_BOUNDS), "+Inf"), counts):
+    for bound, count in zip((*(repr(b) for b in bounds), "+Inf"), counts):
         running += count
         out.append((bound, running))
     return out

@@ -27,7 +27,7 @@ __all__ = [
     "CLUSTER_CHANNEL", "ClusterEvent", "KEY_PREFIX", "NOTICE_API_UPDATED", "NOTICE_GROUP_RELOAD",
     "NOTICE_KEY_UPDATED", "NOTICE_POLICY_CHANGED", "QUOTA_PREFIX", "RATE_LIMIT_PREFIX", "Store",
     "StoreError", "StoreUnavailable", "Subscription", "decode_event", "encode_event",
-    "open_store",
+    "open_redis_client", "open_store",
 ]
 
 _FLOAT_OPTIONS = ("socket_timeout", "socket_connect_timeout", "pool_timeout", "breaker_seconds")
@@ -46,6 +46,41 @@ def open_store(url: str, **options: Any) -> Store:
         raise ValueError(f"storage url {url.rpartition('@')[2]!r}: use memory:// or redis://host:port/db"
                          " (or rediss://, redis+sentinel://host:port[,...]/service_name[/db],"
                          " redis+cluster://host:port[,...])")
+    clean, ours = _split_options(url)
+    ours.update(options)
+    # Lazy: redis-py costs ~100 ms of import at start-up and only a redis:// store needs it.
+    from fastgate.store.redis import RedisStore
+
+    return RedisStore(clean, **ours)
+
+
+def open_redis_client(url: str, *, timeout: float, max_connections: int = 4) -> Any:
+    """A redis-py command client for any Redis storage URL the store accepts (`redis://`,
+    `rediss://`, Sentinel, Cluster, with the same query parameters), for a writer beside the
+    store (the analytics pusher): built by the store's own topology code, so TLS options, the
+    Sentinel master and the Cluster's slot map work as they do for the store. The store's own
+    parameters (`prefix`, `fast_path`, ...) are taken out; `socket_timeout` and
+    `socket_connect_timeout` in the URL win over `timeout`. Raises ValueError for a URL that
+    is not a Redis one. Nothing connects until the first command.
+    """
+    if urlsplit(url).scheme not in SCHEMES:
+        raise ValueError(f"storage url {url.rpartition('@')[2]!r}: not a Redis URL")
+    clean, ours = _split_options(url)
+    from fastgate.store.topology import open_clients
+
+    clients = open_clients(parse_topology(clean),
+                           socket_timeout=float(ours.get("socket_timeout", timeout)),
+                           socket_connect_timeout=float(ours.get("socket_connect_timeout", timeout)),
+                           max_connections=max_connections, pool_timeout=timeout, options={},
+                           pubsub=False)
+    return clients.commands
+
+
+def _split_options(url: str) -> tuple[str, dict[str, Any]]:
+    """`url` without the store's own query parameters, and those parameters, checked.
+
+    Raises ValueError with what is wrong in the URL or a parameter."""
+    parts = urlsplit(url)
     parse_topology(url)  # ValueError with what is wrong
     ours: dict[str, Any] = {}
     passed: list[tuple[str, str]] = []
@@ -63,8 +98,4 @@ def open_store(url: str, **options: Any) -> Store:
                 raise ValueError(f"storage url: {name}={value!r} is not a number") from None
         else:
             passed.append((name, value))
-    ours.update(options)
-    # Lazy: redis-py costs ~100 ms of import at start-up and only a redis:// store needs it.
-    from fastgate.store.redis import RedisStore
-
-    return RedisStore(urlunsplit(parts._replace(query=urlencode(passed))), **ours)
+    return urlunsplit(parts._replace(query=urlencode(passed))), ours

@@ -46,6 +46,7 @@ from fastgate.store.base import (
     KEY_PREFIX, QUOTA_PREFIX, RATE_LIMIT_PREFIX, EventCallback, GapCallback, StoreError,
     StoreUnavailable,
 )
+from fastgate.store import stats
 from fastgate.store.resp import Overloaded, ReplyError, RespClient, encode_command
 from fastgate.store.topology import open_clients
 from fastgate.store.urls import parse_topology
@@ -159,6 +160,7 @@ class RedisStore:
             if fast_path and not redis_options and topology.kind == "standalone" else None
         self._limits_sha = hashlib.sha1(_LIMITS_LUA.encode()).hexdigest()
         self._limit_commands: dict[tuple[Any, ...], bytes] = {}
+        self.stats = stats.new_stats()  # round trips and errors (fastgate.store.stats), read at scrape
 
     # -- sessions ----------------------------------------------------------------------------
     async def get_session(self, key_id: str) -> bytes | None:
@@ -169,16 +171,16 @@ class RedisStore:
             return []
         keys = [f"{self._p}{KEY_PREFIX}{k}" for k in key_ids]
         if self._fast is not None:
-            return list(await self._fast_call(encode_command(["MGET", *keys])))
+            return list(await self._fast_call(encode_command(["MGET", *keys]), stats.SESSION_READ))
         if self._cluster:  # the keys sit in several slots: one MGET per node, in parallel
-            return list(await self._run(self._redis.mget_nonatomic, keys))
-        return list(await self._run(self._redis.mget, keys))
+            return list(await self._run(stats.SESSION_READ, self._redis.mget_nonatomic, keys))
+        return list(await self._run(stats.SESSION_READ, self._redis.mget, keys))
 
     async def set_session(self, key_id: str, value: bytes, ttl: float | None = None) -> None:
-        await self._set(f"{self._p}{KEY_PREFIX}{key_id}", value, ttl)
+        await self._set(stats.SESSION_WRITE, f"{self._p}{KEY_PREFIX}{key_id}", value, ttl)
 
     async def delete_session(self, key_id: str) -> bool:
-        return bool(await self._run(self._redis.delete, f"{self._p}{KEY_PREFIX}{key_id}"))
+        return bool(await self._run(stats.SESSION_DELETE, self._redis.delete, f"{self._p}{KEY_PREFIX}{key_id}"))
 
     async def list_sessions(self, prefix: str = "") -> list[str]:
         head = f"{self._p}{KEY_PREFIX}"
@@ -187,7 +189,7 @@ class RedisStore:
         async def scan() -> list[str]:
             return [k.decode()[len(head):]
                     async for k in self._redis.scan_iter(match=pattern, count=1000)]
-        found: list[str] = await self._run(scan, bounded=False)
+        found: list[str] = await self._run(stats.SESSION_SCAN, scan, bounded=False)
         return found
 
     # -- rate limits and quotas --------------------------------------------------------------
@@ -217,10 +219,10 @@ class RedisStore:
                 if len(self._limit_commands) >= _MAX_LIMIT_COMMANDS:
                     self._limit_commands.clear()
                 self._limit_commands[spec] = command
-            reply = await self._fast_call(command, script=True)
+            reply = await self._fast_call(command, stats.LIMITS, script=True)
             if isinstance(reply, ReplyError):  # NOSCRIPT: Redis restarted, or SCRIPT FLUSH
                 keys, args = self._limits_args(*spec)  # EVAL sends the script and caches it
-                reply = await self._fast_call(encode_command(["EVAL", _LIMITS_LUA, 2, *keys, *args]))
+                reply = await self._fast_call(encode_command(["EVAL", _LIMITS_LUA, 2, *keys, *args]), stats.LIMITS)
             r_ok, tat, now, q_ok, used, ttl = reply
         elif self._cluster:
             r_ok, tat, now, q_ok, used, ttl = await self._cluster_limits(
@@ -265,12 +267,12 @@ class RedisStore:
         keys, args = self._limits_args(rate_name, params, quota_name, quota_max, renewal_rate)
         if not keys[0] or not keys[1] or key_slot(keys[0].encode()) == key_slot(keys[1].encode()):
             slot_keys = [k or keys[0] or keys[1] for k in keys]  # an unused key: the other one
-            result: list[Any] = await self._run(self._limits, keys=slot_keys, args=args)
+            result: list[Any] = await self._run(stats.LIMITS, self._limits, keys=slot_keys, args=args)
             return result
-        rate = await self._run(self._limits, keys=[keys[0], keys[0]], args=[*args[:3], 0, 0, 0])
+        rate = await self._run(stats.LIMITS, self._limits, keys=[keys[0], keys[0]], args=[*args[:3], 0, 0, 0])
         if not rate[0]:
             return list(rate)
-        quota = await self._run(self._limits, keys=[keys[1], keys[1]], args=[0, 0, 0, *args[3:]])
+        quota = await self._run(stats.LIMITS, self._limits, keys=[keys[1], keys[1]], args=[0, 0, 0, *args[3:]])
         return [1, rate[1], rate[2], *quota[3:]]
 
     def _batched_limits(self, keys: list[str], args: list[int]) -> asyncio.Future[list[Any]]:
@@ -311,7 +313,7 @@ class RedisStore:
                 return await pipe.execute(raise_on_error=False)
 
         try:
-            results = await self._run(send)
+            results = await self._run(stats.LIMITS, send)
         except BaseException as exc:
             for _, _, future in batch:
                 if not future.done():
@@ -335,7 +337,7 @@ class RedisStore:
                 pipe.get(key)
                 pipe.pttl(key)
                 return await pipe.execute()
-        raw, ttl = await self._run(read)
+        raw, ttl = await self._run(stats.QUOTA_READ, read)
         used = int(raw) if raw is not None else 0
         return quota_decision(used < quota_max, used, int(ttl), quota_max, time.time())
 
@@ -344,22 +346,22 @@ class RedisStore:
         keys = [self._counter_key(QUOTA_PREFIX, n) for n in quota_names]
         keys += [self._counter_key(RATE_LIMIT_PREFIX, n) for n in rate_names]
         if keys:
-            await self._run(self._redis.delete, *keys)
+            await self._run(stats.LIMITS_RESET, self._redis.delete, *keys)
 
     # -- small key/value ---------------------------------------------------------------------
     async def kv_get(self, key: str) -> bytes | None:
-        value: bytes | None = await self._run(self._redis.get, self._p + key)
+        value: bytes | None = await self._run(stats.KV_READ, self._redis.get, self._p + key)
         return value
 
     async def kv_set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        await self._set(self._p + key, value, ttl)
+        await self._set(stats.KV_WRITE, self._p + key, value, ttl)
 
     async def kv_delete(self, key: str) -> bool:
-        return bool(await self._run(self._redis.delete, self._p + key))
+        return bool(await self._run(stats.KV_DELETE, self._redis.delete, self._p + key))
 
     async def kv_set_if_absent(self, key: str, value: bytes, ttl: float | None = None) -> bool:
         px = max(int(ttl * 1000), 1) if ttl and ttl > 0 else None
-        return bool(await self._run(self._redis.set, self._p + key, value, nx=True, px=px))
+        return bool(await self._run(stats.KV_WRITE, self._redis.set, self._p + key, value, nx=True, px=px))
 
     async def kv_keys(self, prefix: str) -> list[str]:
         head = self._p
@@ -367,12 +369,12 @@ class RedisStore:
 
         async def scan() -> list[str]:
             return [k.decode()[len(head):] async for k in self._redis.scan_iter(match=pattern, count=1000)]
-        found: list[str] = await self._run(scan, bounded=False)
+        found: list[str] = await self._run(stats.KV_SCAN, scan, bounded=False)
         return found
 
     # -- events ------------------------------------------------------------------------------
     async def publish(self, channel: str, message: bytes) -> None:
-        await self._run(self._redis.publish, self._p + channel, message)
+        await self._run(stats.PUBLISH, self._redis.publish, self._p + channel, message)
 
     async def subscribe(self, channel: str, callback: EventCallback,
                         on_gap: GapCallback | None = None) -> _RedisSubscription:
@@ -396,7 +398,7 @@ class RedisStore:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def ping(self) -> None:
-        await self._run(self._redis.ping)
+        await self._run(stats.PING, self._redis.ping)
 
     async def close(self) -> None:
         if self._closed:
@@ -417,10 +419,14 @@ class RedisStore:
             await client.aclose()
 
     # -- calls -------------------------------------------------------------------------------
-    async def _run(self, fn: Callable[..., Awaitable[Any]], *args: Any, bounded: bool = True,
+    async def _run(self, op: int, fn: Callable[..., Awaitable[Any]], *args: Any, bounded: bool = True,
                    **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``, bounded, with the breaker; counted as operation ``op``
+        (`fastgate.store.stats`)."""
         self._check()
-        if time.monotonic() < self._down_until:
+        started = time.monotonic()
+        if started < self._down_until:
+            stats.count_error(self.stats, op, stats.UNAVAILABLE)
             raise StoreUnavailable(f"redis at {self._where} is unavailable (retrying shortly)")
         # The outer bound catches what socket timeouts cannot (a script load after a NOSCRIPT, a
         # reconnect and its retry); each round trip has its own socket timeout. A SCAN over a
@@ -428,43 +434,62 @@ class RedisStore:
         limit = self._op_timeout * 2 + self._pool_timeout if bounded else None
         try:
             async with asyncio.timeout(limit):
-                return await fn(*args, **kwargs)
+                result = await fn(*args, **kwargs)
         except _UNREACHABLE as exc:
+            now = time.monotonic()
+            stats.count_trip(self.stats, op, now - started)
+            stats.count_error(self.stats, op, _error_kind(exc))
             if not _pool_exhausted(exc):  # a busy pool is load, not a dead Redis
-                self._down_until = time.monotonic() + self._breaker
+                self._down_until = now + self._breaker
             raise StoreUnavailable(f"redis at {self._where} is unavailable: {exc}") from exc
         except RedisError as exc:
+            stats.count_trip(self.stats, op, time.monotonic() - started)
+            stats.count_error(self.stats, op, stats.OTHER)
             raise StoreError(f"redis at {self._where}: {exc}") from exc
+        stats.count_trip(self.stats, op, time.monotonic() - started)
+        return result
 
-    async def _fast_call(self, command: bytes, script: bool = False) -> Any:
+    async def _fast_call(self, command: bytes, op: int, script: bool = False) -> Any:
         """One command on the pipelined client, with the breaker of `_run`.
 
         A reply error is returned (`ReplyError`) only for a script call, to see NOSCRIPT;
         otherwise it raises StoreError.
         """
         self._check()
-        if time.monotonic() < self._down_until:
+        started = time.monotonic()
+        if started < self._down_until:
+            stats.count_error(self.stats, op, stats.UNAVAILABLE)
             raise StoreUnavailable(f"redis at {self._where} is unavailable (retrying shortly)")
         assert self._fast is not None
         try:
             reply = await self._fast.execute(command)
         except Overloaded:
-            raise  # load, not a dead Redis: no breaker
-        except StoreUnavailable:
-            self._down_until = time.monotonic() + self._breaker
+            stats.count_error(self.stats, op, stats.UNAVAILABLE)  # load: no round trip, no breaker
             raise
+        except StoreError as exc:
+            now = time.monotonic()
+            stats.count_trip(self.stats, op, now - started)
+            if isinstance(exc, StoreUnavailable):
+                stats.count_error(self.stats, op, _error_kind(exc))
+                self._down_until = now + self._breaker
+            else:  # an error reply to the connection's handshake (AUTH, SELECT)
+                stats.count_error(self.stats, op, stats.OTHER)
+            raise
+        stats.count_trip(self.stats, op, time.monotonic() - started)
         if isinstance(reply, ReplyError):
             text = str(reply)
             if text.startswith(_UNAVAILABLE_REPLIES):  # a restart or failover in progress: 503
+                stats.count_error(self.stats, op, stats.UNAVAILABLE)
                 self._down_until = time.monotonic() + self._breaker
                 raise StoreUnavailable(f"redis at {self._where} is unavailable: {text}")
             if not (script and text.startswith("NOSCRIPT")):
+                stats.count_error(self.stats, op, stats.OTHER)
                 raise StoreError(f"redis at {self._where}: {text}")
         return reply
 
-    async def _set(self, key: str, value: bytes, ttl: float | None) -> None:
+    async def _set(self, op: int, key: str, value: bytes, ttl: float | None) -> None:
         px = max(int(ttl * 1000), 1) if ttl and ttl > 0 else None
-        await self._run(self._redis.set, key, value, px=px)
+        await self._run(op, self._redis.set, key, value, px=px)
 
     def _check(self) -> None:
         if self._closed:
@@ -593,6 +618,19 @@ def _fast_client(url: str, timeout: float, connect_timeout: float) -> RespClient
         parts.hostname, parts.port or 6379, db=int(path or 0),
         username=unquote(parts.username) if parts.username else None, password=password,
         timeout=timeout, connect_timeout=connect_timeout, where=url.split("@")[-1])
+
+
+def _error_kind(exc: BaseException) -> int:
+    """`fastgate.store.stats`' kind of a failure: TIMEOUT when Redis did not answer (or accept
+    the connection) in time, else UNAVAILABLE."""
+    seen: BaseException | None = exc
+    for _ in range(4):  # the exception and its causes
+        if seen is None:
+            break
+        if isinstance(seen, (RedisTimeoutError, TimeoutError)) or "no reply within" in str(seen):
+            return stats.TIMEOUT
+        seen = seen.__cause__ or seen.__context__
+    return stats.UNAVAILABLE
 
 
 def _pool_exhausted(exc: BaseException) -> bool:

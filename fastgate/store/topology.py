@@ -41,8 +41,10 @@ class Clients:
 
 
 def open_clients(topology: Topology, *, socket_timeout: float, socket_connect_timeout: float,
-                 max_connections: int, pool_timeout: float, options: dict[str, Any]) -> Clients:
-    """redis-py clients for `topology`; nothing connects until the first command.
+                 max_connections: int, pool_timeout: float, options: dict[str, Any],
+                 pubsub: bool = True) -> Clients:
+    """redis-py clients for `topology`; nothing connects until the first command. With
+    ``pubsub=False`` no Pub/Sub client is made (``Clients.pubsub`` is empty).
 
     Commands retry once on a connection error (a pooled connection that died), the Pub/Sub
     connections never (the store's listener reconnects and reports the gap itself).
@@ -56,7 +58,8 @@ def open_clients(topology: Topology, *, socket_timeout: float, socket_connect_ti
             topology.url, max_connections=max_connections, timeout=pool_timeout, retry=once,
             **timeouts, **options)
         return Clients(topology, aioredis.Redis(connection_pool=pool),
-                       [aioredis.Redis.from_url(topology.url, retry=never, **timeouts, **options)])
+                       [aioredis.Redis.from_url(topology.url, retry=never, **timeouts, **options)]
+                       if pubsub else [])
     auth = {"username": topology.username, "password": topology.password}
     if topology.kind == "sentinel":
         sentinel_options = {k[len("sentinel_"):]: options.pop(k) for k in list(options)
@@ -68,10 +71,10 @@ def open_clients(topology: Topology, *, socket_timeout: float, socket_connect_ti
             topology,
             sentinel.master_for(topology.service_name, retry=once, max_connections=max_connections,
                                 **common),
-            [sentinel.master_for(topology.service_name, retry=never, **common)])
+            [sentinel.master_for(topology.service_name, retry=never, **common)] if pubsub else [])
     cluster = RedisCluster(
         startup_nodes=[ClusterNode(h, p) for h, p in topology.nodes], retry=once,
         max_connections=max_connections, require_full_coverage=True, **auth, **timeouts, **options)
     return Clients(topology, cluster, [
         aioredis.Redis(host=h, port=p, retry=never, **auth, **timeouts, **options)
-        for h, p in topology.nodes])
+        for h, p in topology.nodes] if pubsub else [])

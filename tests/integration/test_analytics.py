@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import msgpack
+import pytest
 import redis
 import requests
 
@@ -121,3 +122,46 @@ def test_check_warns_about_report_only(tmp_path):
     done = run_cli("check", "--config", str(config))
     out = done.stdout + done.stderr
     assert done.returncode == 0 and "ro.json: auth_report_only: true" in out, out
+
+
+def test_analytics_on_a_url_with_the_stores_own_options(make_gateway, upstream):
+    """The store's query parameters (prefix, breaker_seconds, ...) are not redis-py's: the
+    analytics client is built by the store's code, so the URL works for both."""
+    flush_redis_db(REDIS_TEST_URL)
+    url = REDIS_TEST_URL + "?prefix=tenant1:&breaker_seconds=0.5&socket_timeout=2&fast_path=false"
+    gw = make_gateway([classic_api("opts", "/opts/", upstream.url)],
+                      {"enable_analytics": True, "storage": {"url": url}})
+    for _ in range(3):
+        assert requests.get(gw.url + "/opts/echo", timeout=5).status_code == 200
+    records = read_records(3)
+    assert [rec["APIID"] for _, rec in records] == ["opts"] * 3
+    flush_redis_db(REDIS_TEST_URL)
+
+
+@pytest.mark.redis
+def test_analytics_on_a_redis_cluster(make_gateway, upstream):
+    """``redis+cluster://``: the records land in the cluster (on the node owning the list's slot),
+    read back with a cluster client."""
+    from redis.cluster import ClusterNode, RedisCluster
+
+    from tests.kit.redis_topologies import RedisClusterServers
+
+    servers = RedisClusterServers()
+    try:
+        gw = make_gateway([classic_api("cl", "/cl/", upstream.url)],
+                          {"enable_analytics": True, "storage": {"url": servers.url(servers.ports[0])}})
+        for _ in range(4):
+            assert requests.get(gw.url + "/cl/echo", timeout=5).status_code == 200
+        client = RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", servers.ports[0])], socket_timeout=2)
+        try:
+            deadline = time.monotonic() + 5
+            while client.llen(LIST) < 4 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            raw = client.lrange(LIST, 0, -1)
+            assert client.ttl(LIST) > 0
+        finally:
+            client.close()
+        assert [msgpack.unpackb(r, raw=False)["APIID"] for r in raw] == ["cl"] * 4
+        assert "analytics" not in gw.log.lower() or "dropped" not in gw.log
+    finally:
+        servers.stop()

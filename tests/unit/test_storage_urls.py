@@ -55,3 +55,30 @@ def test_open_store_refuses_what_it_cannot_open_before_connecting():
         open_store("redis+sentinels://user:topsecret@h/fg")
     with pytest.raises(ValueError, match="only database 0"):
         open_store("redis+cluster://127.0.0.1:7000/5")
+
+
+def test_analytics_client_for_every_kind_of_url():
+    """``open_redis_client`` (the analytics pusher's client) for each URL the store accepts:
+    TLS options reach redis-py, the store's own parameters do not, Sentinel gives the named
+    master, Cluster the cluster client; nothing connects here."""
+    import ssl
+
+    from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
+
+    from fastgate.store import open_redis_client
+
+    tls = open_redis_client("rediss://u:pw@cache.example:6380/2?ssl_cert_reqs=required&prefix=t:&breaker_seconds=1",
+                            timeout=0.5)
+    kwargs = tls.connection_pool.connection_kwargs
+    assert isinstance(tls, Redis) and kwargs["db"] == 2 and kwargs["ssl_cert_reqs"] in ("required", ssl.CERT_REQUIRED)
+    assert "prefix" not in kwargs and "breaker_seconds" not in kwargs and kwargs["socket_timeout"] == 0.5
+    master = open_redis_client("redis+sentinel://s1:26379,s2/fg/3?socket_timeout=2", timeout=0.5)
+    assert isinstance(master, Redis) and master.connection_pool.service_name == "fg"
+    assert master.connection_pool.connection_kwargs["db"] == 3
+    assert master.connection_pool.connection_kwargs["socket_timeout"] == 2.0
+    cluster = open_redis_client("redis+cluster://n1:7000,n2:7001", timeout=0.5)
+    assert isinstance(cluster, RedisCluster)
+    for url in ("memory://", "http://x"):
+        with pytest.raises(ValueError):
+            open_redis_client(url, timeout=0.5)
