@@ -29,7 +29,7 @@ from fastgate.apidef.oauth_decode import classic_oauth, oas_oauth
 from fastgate.apidef.auth_settings import OAuthSettings
 from fastgate.apidef.security_decode import oas_requirement_names
 from fastgate.apidef.spec import DefinitionError
-from fastgate.validation import split_error
+from fastgate.validation import as_dict, split_error
 
 __all__ = ["DecodedAuth", "classic_auth", "oas_auth", "oas_source", "parse_duration"]
 
@@ -83,7 +83,7 @@ def classic_auth(raw: dict[str, Any], auth_configs: dict[str, AuthSource], *, us
 def oas_auth(raw: dict[str, Any], auth_configs: dict[str, AuthSource], *, use_keyless: bool) -> DecodedAuth:
     """The auth settings of a Tyk OAS document (``auth_configs``: its ``apiKey`` source)."""
     protected = not use_keyless
-    auth = _dict(_dict(_dict(raw.get(EXTENSION)).get("server")).get("authentication"))
+    auth = as_dict(as_dict(as_dict(raw.get(EXTENSION)).get("server")).get("authentication"))
     return DecodedAuth(
         token=_oas_token(raw, auth_configs) if protected else None,
         basic=_oas_basic(raw) if protected else None,
@@ -264,13 +264,13 @@ def _classic_mtls(raw: dict[str, Any], auth_configs: dict[str, AuthSource], use_
 
 
 def _oas_mtls(raw: dict[str, Any], use_keyless: bool) -> MtlsSettings:
-    server = _dict(_dict(raw.get(EXTENSION)).get("server"))
-    client_certs = _dict(server.get("clientCertificates"))
-    auth = _dict(server.get("authentication"))
-    cert_auth = _dict(auth.get("certificateAuth"))
-    schemes = _dict(auth.get("securitySchemes")).values()
+    server = as_dict(as_dict(raw.get(EXTENSION)).get("server"))
+    client_certs = as_dict(server.get("clientCertificates"))
+    auth = as_dict(server.get("authentication"))
+    cert_auth = as_dict(auth.get("certificateAuth"))
+    schemes = as_dict(auth.get("securitySchemes")).values()
     dynamic = bool(cert_auth.get("enabled")) or (
-        "certificateAuth" not in auth and any(_dict(s).get("enableClientCertificate") for s in schemes))
+        "certificateAuth" not in auth and any(as_dict(s).get("enableClientCertificate") for s in schemes))
     return MtlsSettings(
         static=bool(client_certs.get("enabled")),
         allowlist=_strings(client_certs.get("allowlist")),
@@ -318,7 +318,7 @@ class _ClassicJwt(msgspec.Struct, kw_only=True):
 
 
 def _classic_jwt(raw: dict[str, Any], auth_configs: dict[str, AuthSource]) -> JwtSettings | None:
-    api = _convert(raw, _ClassicJwt, "")
+    api = convert_settings(raw, _ClassicJwt, "")
     if not api.enable_jwt:
         return None
     scope = _classic_scope(api)
@@ -422,7 +422,7 @@ def _oas_jwt(raw: dict[str, Any]) -> JwtSettings | None:
         return None
     name, vendor = found
     where = f"{EXTENSION}.server.authentication.securitySchemes.{name}"
-    jwt = _convert(vendor, _OasJwt, where)
+    jwt = convert_settings(vendor, _OasJwt, where)
     if not jwt.enabled:
         return None
     uris = tuple((u.url, parse_duration(u.cacheTimeout)) for u in jwt.jwksURIs or () if u.url)
@@ -537,7 +537,9 @@ def _skew(value: int | None, field_name: str) -> int:
     return value or 0
 
 
-def _convert(raw: Any, struct: type[Any], where: str) -> Any:
+def convert_settings(raw: Any, struct: type[Any], where: str) -> Any:
+    """``raw`` as ``struct`` (lenient about number spellings); a wrong type is a ``DefinitionError``
+    naming ``where`` and the field inside it."""
     try:
         return msgspec.convert(raw, struct, strict=False)
     except msgspec.ValidationError as exc:
@@ -570,14 +572,11 @@ def parse_duration(value: str | float | None) -> float | None:
     return total or None
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
 
 def _enforced_schemes(raw: dict[str, Any]) -> dict[str, Any]:
     """The declared security schemes Tyk enforces: those a requirement names (legacy mode: the
     first requirement only); all of them when the document has no ``security``."""
-    schemes = _dict(_dict(raw.get("components")).get("securitySchemes"))
+    schemes = as_dict(as_dict(raw.get("components")).get("securitySchemes"))
     if not raw.get("security"):
         return schemes
     wanted = {name for names in oas_requirement_names(raw) for name in names}

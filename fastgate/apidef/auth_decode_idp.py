@@ -28,7 +28,7 @@ from typing import Any, Final
 
 import msgspec
 
-from fastgate.apidef.auth_decode import EXTENSION, oas_source
+from fastgate.apidef.auth_decode import EXTENSION, convert_settings, oas_source
 from fastgate.apidef.auth_settings import (
     AuthSource,
     ExternalOAuthSettings,
@@ -39,7 +39,7 @@ from fastgate.apidef.auth_settings import (
     OidcSettings,
 )
 from fastgate.apidef.spec import DefinitionError
-from fastgate.validation import split_error
+from fastgate.validation import as_dict
 
 __all__ = ["IdpAuth", "classic_idp_auth", "oas_idp_auth"]
 
@@ -131,8 +131,8 @@ def _external(providers: Any, source: AuthSource, where: str, *, camel: bool) ->
     at = f"{where}.providers[0]" if not camel else f"{where}[0]"
     jwt_raw = _renamed(first.get("jwt"), camel)
     intro_raw = _renamed(first.get("introspection"), camel)
-    jwt = _convert(jwt_raw, _Jwt, f"{at}.jwt")
-    intro = _convert(intro_raw, _Introspection, f"{at}.introspection")
+    jwt = convert_settings(jwt_raw, _Jwt, f"{at}.jwt")
+    intro = convert_settings(intro_raw, _Introspection, f"{at}.introspection")
     return ExternalOAuthSettings(
         source=source,
         has_provider=True,
@@ -243,21 +243,21 @@ def _classic_oidc(raw: dict[str, Any], auth_configs: dict[str, AuthSource]) -> O
 
 def _oas_oidc(raw: dict[str, Any]) -> OidcSettings | None:
     where = f"{EXTENSION}.server.authentication.oidc"
-    auth = _dict(_dict(_dict(raw.get(EXTENSION)).get("server")).get("authentication"))
-    oidc = _dict(auth.get("oidc"))
+    auth = as_dict(as_dict(as_dict(raw.get(EXTENSION)).get("server")).get("authentication"))
+    oidc = as_dict(auth.get("oidc"))
     if not oidc.get("enabled"):
         return None
     providers = []
     listed = oidc.get("providers")
     for i, provider in enumerate(listed if isinstance(listed, list) else ()):
         at = f"{where}.providers[{i}]"
-        provider = _dict(provider)
+        provider = as_dict(provider)
         issuer = _issuer(provider.get("issuer"), f"{at}.issuer")
         mappings = provider.get("clientToPolicyMapping")
         clients = tuple((str(m.get("clientId") or ""), str(m.get("policyId") or ""))
                         for m in (mappings if isinstance(mappings, list) else ()) if isinstance(m, dict))
         providers.append(OidcProvider(issuer, clients))
-    scopes = _dict(oidc.get("scopes"))
+    scopes = as_dict(oidc.get("scopes"))
     names = scopes.get("claims") if isinstance(scopes.get("claims"), list) else None
     claim_names = tuple(str(n) for n in names or ()) or ((str(scopes["claimName"]),) if scopes.get("claimName") else ())
     mapping = scopes.get("scopeToPolicyMapping")
@@ -269,7 +269,7 @@ def _oas_oidc(raw: dict[str, Any]) -> OidcSettings | None:
         scope_to_policy={str(m["scope"]): str(m.get("policyId") or "")
                          for m in (mapping if isinstance(mapping, list) else ()) if isinstance(m, dict) and m.get("scope")},
         where=where,
-        context_vars=bool(_dict(_dict(_dict(_dict(raw.get(EXTENSION)).get("middleware")).get("global"))
+        context_vars=bool(as_dict(as_dict(as_dict(as_dict(raw.get(EXTENSION)).get("middleware")).get("global"))
                                .get("contextVariables")).get("enabled")),
     )
 
@@ -286,9 +286,9 @@ def _issuer(value: Any, field: str) -> str:
 
 def _oas_scheme(raw: dict[str, Any], wanted: Any) -> tuple[str, dict[str, Any]] | None:
     """(name, vendor block) of the first scheme of the enforced requirements ``wanted`` accepts."""
-    schemes = _dict(_dict(raw.get("components")).get("securitySchemes"))
-    auth = _dict(_dict(_dict(raw.get(EXTENSION)).get("server")).get("authentication"))
-    vendor = _dict(auth.get("securitySchemes"))
+    schemes = as_dict(as_dict(raw.get("components")).get("securitySchemes"))
+    auth = as_dict(as_dict(as_dict(raw.get(EXTENSION)).get("server")).get("authentication"))
+    vendor = as_dict(auth.get("securitySchemes"))
     security = raw.get("security") if isinstance(raw.get("security"), list) else []
     requirements = security if auth.get("securityProcessingMode") == "compliant" else security[:1]
     for requirement in requirements:
@@ -300,17 +300,7 @@ def _oas_scheme(raw: dict[str, Any], wanted: Any) -> tuple[str, dict[str, Any]] 
 
 
 def _renamed(value: Any, camel: bool) -> dict[str, Any]:
-    value = _dict(value)
+    value = as_dict(value)
     return {_CAMEL.get(k, k): v for k, v in value.items()} if camel else value
 
 
-def _convert(raw: Any, struct: type[Any], where: str) -> Any:
-    try:
-        return msgspec.convert(raw, struct, strict=False)
-    except msgspec.ValidationError as exc:
-        at, what = split_error(exc)
-        raise DefinitionError(".".join(p for p in (where, at) if p), what) from None
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}

@@ -7,6 +7,7 @@ from typing import Any, Final
 
 from fastgate.apidef.plugin_settings import EXTRACT_FROM, EXTRACT_WITH, HookRef, IdExtractor, PluginSettings
 from fastgate.apidef.spec import DefinitionError
+from fastgate.validation import as_dict
 
 __all__ = ["classic_plugins", "oas_plugins"]
 
@@ -39,19 +40,19 @@ def classic_plugins(raw: dict[str, Any], use_keyless: bool) -> PluginSettings | 
 
 def oas_plugins(raw: dict[str, Any], use_keyless: bool) -> PluginSettings | None:
     """The plugin settings of a Tyk OAS document, or None when it uses no plugin."""
-    ext = _dict(raw.get(EXTENSION))
-    glob = _dict(_dict(ext.get("middleware")).get("global"))
+    ext = as_dict(raw.get(EXTENSION))
+    glob = as_dict(as_dict(ext.get("middleware")).get("global"))
     where = f"{EXTENSION}.middleware.global"
-    auth = _dict(_dict(ext.get("server")).get("authentication"))
-    custom = _dict(auth.get("custom"))
+    auth = as_dict(as_dict(ext.get("server")).get("authentication"))
+    custom = as_dict(auth.get("custom"))
     auth_check = None
     extractor = None
     if not use_keyless and custom.get("enabled") is True:
-        config = _dict(custom.get("config"))
+        config = as_dict(custom.get("config"))
         field = f"{EXTENSION}.server.authentication.custom.config"
         if config.get("enabled") is not False:
             auth_check = _ref({"name": config.get("functionName"), "path": config.get("path")}, field, required=True)
-            extractor = _oas_extractor(_dict(config.get("idExtractor")), f"{field}.idExtractor")
+            extractor = _oas_extractor(as_dict(config.get("idExtractor")), f"{field}.idExtractor")
     hooks: dict[str, tuple[HookRef, ...]] = {}
     for kind, names in (("pre", ("prePlugins", "prePlugin")), ("post_key_auth", ("postAuthenticationPlugins", "postAuthenticationPlugin")),
                         ("post", ("postPlugins", "postPlugin")), ("response", ("responsePlugins", "responsePlugin"))):
@@ -67,10 +68,10 @@ def oas_plugins(raw: dict[str, Any], use_keyless: bool) -> PluginSettings | None
         hooks[kind] = tuple(found)
     if use_keyless:
         hooks["post_key_auth"] = ()
-    driver = str(_dict(glob.get("pluginConfig")).get("driver") or "")
-    data = _dict(_dict(glob.get("pluginConfig")).get("data"))
+    driver = str(as_dict(glob.get("pluginConfig")).get("driver") or "")
+    data = as_dict(as_dict(glob.get("pluginConfig")).get("data"))
     settings = PluginSettings(driver=driver, auth_check=auth_check, id_extractor=extractor,
-                              config_data=_dict(data.get("value")) if data.get("enabled") else None, **hooks)
+                              config_data=as_dict(data.get("value")) if data.get("enabled") else None, **hooks)
     return _checked(settings, f"{where}.pluginConfig.driver")
 
 
@@ -115,10 +116,10 @@ def _refs(value: Any, field: str) -> tuple[HookRef, ...]:
 
 def _classic_extractor(value: Any) -> IdExtractor | None:
     field = "custom_middleware.id_extractor"
-    conf = _dict(value)
+    conf = as_dict(value)
     if not conf or conf.get("disabled") is True or not conf.get("extract_from"):
         return None
-    cfg = _dict(conf.get("extractor_config"))
+    cfg = as_dict(conf.get("extractor_config"))
     source, kind = str(conf.get("extract_from")), str(conf.get("extract_with") or "value")
     name = str(cfg.get("header_name") or cfg.get("param_name") or "")
     return _extractor(source, kind, name, str(cfg.get("regex_expression") or ""), cfg.get("regex_match_index") or 0, field)
@@ -127,7 +128,7 @@ def _classic_extractor(value: Any) -> IdExtractor | None:
 def _oas_extractor(conf: dict[str, Any], field: str) -> IdExtractor | None:
     if conf.get("enabled") is not True:
         return None
-    cfg = _dict(conf.get("config"))
+    cfg = as_dict(conf.get("config"))
     source = str(conf.get("source") or "")
     name = str(cfg.get("headerName") or cfg.get("formParamName") or cfg.get("paramName") or "")
     return _extractor(source, str(conf.get("with") or "value"), name, str(cfg.get("regexp") or ""),
@@ -151,6 +152,3 @@ def _extractor(source: str, kind: str, name: str, regexp: str, index: Any, field
         raise DefinitionError(f"{field}.extractor_config.regex_match_index", "must be a number, 0 or more")
     return IdExtractor(source=source, kind=kind, name=name, regexp=regexp, match_index=index, field=field)
 
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}

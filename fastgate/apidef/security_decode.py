@@ -6,6 +6,7 @@ from typing import Any, Final
 
 from fastgate.apidef.security_settings import METHOD_NAMES, AnonymousSettings, SecuritySettings
 from fastgate.apidef.spec import DefinitionError
+from fastgate.validation import as_dict
 
 __all__ = ["classic_security", "oas_requirement_names", "oas_security"]
 
@@ -43,7 +44,7 @@ def classic_security(raw: dict[str, Any], use_keyless: bool) -> SecuritySettings
 def oas_requirement_names(raw: dict[str, Any]) -> list[list[str]]:
     """The scheme names of each requirement Tyk enforces: the document's ``security`` (legacy
     mode: its first requirement only), then in compliant mode the vendor ``security``."""
-    auth = _dict(_dict(_dict(raw.get(EXTENSION)).get("server")).get("authentication"))
+    auth = as_dict(as_dict(as_dict(raw.get(EXTENSION)).get("server")).get("authentication"))
     compliant = auth.get("securityProcessingMode") == "compliant"
     security = raw.get("security") if isinstance(raw.get("security"), list) else []
     names = [_names(r) for r in security]
@@ -55,17 +56,17 @@ def oas_requirement_names(raw: dict[str, Any]) -> list[list[str]]:
 
 def oas_security(raw: dict[str, Any], use_keyless: bool) -> SecuritySettings | None:
     """Compliant mode's requirements as method names; None in legacy mode (the default)."""
-    auth = _dict(_dict(_dict(raw.get(EXTENSION)).get("server")).get("authentication"))
+    auth = as_dict(as_dict(as_dict(raw.get(EXTENSION)).get("server")).get("authentication"))
     if use_keyless or auth.get("securityProcessingMode") != "compliant":
         return None
-    schemes = _dict(_dict(raw.get("components")).get("securitySchemes"))
-    vendor = _dict(auth.get("securitySchemes"))
+    schemes = as_dict(as_dict(raw.get("components")).get("securitySchemes"))
+    vendor = as_dict(auth.get("securitySchemes"))
     found: list[tuple[str, ...]] = []
     unconfigured = ""
     for names in oas_requirement_names(raw):
         methods: list[str] = []
         for name in names:
-            method = _method_of(name, _dict(schemes.get(name)), _dict(vendor.get(name)), name in schemes)
+            method = _method_of(name, as_dict(schemes.get(name)), as_dict(vendor.get(name)), name in schemes)
             if method is None:
                 unconfigured = unconfigured or name
             elif method not in methods:
@@ -119,6 +120,3 @@ def _names(requirement: Any) -> list[str]:
         return [str(k) for k in requirement]
     return []
 
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
