@@ -11,17 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.kit.fixtures import REDIS_TEST_URL, flush_redis_db
 from tests.kit.procs import free_port, wait_port
 from tests.kit.apis import classic_api, rights, token_api
 from tests.kit.gateway_api import ADMIN, create_key
-
-
-@pytest.fixture
-def redis_db():
-    flush_redis_db(REDIS_TEST_URL)
-    yield REDIS_TEST_URL
-    flush_redis_db(REDIS_TEST_URL)
 
 
 @pytest.fixture

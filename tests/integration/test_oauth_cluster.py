@@ -19,18 +19,11 @@ import pytest
 import redis
 import requests
 
-from tests.kit.fixtures import REDIS_TEST_URL, flush_redis_db
+from tests.kit.fixtures import REDIS_TEST_URL
 from tests.kit.gateway_api import ADMIN
 from tests.kit.oauth import (
     ALL_GRANTS, POLICIES, REDIRECT, approve, get, make_client, oauth_api, token_post,
 )
-
-
-@pytest.fixture
-def redis_db():
-    flush_redis_db(REDIS_TEST_URL)
-    yield REDIS_TEST_URL
-    flush_redis_db(REDIS_TEST_URL)
 
 
 @pytest.fixture

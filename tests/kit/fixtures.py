@@ -85,6 +85,15 @@ def store_url(request: pytest.FixtureRequest) -> Iterator[str]:
         flush_redis_db(url)
 
 
+@pytest.fixture
+def redis_db() -> Iterator[str]:
+    """A clean Redis test database for tests that need Redis itself (several nodes on one store),
+    emptied again afterwards."""
+    flush_redis_db(REDIS_TEST_URL)
+    yield REDIS_TEST_URL
+    flush_redis_db(REDIS_TEST_URL)
+
+
 def module_gateway(store_url: str, directory: Path, apis: list[dict[str, Any]],
                    settings: dict[str, Any] | None = None) -> Iterator[Gateway]:
     """A gateway shared by a test module (a module-scoped fixture yields from this), on a clean
