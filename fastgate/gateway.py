@@ -14,7 +14,7 @@ import os
 import signal
 import socket
 import time
-from typing import Any
+from typing import Any, Final
 
 from fastgate import __version__, clock
 from fastgate.build import describe
@@ -42,7 +42,7 @@ from fastgate.http.h1 import (
     without_path_parameters,
 )
 from fastgate.http.request import Request
-from fastgate.server.protocol import HttpConnection
+from fastgate.server.protocol import GatewayHost, HttpConnection
 from fastgate.server.tls import TlsTerminator
 from fastgate.server.upstream import PoolSet
 from fastgate.services import Services, open_services
@@ -56,7 +56,7 @@ log = logging.getLogger("fastgate")
 # Also dropped: what only a TLS-terminating proxy may say about the client certificate, and the
 # URL-override headers some frameworks obey (IIS, Symfony, Zend) that would route the upstream
 # past the path the gateway checked.
-_DROP_FROM_CLIENT = HOP_BY_HOP | {
+_DROP_FROM_CLIENT: Final = HOP_BY_HOP | {
     b"host",
     b"content-length",
     b"expect",
@@ -71,8 +71,8 @@ _DROP_FROM_CLIENT = HOP_BY_HOP | {
 }
 # Method override headers make many frameworks run another method than the one checked here: they
 # reach the upstream only from APIs that allow them (``allow_method_override``, fastgate.pipeline.access).
-_DROP_WITH_OVERRIDES = _DROP_FROM_CLIENT | METHOD_OVERRIDE_HEADERS
-_SSL_CLIENT_PREFIX = b"x-ssl-client-"  # nginx/Apache's X-SSL-Client-Verify, -S-DN, -Cert, ...
+_DROP_WITH_OVERRIDES: Final = _DROP_FROM_CLIENT | METHOD_OVERRIDE_HEADERS
+_SSL_CLIENT_PREFIX: Final = b"x-ssl-client-"  # nginx/Apache's X-SSL-Client-Verify, -S-DN, -Cert, ...
 
 
 def _dropped_from_client(lname: bytes) -> bool:
@@ -85,22 +85,22 @@ def _dropped_from_client(lname: bytes) -> bool:
 
 # Each header name's verdict, decided once: a request costs one dict lookup per header, as the
 # plain set lookup did. Bounded, so random names cannot grow it without limit.
-_DROP_VERDICTS: dict[bytes, bool] = {name: True for name in _DROP_WITH_OVERRIDES}
-_MAX_VERDICTS = 4096
-_KEEP_NONE: frozenset[bytes] = frozenset()
+_DROP_VERDICTS: Final[dict[bytes, bool]] = {name: True for name in _DROP_WITH_OVERRIDES}
+_MAX_VERDICTS: Final = 4096
+_KEEP_NONE: Final[frozenset[bytes]] = frozenset()
 
-ADMIN_BODY_LIMIT = 10 * 1024 * 1024
+ADMIN_BODY_LIMIT: Final = 10 * 1024 * 1024
 
 
-class Gateway:
+class Gateway(GatewayHost):
     """The state of one gateway process."""
 
     def __init__(self, config: Config, *, under_supervisor: bool = False) -> None:
         self.config = config
         self.services: Services = open_services(config)
-        self.options = config.http_server_options
+        self.set_limits(config.http_server_options)
         self.loop = asyncio.get_event_loop()
-        self.connections: set[HttpConnection] = set()
+        self.connections = set()
         opts = self.options
         self.pools = PoolSet(
             connect_timeout=opts.upstream_connect_timeout,
@@ -230,7 +230,7 @@ class Gateway:
         api = exchange.api
         assert api is not None
         listed = req.conn_tokens
-        keep = METHOD_OVERRIDE_HEADERS if api.spec.access.allow_method_override else _KEEP_NONE
+        keep = METHOD_OVERRIDE_HEADERS if api.method_override else _KEEP_NONE
         out = [api.request_line(req)]
         verdicts = _DROP_VERDICTS
         for name, value in req.headers:
@@ -248,7 +248,7 @@ class Gateway:
             out.append(b"%b: %b\r\n" % (name, value))
         if self.tag_requests:
             _tag_request(req, out, self.config.generate_request_id, self.config.generate_traceparent)
-        host = req.host.encode() if api.spec.preserve_host_header and req.host else api.upstream.host_header
+        host = req.host.encode() if api.preserve_host and req.host else api.upstream.host_header
         if req.forwarded_for or req.forwarded:
             out.append(_forwarded_block(host, req))
         else:
@@ -261,7 +261,7 @@ class Gateway:
                 client.forwarded_request_host = req.host
             out.append(client.forwarded_block)
         peer = req.peer_cert
-        if self.options.set_forwarded_client_cert and peer is not None and not peer.expired():
+        if self.forward_client_cert and peer is not None and not peer.expired():
             out.append(b"X-Forwarded-Client-Cert: %b\r\n" % forwarded_client_cert(peer))
         if req.chunked:
             out.append(b"Transfer-Encoding: chunked\r\n\r\n")
@@ -385,7 +385,7 @@ class Gateway:
 
     def _tick(self) -> None:
         clock.tick()
-        now = clock.now
+        now = clock.CLOCK.now
         for conn in list(self.connections):
             conn.check_timeouts(now)
         self._ticks += 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Final
 from urllib.parse import urlsplit
 
 from fastgate.apidef.spec import ApiSpec
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CompiledApi", "UpstreamTarget", "compile_api"]
 
-MAX_REQUEST_LINES = 4096
+MAX_REQUEST_LINES: Final = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,9 @@ class UpstreamTarget:
     port: int
     host_header: bytes
     base_path: str  # the target URL's path without a trailing slash
+    # ``scheme host port`` (no host has a space): the key of its connection pool (fastgate.server.upstream.PoolSet),
+    # one str object whose hash is computed once (a tuple key was built and hashed per request).
+    pool_key: str
 
     @classmethod
     def from_url(cls, url: str) -> "UpstreamTarget":
@@ -67,6 +70,7 @@ class UpstreamTarget:
             port=port,
             host_header=host_header.encode(),
             base_path=parts.path.rstrip("/"),
+            pool_key=f"{scheme} {parts.hostname or ''} {port}",
         )
 
 
@@ -95,6 +99,9 @@ class CompiledApi:
     # This API's metric counters (fastgate.observe.metrics), one list per API id across reloads.
     counters: list[int] = field(default_factory=list)
     counts_allowed: bool = False  # proxied means auth allowed it (an API with auth, not report-only)
+    # Read from ``spec`` per request by the upstream head: copied here as native fields.
+    preserve_host: bool = False  # preserve_host_header
+    method_override: bool = False  # access.allow_method_override
 
     def request_line(self, req: Request) -> bytes:
         """``METHOD <upstream path> HTTP/1.1\r\n`` for ``req``, remembered per method, path and
@@ -180,6 +187,8 @@ def _compile_api(spec: ApiSpec, services: "Services", default_max_body: int) -> 
         response_hooks=compile_response_hooks(spec, services),
         counters=counters,
         counts_allowed=not spec.use_keyless and not spec.observe.auth_report_only,
+        preserve_host=bool(spec.preserve_host_header),
+        method_override=bool(spec.access.allow_method_override),
     )
     if not spec.access.paths and not spec.access.allow_method_override:
         return api

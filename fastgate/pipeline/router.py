@@ -12,13 +12,13 @@ one dict lookup instead of the port split and the prefix walk.
 
 from __future__ import annotations
 
-from typing import Generic, Iterable, TypeVar
+from typing import Final, Generic, Iterable, TypeVar
 
 __all__ = ["Router"]
 
 T = TypeVar("T")
 
-MAX_MEMO = 4096
+MAX_MEMO: Final = 4096
 
 
 class Router(Generic[T]):

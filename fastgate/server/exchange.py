@@ -23,7 +23,7 @@ from __future__ import annotations
 from time import monotonic
 from typing import Any, Final, TYPE_CHECKING
 
-from fastgate import clock
+from fastgate.clock import CLOCK
 from fastgate.pipeline.stage import Denial
 from fastgate.http.h1 import LAST_CHUNK, CONTINUE_100, chunk, error_response, http_date, upstream_status_line
 from fastgate.http.request import Request
@@ -35,10 +35,21 @@ if TYPE_CHECKING:
 
 __all__ = ["Exchange", "BODY_HIGH_WATER"]
 
-QUEUED, CHECKING, CONNECTING, SENT, RESPONDING, DONE, LOCAL = range(7)
+# Final literals: mypyc folds them into the code (a plain module global is a dict lookup per use).
+QUEUED: Final = 0
+CHECKING: Final = 1
+CONNECTING: Final = 2
+SENT: Final = 3
+RESPONDING: Final = 4
+DONE: Final = 5
+LOCAL: Final = 6
 BODY_HIGH_WATER: Final = 256 * 1024
 
-FRAME_NONE, FRAME_LENGTH, FRAME_CHUNKED, FRAME_CLOSE, FRAME_HOLD = range(5)
+FRAME_NONE: Final = 0
+FRAME_LENGTH: Final = 1
+FRAME_CHUNKED: Final = 2
+FRAME_CLOSE: Final = 3
+FRAME_HOLD: Final = 4
 IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 BAD_GATEWAY: Final = "There was a problem proxying the request"
@@ -181,7 +192,7 @@ class Exchange:
         if req.expect_continue:
             self._continue()
         target = api.upstream
-        pool = self.pool = self.client.gateway.pools.get(target.scheme, target.host, target.port)
+        pool = self.pool = self.client.gateway.pools.for_target(target.pool_key, target.scheme, target.host, target.port)
         self.state = CONNECTING
         conn = pool.acquire()
         if conn is None:
@@ -221,7 +232,7 @@ class Exchange:
             if req.chunked:
                 data.append(LAST_CHUNK)
             self.body_sent = True
-            self.deadline = clock.now + self.client.gateway.upstream_timeout
+            self.deadline = CLOCK.now + self.client.gateway.upstream_timeout
         self.sent_at = monotonic()
         if len(data) == 1:
             conn.write(data[0])  # the common body-less request: no list for uvloop to walk
@@ -266,7 +277,7 @@ class Exchange:
                 conn.write(LAST_CHUNK)
             self.body_sent = True
             if self.state == SENT:
-                self.deadline = clock.now + self.client.gateway.upstream_timeout
+                self.deadline = CLOCK.now + self.client.gateway.upstream_timeout
 
     def refuse_body(self, denial: Denial) -> None:
         """The body tap refused the body at its end (an HMAC digest mismatch): its last bytes were
@@ -290,10 +301,15 @@ class Exchange:
         self.state = RESPONDING
         self.status = status
         self.head_at = monotonic()
-        self.deadline = clock.now + self.client.gateway.upstream_timeout
+        self.deadline = CLOCK.now + self.client.gateway.upstream_timeout
         req = self.req
         out = head.lines  # made for this response; slot 0 waits for the status line
-        out[0] = upstream_status_line(status, reason)
+        if status == head.last_status and reason == head.last_reason:
+            out[0] = head.last_line  # the same status as this connection's last answer
+        else:
+            out[0] = head.last_line = upstream_status_line(status, reason)
+            head.last_status = status
+            head.last_reason = reason
         length = head.length
         transfer_encoding = head.transfer_encoding
         dated = head.dated
@@ -343,7 +359,7 @@ class Exchange:
             # FRAME_NONE: a HEAD answer whose upstream sent body bytes anyway; forwarding them
             # would let the upstream inject a response into the client's pipeline.
             return
-        self.deadline = clock.now + self.client.gateway.upstream_timeout
+        self.deadline = CLOCK.now + self.client.gateway.upstream_timeout
         if self.framing == FRAME_HOLD:
             self._hold(data)
             return
@@ -465,7 +481,7 @@ class Exchange:
         self.client.block_upstream()
         if self.state == SENT and not self.body_sent:
             # The upstream stopped taking the body: that is the upstream being slow.
-            self.deadline = clock.now + self.client.gateway.upstream_timeout
+            self.deadline = CLOCK.now + self.client.gateway.upstream_timeout
 
     def on_upstream_resume(self) -> None:
         self.client.unblock_upstream()

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final
 
 import httptools
 
-from fastgate import clock
+from fastgate.clock import CLOCK
 from fastgate.server.exchange import Exchange
 from fastgate.certs.peer import peer_certificate
 from fastgate.http.h1 import (
@@ -38,9 +38,15 @@ if TYPE_CHECKING:
 __all__ = ["GatewayHost", "HttpConnection"]
 
 
-class GatewayHost(Protocol):
-    """What a connection and its exchanges need of the gateway they run in
-    (``fastgate.gateway.Gateway``): handed down, never imported."""
+class GatewayHost:
+    """What a connection and its exchanges need of the gateway they run in: the gateway
+    (``fastgate.gateway.Gateway``) subclasses it and is handed down, never imported.
+
+    A base class rather than a ``typing.Protocol``: compiled with mypyc, every attribute read and
+    method call through a native class is a field load or a direct call, where a Protocol's are
+    lookups by name (about 20 a request, ≈ 10 % of a keyless request's instructions by
+    ``bench/instr.py``). The per-request limits of ``[http_server_options]`` are copied here as
+    native numbers for the same reason (``set_limits``; the options never change after start)."""
 
     loop: asyncio.AbstractEventLoop
     options: "HttpServerOptions"
@@ -48,29 +54,61 @@ class GatewayHost(Protocol):
     pools: "PoolSet"
     admin_body_limit: int
     upstream_timeout: float
+    read_header_timeout: float
+    read_timeout: float
+    write_timeout: float
+    idle_timeout: float
+    max_header_bytes: int
+    max_header_count: int
+    max_pipelined_requests: int
+    forward_client_cert: bool
+
+    def set_limits(self, options: "HttpServerOptions") -> None:
+        """Copy the per-request numbers of ``options`` (called once, by the gateway's __init__)."""
+        self.options = options
+        self.read_header_timeout = float(options.read_header_timeout)
+        self.read_timeout = float(options.read_timeout)
+        self.write_timeout = float(options.write_timeout)
+        self.idle_timeout = float(options.idle_timeout)
+        self.max_header_bytes = int(options.max_header_bytes)
+        self.max_header_count = int(options.max_header_count)
+        self.max_pipelined_requests = int(options.max_pipelined_requests)
+        self.forward_client_cert = bool(options.set_forwarded_client_cert)
 
     def route(self, req: Request) -> bool:
         """Find the API for ``req``; False when nothing serves it."""
+        raise NotImplementedError
 
     def upstream_head(self, exchange: Exchange) -> bytes:
         """The request line and headers the upstream receives."""
+        raise NotImplementedError
 
     def handle_local(self, exchange: Exchange) -> None:
         """Answer a request meant for the gateway itself."""
+        raise NotImplementedError
 
     def run_local(self, exchange: Exchange) -> None:
         """Start the local handler once the body is complete."""
+        raise NotImplementedError
 
     def stage_failed(self, exchange: Exchange, exc: BaseException) -> "Denial":
         """The answer when a stage raised."""
+        raise NotImplementedError
 
     def record(self, exchange: Exchange) -> None:
         """Bookkeeping after a response (the access log)."""
+        raise NotImplementedError
 
-QUEUE_FULL, BODY_BACKLOG, UPSTREAM_FULL, STREAM_BROKEN = 1, 2, 4, 8
+
+QUEUE_FULL: Final = 1
+BODY_BACKLOG: Final = 2
+UPSTREAM_FULL: Final = 4
+STREAM_BROKEN: Final = 8
 
 # Deadline kinds: what happens when ``read_deadline`` passes.
-IDLE, HEAD, BODY = 0, 1, 2
+IDLE: Final = 0
+HEAD: Final = 1
+BODY: Final = 2
 
 
 class _StopParsing(Exception):
@@ -80,6 +118,8 @@ class _StopParsing(Exception):
 _SPECIAL: Final = frozenset(
     {b"host", b"transfer-encoding", b"content-length", b"connection", b"expect", b"x-forwarded-for", b"forwarded"}
 )
+# The lengths of those names, as bits (tests/unit/test_http1.py checks them).
+_SPECIAL_LENGTHS: Final = 1 << 4 | 1 << 6 | 1 << 9 | 1 << 10 | 1 << 14 | 1 << 15 | 1 << 17
 
 
 class HttpConnection(asyncio.Protocol):
@@ -188,7 +228,7 @@ class HttpConnection(asyncio.Protocol):
             return
         if self.parsing is None and self.read_kind == IDLE and self.active is None:
             self.read_kind = HEAD
-            self.read_deadline = clock.now + self.gateway.options.read_header_timeout
+            self.read_deadline = CLOCK.now + self.gateway.read_header_timeout
         messages = self.messages
         req = self.parsing
         metered = req is not None and req.chunked and self.parsing_exchange is not None
@@ -228,12 +268,12 @@ class HttpConnection(asyncio.Protocol):
             # ended in it): llhttp holds an unfinished header line in memory and reports it
             # only when it ends, so the raw bytes are what bounds it, pipelined or not.
             self.head_size += len(data)
-            if self.head_size > 2 * self.gateway.options.max_header_bytes:
+            if self.head_size > 2 * self.gateway.max_header_bytes:
                 self._refuse(431, "Request header fields too large")
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        self.write_deadline = clock.now + self.gateway.options.write_timeout
+        self.write_deadline = CLOCK.now + self.gateway.write_timeout
         if self.active is not None:
             self.active.on_client_pause()
 
@@ -262,12 +302,12 @@ class HttpConnection(asyncio.Protocol):
         self.framing_bytes = 0
         if self.read_kind != HEAD and self.active is None:
             self.read_kind = HEAD
-            self.read_deadline = clock.now + self.gateway.options.read_header_timeout
+            self.read_deadline = CLOCK.now + self.gateway.read_header_timeout
 
     def on_url(self, url: bytes) -> None:
         self.parsing.target += url  # type: ignore[union-attr]
         self.head_size += len(url)
-        if self.head_size > self.gateway.options.max_header_bytes:
+        if self.head_size > self.gateway.max_header_bytes:
             raise ProtocolError(431, "Request header fields too large")
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -277,16 +317,21 @@ class HttpConnection(asyncio.Protocol):
             # fields its client sent after the body.
             return
         self.head_size += len(name) + len(value) + 4
-        if self.head_size > self.gateway.options.max_header_bytes:
+        if self.head_size > self.gateway.max_header_bytes:
             raise ProtocolError(431, "Request header fields too large")
         self.header_count += 1
-        if self.header_count > self.gateway.options.max_header_count:
+        if self.header_count > self.gateway.max_header_count:
             raise ProtocolError(431, "Too many request header fields")
         req = self.parsing
         req.headers.append((name, value))  # type: ignore[union-attr]
-        lname = name.lower()
-        if lname in _SPECIAL:
-            _special_header(self, req, lname, value)  # type: ignore[arg-type]
+        n = len(name)
+        if n <= 17 and (_SPECIAL_LENGTHS >> n) & 1:  # else no special name: no lower(), no hash
+            if name == b"Host":
+                _special_header(self, req, b"host", value)  # type: ignore[arg-type]
+            else:
+                lname = name.lower()
+                if lname in _SPECIAL:
+                    _special_header(self, req, lname, value)  # type: ignore[arg-type]
 
     def on_headers_complete(self) -> None:
         req = self.parsing
@@ -322,13 +367,13 @@ class HttpConnection(asyncio.Protocol):
         self.parsing_exchange = exchange
         if req.has_body:
             self.read_kind = BODY
-            self.read_deadline = clock.now + self.gateway.options.read_timeout
+            self.read_deadline = CLOCK.now + self.gateway.read_timeout
         if self.active is None:
             self.active = exchange
             exchange.begin()
         else:
             self.queue.append(exchange)
-            if len(self.queue) >= self.gateway.options.max_pipelined_requests:
+            if len(self.queue) >= self.gateway.max_pipelined_requests:
                 self._block(QUEUE_FULL)
 
     def on_body(self, body: bytes) -> None:
@@ -337,9 +382,9 @@ class HttpConnection(asyncio.Protocol):
         if req is None or exchange is None:
             return
         if not req.body_received:
-            self.body_started = clock.now
+            self.body_started = CLOCK.now
         req.body_received += len(body)
-        self.read_deadline = clock.now + self.gateway.options.read_timeout
+        self.read_deadline = CLOCK.now + self.gateway.read_timeout
         limit = exchange.api.max_body_bytes if exchange.api is not None else self.gateway.admin_body_limit
         if limit and req.body_received + self.framing_bytes > limit:
             # Chunked bodies have no announced length; they are cut off when they cross it.
@@ -416,7 +461,7 @@ class HttpConnection(asyncio.Protocol):
             self._refresh_read_deadline()
         if self.queue:
             nxt = self.queue.popleft()
-            if self.blocked & QUEUE_FULL and len(self.queue) <= self.gateway.options.max_pipelined_requests // 2:
+            if self.blocked & QUEUE_FULL and len(self.queue) <= self.gateway.max_pipelined_requests // 2:
                 self._unblock(QUEUE_FULL)
             self.active = nxt
             nxt.begin()
@@ -426,7 +471,7 @@ class HttpConnection(asyncio.Protocol):
             # A head pipelined behind the finished request is still arriving: it is the current
             # request now, and read_header_timeout applies to it (else it could stall forever).
             self.read_kind = HEAD
-            self.read_deadline = clock.now + self.gateway.options.read_header_timeout
+            self.read_deadline = CLOCK.now + self.gateway.read_header_timeout
 
     def block_body(self) -> None:
         self._block(BODY_BACKLOG)
@@ -458,10 +503,10 @@ class HttpConnection(asyncio.Protocol):
     # ---- timeouts and shutdown ---------------------------------------------------------------
 
     def check_timeouts(self, now: float) -> None:
-        """Called by the clock tick for every connection, with the fresh ``clock.now``."""
+        """Called by the clock tick for every connection, with the fresh ``CLOCK.now``."""
         # Deadlines were armed from a clock as stale as the longest recent tick gap; comparing
         # them with a time that far back means a timeout does not fire early (see ``clock``).
-        now -= clock.slack
+        now -= CLOCK.slack
         if self.read_deadline and not self.reading_paused and now > self.read_deadline:
             self._read_timed_out()
         elif self.body_started and self.read_kind == BODY and not self.reading_paused:
@@ -501,7 +546,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _arm_idle(self) -> None:
         self.read_kind = IDLE
-        self.read_deadline = clock.now + self.gateway.options.idle_timeout
+        self.read_deadline = CLOCK.now + self.gateway.idle_timeout
 
     def _check_head(self, req: Request) -> None:
         if req.version not in ("1.1", "1.0"):
@@ -571,15 +616,15 @@ class HttpConnection(asyncio.Protocol):
     def _refresh_read_deadline(self) -> None:
         # Time spent paused by us is not the client's slowness.
         if self.read_kind == BODY:
-            self.read_deadline = clock.now + self.gateway.options.read_timeout
+            self.read_deadline = CLOCK.now + self.gateway.read_timeout
         elif self.read_kind == HEAD:
-            self.read_deadline = clock.now + self.gateway.options.read_header_timeout
+            self.read_deadline = CLOCK.now + self.gateway.read_header_timeout
 
     def _block(self, reason: int) -> None:
         self.blocked |= reason
         if not self.reading_paused and self.transport is not None and not self.closed:
             self.reading_paused = True
-            self.paused_at = clock.now
+            self.paused_at = CLOCK.now
             self.transport.pause_reading()
 
     def _unblock(self, reason: int) -> None:
@@ -587,7 +632,7 @@ class HttpConnection(asyncio.Protocol):
         if not self.blocked and self.reading_paused and not self.closed:
             self.reading_paused = False
             if self.body_started:
-                self.body_started += clock.now - self.paused_at
+                self.body_started += CLOCK.now - self.paused_at
             self._refresh_read_deadline()
             self.transport.resume_reading()  # type: ignore[union-attr]
 

@@ -23,14 +23,13 @@ from typing import Any, Final, TYPE_CHECKING
 
 import httptools
 
-from fastgate import clock
+from fastgate.clock import CLOCK
 from fastgate.http.h1 import (
     FIELD_CONNECTION,
     FIELD_DATE,
     FIELD_LENGTH,
     FIELD_PASS,
     FIELD_TRANSFER_ENCODING,
-    RESPONSE_FIELDS,
     response_field_kind,
 )
 
@@ -76,6 +75,9 @@ class UpstreamConnection(asyncio.Protocol):
         "answered",
         "head_size",
         "in_head",
+        "last_status",
+        "last_reason",
+        "last_line",
     )
 
     def __init__(self, pool: "UpstreamPool") -> None:
@@ -102,6 +104,11 @@ class UpstreamConnection(asyncio.Protocol):
         # handed to the next request (a pipelined one, or a pool waiter): any byte after that
         # response in the same read was sent before that request could have arrived.
         self.answered = False
+        # The status line forwarded for this connection's last response (``Exchange``): the next
+        # one is most often the same, and comparing is cheaper than the shared table's lookup.
+        self.last_status = 0
+        self.last_reason = b""
+        self.last_line = b""
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -192,9 +199,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.head_size += len(name) + len(value) + 4
         if self.head_size > MAX_RESPONSE_HEAD:
             raise _HeadTooLarge
-        kind = RESPONSE_FIELDS.get(name)
-        if kind is None:
-            kind = response_field_kind(name)
+        kind = response_field_kind(name)
         if kind == FIELD_PASS:
             self.lines.append(b"%b: %b\r\n" % (name, value))
         elif kind == FIELD_DATE:
@@ -296,7 +301,7 @@ class UpstreamPool:
     def acquire(self) -> UpstreamConnection | None:
         """An idle, live connection, or ``None`` when the caller must ``connect()``."""
         idle = self.idle
-        stale_before = clock.now - self.idle_timeout
+        stale_before = CLOCK.now - self.idle_timeout
         while idle:
             conn = idle.pop()
             if conn.alive and conn.released_at > stale_before:
@@ -345,7 +350,7 @@ class UpstreamPool:
                 conn.reused = True
                 exchange.attach(conn)
                 return
-        conn.released_at = clock.now
+        conn.released_at = CLOCK.now
         self.idle.append(conn)
 
     def forget(self, conn: UpstreamConnection) -> None:
@@ -360,7 +365,7 @@ class UpstreamPool:
 
     def sweep(self) -> None:
         """Close idle connections past ``idle_timeout`` (called by the clock tick)."""
-        stale_before = clock.now - self.idle_timeout
+        stale_before = CLOCK.now - self.idle_timeout
         while self.idle and self.idle[0].released_at <= stale_before:
             self.idle.popleft().close()
 
@@ -373,13 +378,22 @@ class UpstreamPool:
 class PoolSet:
     """The gateway's pools by upstream address; survives API reloads so warm connections stay."""
 
-    __slots__ = ("pools", "connect_timeout", "idle_timeout", "limit")
+    __slots__ = ("pools", "by_key", "connect_timeout", "idle_timeout", "limit")
 
     def __init__(self, *, connect_timeout: float, idle_timeout: float, limit: int = 0) -> None:
         self.pools: dict[tuple[str, str, int], UpstreamPool] = {}
+        self.by_key: dict[str, UpstreamPool] = {}  # the same pools by UpstreamTarget.pool_key
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.limit = limit
+
+    def for_target(self, key: str, scheme: str, host: str, port: int) -> UpstreamPool:
+        """The pool of an API's target by its ``pool_key``: one lookup
+        with a hash the key's str object keeps, where ``get`` builds and hashes a tuple."""
+        pool = self.by_key.get(key)
+        if pool is None:
+            pool = self.by_key[key] = self.get(scheme, host, port)
+        return pool
 
     def get(self, scheme: str, host: str, port: int) -> UpstreamPool:
         key = (scheme, host, port)

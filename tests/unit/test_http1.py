@@ -279,3 +279,24 @@ def test_upstream_status_line_keeps_the_upstreams_reason():
     assert upstream_status_line(200, b"Fine") == b"HTTP/1.1 200 Fine\r\n"
     assert upstream_status_line(200, b"") == b"HTTP/1.1 200 OK\r\n"
     assert upstream_status_line(599, b"") == b"HTTP/1.1 599 Unknown\r\n"
+
+
+def test_response_field_lengths_cover_every_sorted_name():
+    """``response_field_kind`` forwards a name whose length no sorted name has without looking
+    it up: every hop-by-hop name, Date and Content-Length must have their length's bit set."""
+    from fastgate.http import h1
+
+    for name in h1.HOP_BY_HOP | {b"date", b"content-length"}:
+        assert h1._SORTED_LENGTHS >> len(name) & 1, name
+        assert h1.response_field_kind(name.upper()) != h1.FIELD_PASS, name
+        assert h1.response_field_kind(name.title()) != h1.FIELD_PASS, name
+    for name in (b"Server", b"Content-Type", b"ETag", b"X-" * 40, b""):
+        assert h1.response_field_kind(name) == h1.FIELD_PASS, name
+
+
+def test_special_request_field_lengths_cover_every_special_name():
+    """The client side skips ``lower()`` for a field whose length no special name has."""
+    from fastgate.server import protocol
+
+    for name in protocol._SPECIAL:
+        assert len(name) <= 17 and protocol._SPECIAL_LENGTHS >> len(name) & 1, name

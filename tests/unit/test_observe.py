@@ -140,3 +140,18 @@ def test_observe_fields_from_classic_and_oas():
         classic_observe({"auth_report_only": "yes"})
     with pytest.raises(DefinitionError, match="tag_headers"):
         classic_observe({"tag_headers": "X-Team"})
+
+
+def test_latency_bucket_is_the_first_bound_not_below_the_value():
+    """``counting._bucket`` is a written-out search (cheap when compiled): it must agree with
+    the bounds the exposition prints, at each bound, just above it, and beyond the last."""
+    import bisect
+
+    from fastgate.observe.counting import BUCKETS, LATENCY_BOUNDS, _bucket
+
+    values = [0.0, -1.0, 1e-9, 20.0, 1e9]
+    for bound in LATENCY_BOUNDS:
+        values += [bound, bound * 0.999, bound * 1.001]
+    for value in values:
+        assert _bucket(value) == bisect.bisect_left(LATENCY_BOUNDS, value), value
+    assert _bucket(1e9) == BUCKETS - 1
