@@ -172,7 +172,10 @@ async def main() -> int:
             b"%s %s HTTP/1.1\r\nHost: localhost\r\nX-Tyk-Authorization: %s\r\nContent-Length: %d\r\n\r\n%s"
             % (method, path, SECRET.encode(), len(raw), raw))
 
-    session = {"org_id": "default", "rate": 10**9, "per": 1, "quota_max": -1, "access_rights": rights}
+    # As bench/scenarios.py's key: a rate limit and a quota the run never reaches, so both limit
+    # steps do their full work on every request.
+    session = {"org_id": "default", "rate": 10**9, "per": 1, "quota_max": 10**12, "quota_renewal_rate": 3600,
+               "access_rights": rights}
     auth = b""
     if a.mode in ("token", "or-second"):
         admin(b"POST", f"/tyk/keys/{KEY}".encode(), session)

@@ -38,6 +38,7 @@ from fastgate.store.limits import (
     rate_params,
 )
 from fastgate.pipeline.stage import Denial, Stage
+from fastgate.store.memory import MemoryStore
 from fastgate.http.request import Request
 from fastgate.sessions.session import SessionState
 
@@ -79,9 +80,11 @@ def compile_post_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]:
         return None
 
     store = services.store
-    # The memory store answers without waiting: then the stage stays synchronous (no task).
+    # The memory store answers without waiting: then the stage stays synchronous (no task), and
+    # its limits are direct (compiled) calls returning plain numbers. Another store with a plain
+    # call form (``limits_hit_now``, ``rate_step_now``) is called by name; the others are awaited.
+    memory: MemoryStore | None = store if isinstance(store, MemoryStore) else None
     hit_now = getattr(store, "limits_hit_now", None)
-    # ... and a rate limit without a quota is one plain call that returns the numbers only.
     rate_step_now = getattr(store, "rate_step_now", None)
 
     def check_limits(req: Request) -> Denial | None | Awaitable[Denial | None]:
@@ -91,36 +94,90 @@ def compile_post_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]:
         hit = memo.get(memo_key)
         if hit is not None and hit[0] is session:  # identity: an id can be reused once freed
             names = hit[1]
-            lines = hit[2]
+            limits = hit[2]
         else:
             names = _limit_names(session, spec.api_id, key_id)
-            lines = _rate_lines(names[1].limit) if names and names[1] is not None and names[2] is None else b""
+            limits = _Limits(*names) if names else None
             if len(memo) >= MEMO_SIZE:
                 memo.clear()
-            memo[memo_key] = (session, names, lines)
+            memo[memo_key] = (session, names, limits)
         if names is None:
             return None
-        if names is False:
+        if names is False or limits is None:
             return API_DISALLOWED
-        if lines and rate_step_now is not None:
-            params: RateParams = names[1]
-            allowed, tat, now_us = rate_step_now(names[0], params)
-            if not allowed:
-                return _decide(req, rate_decision(False, tat, now_us, params), None)
-            ahead = tat - now_us  # > 0: an allowed hit moved the TAT past now
-            remaining = min(max((params.tolerance_us - ahead) // params.interval_us + 1, 0), params.limit)
-            req.response_lines = lines % (remaining, int(time.time() + ahead / US + 0.999))
-            return None
+        if memory is not None:
+            return _memory_limits(req, memory, limits)
+        if limits.quota_name is None and rate_step_now is not None:
+            allowed, tat, now_us = rate_step_now(limits.rate_name, limits.params)
+            return _rate_only(req, limits, allowed, tat, now_us)
         if hit_now is not None:
             return _decide(req, *hit_now(*names))
         return _hit_limits(req, store, names)
 
     # Applied sessions are shared, read-only objects (PolicyApplier hands out the same one until
-    # the key or the policies change), so what they mean for this API is worked out once, with
-    # the rate-limit header lines prebuilt for the key's limit (None/False: no limit/no access).
-    memo: dict[tuple[int, str], tuple[SessionState, Any, bytes]] = {}
+    # the key or the policies change), so what they mean for this API is worked out once
+    # (None/False: no limit/no access).
+    memo: dict[tuple[int, str], tuple[SessionState, Any, _Limits | None]] = {}
 
     return (check_access, check_limits)
+
+
+class _Limits:
+    """A key's limits on an API (``_limit_names``' tuple) as native fields, with the fixed part of
+    the success header lines (``X-RateLimit-Limit`` and the name of ``-Remaining``: the quota's
+    when there is one, as Tyk reports it, else the rate limit's), so a request reads no Struct
+    field and formats two numbers."""
+
+    __slots__ = ("rate_name", "params", "limit", "interval_us", "tolerance_us", "quota_name", "quota_max",
+                 "renewal_rate", "head")
+
+    def __init__(self, rate_name: str | None, params: RateParams | None, quota_name: str | None,
+                 quota_max: int, renewal_rate: int) -> None:
+        self.rate_name = rate_name if params is not None else None
+        self.params = params
+        self.limit = int(params.limit) if params is not None else 0
+        self.interval_us = int(params.interval_us) if params is not None else 0
+        self.tolerance_us = int(params.tolerance_us) if params is not None else 0
+        self.quota_name = quota_name
+        self.quota_max = int(quota_max)
+        self.renewal_rate = int(renewal_rate)
+        shown = self.quota_max if quota_name is not None else self.limit
+        self.head = f"X-RateLimit-Limit: {shown}\r\nX-RateLimit-Remaining: "
+
+
+def _memory_limits(req: Request, memory: MemoryStore, limits: _Limits) -> Denial | None:
+    """The rate step, then the quota step, on the memory store (Tyk's order; a refused rate
+    leaves the quota untouched), each one compiled call."""
+    rate_name = limits.rate_name
+    tat = now_us = 0
+    if rate_name is not None:
+        allowed, tat, now_us = memory.gcra_now(rate_name, limits.interval_us, limits.tolerance_us)
+        if not allowed or limits.quota_name is None:
+            return _rate_only(req, limits, allowed, tat, now_us)
+    quota_name = limits.quota_name
+    if quota_name is None:
+        return None
+    allowed, remaining, renews_at = memory.quota_now(quota_name, limits.quota_max, limits.renewal_rate)
+    if not allowed:
+        return Denial(403, QUOTA_EXCEEDED, _quota_headers(QuotaDecision(False, limits.quota_max, remaining, renews_at)))
+    req.response_lines = f"{limits.head}{remaining}\r\nX-RateLimit-Reset: {renews_at}\r\n".encode()
+    return None
+
+
+def _rate_only(req: Request, limits: _Limits, allowed: bool, tat: int, now_us: int) -> Denial | None:
+    """The answer to a rate step (a refusal, or the rate limit's header lines when no quota follows)."""
+    if not allowed:
+        params = limits.params
+        assert params is not None
+        return _decide(req, rate_decision(False, tat, now_us, params), None)
+    ahead = tat - now_us  # > 0: an allowed hit moved the TAT past now
+    remaining = min(max((limits.tolerance_us - ahead) // limits.interval_us + 1, 0), limits.limit)
+    reset = int(_wall() + ahead / US + 0.999)
+    req.response_lines = f"{limits.head}{remaining}\r\nX-RateLimit-Reset: {reset}\r\n".encode()
+    return None
+
+
+_wall: Final = time.time  # a static, not a module attribute read per request
 
 
 MEMO_SIZE: Final = 10_000
@@ -160,12 +217,6 @@ def _decide(req: Request, rate: RateDecision | None, quota: QuotaDecision | None
     elif rate is not None:
         req.response_lines = _header_lines(_rate_headers(rate, retry=False))
     return None
-
-
-@lru_cache(maxsize=1024)
-def _rate_lines(limit: int) -> bytes:
-    """The rate-limit header lines for ``limit``, to be %-formatted with (remaining, reset)."""
-    return b"X-RateLimit-Limit: %d\r\nX-RateLimit-Remaining: %%d\r\nX-RateLimit-Reset: %%d\r\n" % limit
 
 
 def _header_lines(headers: tuple[tuple[bytes, bytes], ...]) -> bytes:

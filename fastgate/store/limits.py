@@ -30,7 +30,7 @@ from fastgate.store.decisions import QuotaDecision, RateDecision, RateParams
 
 
 __all__ = [
-    "QuotaDecision", "RateDecision", "RateParams", "gcra_step",
+    "QuotaDecision", "RateDecision", "RateParams", "gcra_step", "gcra_step_us",
     "limit_problems", "quota_decision", "quota_key", "quota_step", "rate_decision",
     "rate_limit_key", "rate_params", "rate_state_ttl_ms",
 ]
@@ -64,10 +64,15 @@ def rate_params(rate: float, per: float) -> RateParams | None:
 
 def gcra_step(tat_us: int, now_us: int, p: RateParams) -> tuple[bool, int]:
     """One hit: (allowed, TAT to store). `tat_us` 0 means no state; a rejection keeps the TAT."""
+    return gcra_step_us(tat_us, now_us, p.interval_us, p.tolerance_us)
+
+
+def gcra_step_us(tat_us: int, now_us: int, interval_us: int, tolerance_us: int) -> tuple[bool, int]:
+    """`gcra_step` on the limit's two numbers (compiled callers pass native ints: no Struct reads)."""
     tat = tat_us if tat_us > now_us else now_us
-    if tat - now_us > p.tolerance_us:
+    if tat - now_us > tolerance_us:
         return False, tat
-    return True, tat + p.interval_us
+    return True, tat + interval_us
 
 
 def rate_decision(allowed: bool, tat_us: int, now_us: int, p: RateParams) -> RateDecision:

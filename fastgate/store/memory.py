@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable, Final, Sequence
 from mypy_extensions import mypyc_attr
 
 from fastgate.store.limits import (
-    QuotaDecision, RateDecision, RateParams, gcra_step, quota_decision, quota_step, rate_decision,
+    QuotaDecision, RateDecision, RateParams, gcra_step_us, quota_decision, quota_step, rate_decision,
     rate_state_ttl_ms,
 )
 from fastgate.store.base import EventCallback, GapCallback, StoreUnavailable
@@ -97,6 +97,11 @@ class MemoryStore:
         """One GCRA hit without awaiting and without a decision object: (allowed, TAT after the
         hit, now in µs), what `fastgate.store.limits.rate_decision` turns into header values.
         One clock read; a live limiter's state is updated in place."""
+        return self.gcra_now(name, params.interval_us, params.tolerance_us)
+
+    def gcra_now(self, name: str, interval_us: int, tolerance_us: int) -> tuple[bool, int, int]:
+        """`rate_step_now` on the limit's two numbers: a compiled caller that keeps them as native
+        ints (``fastgate.pipeline.post_auth``) reads no Struct field per request."""
         self._check()
         now = self._clock()
         now_us = int(now * 1_000_000)
@@ -108,7 +113,7 @@ class MemoryStore:
                 state = None
             else:
                 tat = state[0]
-        allowed, tat = gcra_step(tat, now_us, params)
+        allowed, tat = gcra_step_us(tat, now_us, interval_us, tolerance_us)
         if allowed:
             expires = now + rate_state_ttl_ms(tat, now_us) / 1000
             if state is not None:
@@ -121,6 +126,12 @@ class MemoryStore:
 
     def quota_hit_now(self, name: str, quota_max: int, renewal_rate: int) -> QuotaDecision:
         """`quota_hit` without awaiting."""
+        allowed, remaining, renews_at = self.quota_now(name, quota_max, renewal_rate)
+        return QuotaDecision(allowed, quota_max, remaining, renews_at)
+
+    def quota_now(self, name: str, quota_max: int, renewal_rate: int) -> tuple[bool, int, int]:
+        """One quota hit without a decision object: (allowed, remaining, renews at in unix
+        seconds, 0: never), the values of `fastgate.store.limits.quota_decision`."""
         used, ttl_ms = self._quota_state(name)
         allowed, used_after, ttl_ms, new_period = quota_step(used, ttl_ms, quota_max,
                                                              renewal_rate)
@@ -128,7 +139,8 @@ class MemoryStore:
             self._set(self._quotas, name, used_after, ttl_ms / 1000 if ttl_ms > 0 else None)
         elif allowed:  # same period: the counter keeps its expiry
             self._quotas[name] = (used_after, self._quotas[name][1])
-        return quota_decision(allowed, used_after, ttl_ms, quota_max, self._wall())
+        renews_at = int(self._wall() + ttl_ms / 1000) if ttl_ms > 0 else 0
+        return allowed, max(quota_max - used_after, 0), renews_at
 
     def limits_hit_now(self, rate_name: str | None, params: RateParams | None,
                        quota_name: str | None, quota_max: int, renewal_rate: int

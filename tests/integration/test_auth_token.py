@@ -158,6 +158,22 @@ def test_quota_exceeded_with_remaining_headers(gw):
     assert requests.get(gw.url + "/api1/", headers={"Authorization": key}, timeout=5).status_code == 200
 
 
+def test_rate_and_quota_together_rate_first_quota_headers(gw):
+    """Both limits on one key: successes carry the quota's headers (as Tyk reports them); a
+    request the rate limit refuses answers 429 with the rate limit's values and uses no quota."""
+    key = create_key(gw, {"access_rights": rights("api1"), "rate": 2, "per": 60,
+                          "quota_max": 10, "quota_renewal_rate": 3600})["key"]
+    responses = [requests.get(gw.url + "/api1/", headers={"Authorization": key}, timeout=5) for _ in range(3)]
+    assert [r.status_code for r in responses] == [200, 200, 429]
+    assert [r.headers["X-RateLimit-Limit"] for r in responses] == ["10", "10", "2"]
+    assert [r.headers["X-RateLimit-Remaining"] for r in responses] == ["9", "8", "0"]
+    renews = int(responses[0].headers["X-RateLimit-Reset"])
+    assert time.time() + 3500 < renews <= time.time() + 3601
+    assert error_of(responses[2]) == "Rate Limit Exceeded"
+    info = requests.get(gw.url + f"/tyk/keys/{key}", headers=ADMIN, timeout=5).json()
+    assert info["quota_remaining"] == 8  # the refused request counted nothing
+
+
 def test_custom_key_id_works_raw_and_as_token(gw):
     r = requests.post(gw.url + "/tyk/keys/my-custom-key", json={"org_id": "default", "access_rights": rights("api1")},
                       headers=ADMIN, timeout=5)
