@@ -50,37 +50,19 @@ def compile_token_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]
     # Certificate-bound keys, and keys derived from certificates refused as header tokens.
     certificate_check = compile_token_certificate_checks(spec, services)
 
-    cache = sessions.cache
-    # credential -> (found, valid until, session-cache version, policy applier): what
-    # ``sessions.cached`` answered, kept while nothing it depends on can have changed (no key
-    # invalidated anywhere, no policy reload, the cached session not expired), so it is exactly
-    # as strict as the caches it stands on. Bounded.
-    memo: dict[str, tuple[Any, float, int, Any]] = {}
-
+    # A repeated key is answered by ``sessions.cached`` from its memo (fastgate.sessions.manager).
     def check_token(req: Request) -> Denial | None | Awaitable[Denial | None]:
         credential = extract(req)
         if not credential:
             return MISSING
-        hit = memo.get(credential)
-        if hit is not None and hit[2] == cache.version and hit[3] is sessions.applier and cache.now() < hit[1]:
-            return _accept(req, hit[0], base, certificate_check)
-        version = cache.version
-        applier = sessions.applier
         found = sessions.cached(credential, spec)
         if found is None:
             return _lookup(sessions, credential, spec, req, base, certificate_check)
         if found is False:
             return DISALLOWED
-        if version >= 0:
-            if len(memo) >= MAX_MEMO:
-                memo.clear()
-            memo[credential] = (found, cache.expires_at(found[0]), version, applier)
         return _accept(req, found, base, certificate_check)
 
     return (check_token,)
-
-
-MAX_MEMO = 10_000
 
 
 async def _lookup(sessions: "SessionManager", credential: str, spec: ApiSpec, req: Request, base: str,
@@ -97,5 +79,5 @@ def _accept(req: Request, found: Any, base: str, certificate_check: KeyCertifica
         denial = certificate_check(req, found[1])
         if denial is not None:
             return denial
-    offer_session(req, base, "auth_token", *found)
+    offer_session(req, base, "auth_token", found[0], found[1])  # (storage id, session); no *args: a direct call
     return None
