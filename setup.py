@@ -33,16 +33,21 @@ def _compiled_modules() -> tuple[str, ...]:
     return namespace["COMPILED_MODULES"]  # type: ignore[return-value]
 
 
-def _remove_stale_extensions() -> None:
-    """Deletes extensions an earlier in-place build left beside the sources (`make install`).
+def _remove_stale_extensions(keep: tuple[str, ...] = ()) -> None:
+    """Deletes extensions an earlier in-place build left beside the sources (`make install`),
+    but for the modules of ``keep`` (those about to be rebuilt).
 
-    Python imports ``x.cpython-*.so`` before ``x.py``: a stale one would shadow the pure build.
+    Python imports ``x.cpython-*.so`` before ``x.py``: a stale one would shadow the pure build,
+    and the shim of a module no longer compiled would look for its code in a shared library
+    that no longer has it (an ImportError at start-up).
     """
-    for name in _compiled_modules():
-        for path in (HERE / "fastgate").joinpath(*name.split(".")[1:-1]).glob(name.rsplit(".", 1)[1] + ".*.so"):
+    for path in (HERE / "fastgate").rglob("*.so"):
+        module = ".".join(path.relative_to(HERE).with_name(path.name.split(".", 1)[0]).parts)
+        if module not in keep and not module.startswith(GROUP):
             path.unlink()
-    for path in (HERE / "fastgate").glob(f"{GROUP.rsplit('.', 1)[1]}__mypyc.*.so"):
-        path.unlink()
+    if not keep:
+        for path in (HERE / "fastgate").glob(f"{GROUP.rsplit('.', 1)[1]}__mypyc.*.so"):
+            path.unlink()
 
 
 def _extensions() -> list:
@@ -51,7 +56,9 @@ def _extensions() -> list:
         _remove_stale_extensions()
         _say("FASTGATE_PURE=1: installing pure Python")
         return []
-    paths = [str(Path("fastgate", *name.split(".")[1:])) + ".py" for name in _compiled_modules()]
+    modules = _compiled_modules()
+    _remove_stale_extensions(keep=modules)  # a module dropped from the list keeps no shim
+    paths = [str(Path("fastgate", *name.split(".")[1:])) + ".py" for name in modules]
     try:
         from mypyc.build import mypycify
     except ImportError:

@@ -41,6 +41,12 @@ COMPILED_MODULES: Final = (
     # The wire layer calls back into the gateway for every request (route, upstream_head,
     # record): interpreted, those calls were half of a keyless request's Python (22 -> 10 us).
     "fastgate.gateway",
+    # Request signatures, verified on every request (issue 5's HMAC scenario).
+    "fastgate.auth.hmac",
+    "fastgate.auth.signature",
+    # The pipelined Redis client every Redis store request goes through (store/redis.py itself
+    # hits a mypyc bug: a float keyword-only default beside **options in __init__).
+    "fastgate.store.resp",
     # What a response bumps in its API's metric counters (fastgate.observe.metrics): counting
     # costs ~0.7 us per request compiled, 1.0-1.5 us with the layout read from an interpreted module.
     "fastgate.observe.counting",
