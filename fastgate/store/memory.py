@@ -132,13 +132,28 @@ class MemoryStore:
     def quota_now(self, name: str, quota_max: int, renewal_rate: int) -> tuple[bool, int, int]:
         """One quota hit without a decision object: (allowed, remaining, renews at in unix
         seconds, 0: never), the values of `fastgate.store.limits.quota_decision`."""
-        used, ttl_ms = self._quota_state(name)
-        allowed, used_after, ttl_ms, new_period = quota_step(used, ttl_ms, quota_max,
-                                                             renewal_rate)
+        # `_quota_state` and `_set` with one clock read (each read is a call through a Callable).
+        self._check()
+        now = self._clock()
+        quotas = self._quotas
+        entry = quotas.get(name)
+        if entry is not None and entry[1] and entry[1] <= now:
+            del quotas[name]
+            entry = None
+        if entry is None:
+            used: int | None = None
+            ttl_ms = -2
+            expires = 0.0
+        else:
+            used = entry[0]
+            expires = entry[1]
+            ttl_ms = max(int((expires - now) * 1000), 1) if expires else -1
+        allowed, used_after, ttl_ms, new_period = quota_step(used, ttl_ms, quota_max, renewal_rate)
         if new_period:
-            self._set(self._quotas, name, used_after, ttl_ms / 1000 if ttl_ms > 0 else None)
+            quotas[name] = (used_after, now + ttl_ms / 1000 if ttl_ms > 0 else 0.0)
+            self._wrote()
         elif allowed:  # same period: the counter keeps its expiry
-            self._quotas[name] = (used_after, self._quotas[name][1])
+            quotas[name] = (used_after, expires)
         renews_at = int(self._wall() + ttl_ms / 1000) if ttl_ms > 0 else 0
         return allowed, max(quota_max - used_after, 0), renews_at
 

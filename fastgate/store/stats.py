@@ -12,6 +12,7 @@ no counters.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import Final
 
 __all__ = ["ERRORS", "OPERATIONS", "STORE_BOUNDS", "new_stats"]
@@ -53,12 +54,7 @@ def new_stats() -> list[int]:
 
 def count_trip(stats: list[int], op: int, seconds: float) -> None:
     """One round trip of operation ``op`` that took ``seconds``."""
-    base = op * STRIDE
-    for bound in STORE_BOUNDS:
-        if seconds <= bound:
-            break
-        base += 1
-    stats[base] += 1
+    stats[op * STRIDE + bisect_left(STORE_BOUNDS, seconds)] += 1  # the first bound not below it
     stats[op * STRIDE + SUM_US] += int(seconds * 1e6)
 
 

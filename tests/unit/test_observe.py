@@ -155,3 +155,15 @@ def test_latency_bucket_is_the_first_bound_not_below_the_value():
     for value in values:
         assert _bucket(value) == bisect.bisect_left(LATENCY_BOUNDS, value), value
     assert _bucket(1e9) == BUCKETS - 1
+
+
+def test_store_round_trip_lands_in_the_first_bucket_not_below_it():
+    from fastgate.store import stats
+
+    for seconds, bucket in [(0.0, 0), (0.0001, 0), (0.00011, 1), (0.001, 3), (2.5, 13), (2.6, 14), (60.0, 14)]:
+        counters = stats.new_stats()
+        stats.count_trip(counters, stats.LIMITS, seconds)
+        base = stats.LIMITS * stats.STRIDE
+        assert counters[base + bucket] == 1, seconds
+        assert sum(counters[base:base + stats.BUCKETS]) == 1
+        assert counters[base + stats.SUM_US] == int(seconds * 1e6)
