@@ -86,8 +86,6 @@ def compile_post_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]:
     memory: MemoryStore | None = store if isinstance(store, MemoryStore) else None
     hit_now = getattr(store, "limits_hit_now", None)
     rate_step_now = getattr(store, "rate_step_now", None)
-    # The Redis store answers with a future the exchange waits on without a task.
-    limits_then = getattr(store, "limits_then", None)
 
     def check_limits(req: Request) -> Denial | None | Awaitable[Denial | None]:
         session: SessionState = req.session
@@ -114,10 +112,6 @@ def compile_post_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]:
             return _rate_only(req, limits, allowed, tat, now_us)
         if hit_now is not None:
             return _decide(req, *hit_now(*names))
-        if limits_then is not None:
-            pending = limits_then(lambda rate, quota: _decide(req, rate, quota), *names)
-            if pending is not None:
-                return pending  # type: ignore[no-any-return]
         return _hit_limits(req, store, names)
 
     # Applied sessions are shared, read-only objects (PolicyApplier hands out the same one until

@@ -20,7 +20,6 @@ sent), the hooks run, and the head and body they leave are sent with our own fra
 
 from __future__ import annotations
 
-from asyncio import CancelledError, Future
 from time import monotonic
 from typing import Any, Final, TYPE_CHECKING
 
@@ -88,7 +87,6 @@ class Exchange:
         "held",
         "held_size",
         "held_head",
-        "resume_at",
     )
 
     def __init__(self, client: "HttpConnection", req: Request) -> None:
@@ -124,7 +122,6 @@ class Exchange:
         self.held: list[bytes] = []
         self.held_size = 0
         self.held_head: Any = None
-        self.resume_at = 0  # the stage after the one whose future is awaited (_run_stages)
 
     # ---- start -------------------------------------------------------------------------------
 
@@ -147,46 +144,18 @@ class Exchange:
         if req.expect_continue and req.body_tap is not None and req.body_tap.keeps_body:
             # The credentials are in the body: the client must send it before auth can run.
             self._continue()
-        self._run_stages(0)
-
-    def _run_stages(self, start: int) -> None:
-        """Run the API's stages from ``start``: proxy when all pass, answer a denial, or wait for
-        one that needs I/O (a future: a done-callback, no task; another awaitable: a task)."""
-        stages = self.api.stages  # type: ignore[union-attr]
-        req = self.req
-        for i in range(start, len(stages)):
+        stages = api.stages
+        for i in range(len(stages)):
             result = stages[i](req)
             if result is None:
                 continue
-            self.decided_by = i
             if type(result) is Denial:
+                self.decided_by = i
                 self.deny(result)
-                return
-            if isinstance(result, Future):
-                self.resume_at = i + 1
-                result.add_done_callback(self._stage_done)
                 return
             self.client.gateway.loop.create_task(self._finish_checks(result, i + 1))
             return
-        self.decided_by = -1
         self.proxy()
-
-    def _stage_done(self, future: "Future[Any]") -> None:
-        """A stage's future is done (``_run_stages``): go on from the next stage, or answer."""
-        try:
-            result = future.result()  # retrieved even when nobody waits any more
-        except Exception as exc:  # a store failure or a bug: never an open door
-            result = self.client.gateway.stage_failed(self, exc)
-        except CancelledError:  # (only a store closing at shutdown cancels one)
-            result = Denial(503, "The gateway's store is unavailable; try again shortly")
-        if self.state != CHECKING:
-            return  # the client went away meanwhile
-        if result is None:
-            self._run_stages(self.resume_at)
-        elif type(result) is Denial:
-            self.deny(result)
-        else:  # an awaitable after all
-            self.client.gateway.loop.create_task(self._finish_checks(result, self.resume_at))
 
     async def _finish_checks(self, pending: Any, next_stage: int) -> None:
         try:

@@ -206,9 +206,20 @@ class RedisStore:
     async def limits_hit(self, rate_name: str | None, params: RateParams | None,
                          quota_name: str | None, quota_max: int, renewal_rate: int
                          ) -> tuple[RateDecision | None, QuotaDecision | None]:
+        use_rate = rate_name is not None and params is not None
+        use_quota = quota_name is not None
         if self._fast is not None:
+            # The command depends only on the limit, not on the time (Redis' clock is used):
+            # encoded once per limit (about 8 µs), then looked up.
             spec = (rate_name, params, quota_name, quota_max, renewal_rate)
-            reply = await self._fast_call(self._limit_command(spec), stats.LIMITS, script=True)
+            command = self._limit_commands.get(spec)
+            if command is None:
+                keys, args = self._limits_args(*spec)
+                command = encode_command(["EVALSHA", self._limits_sha, 2, *keys, *args])
+                if len(self._limit_commands) >= _MAX_LIMIT_COMMANDS:
+                    self._limit_commands.clear()
+                self._limit_commands[spec] = command
+            reply = await self._fast_call(command, stats.LIMITS, script=True)
             if isinstance(reply, ReplyError):  # NOSCRIPT: Redis restarted, or SCRIPT FLUSH
                 keys, args = self._limits_args(*spec)  # EVAL sends the script and caches it
                 reply = await self._fast_call(encode_command(["EVAL", _LIMITS_LUA, 2, *keys, *args]), stats.LIMITS)
@@ -219,78 +230,11 @@ class RedisStore:
         else:
             keys, args = self._limits_args(rate_name, params, quota_name, quota_max, renewal_rate)
             r_ok, tat, now, q_ok, used, ttl = await self._batched_limits(keys, args)
-        return self._decisions([r_ok, tat, now, q_ok, used, ttl],
-                               (rate_name, params, quota_name, quota_max, renewal_rate))
-
-    @staticmethod
-    def _decisions(reply: Sequence[Any], spec: tuple[Any, ...]
-                   ) -> tuple[RateDecision | None, QuotaDecision | None]:
-        """The limits script's reply as the rate and quota decisions of ``spec``'s limits."""
-        rate_name, params, quota_name, quota_max, _ = spec
-        r_ok, tat, now, q_ok, used, ttl = reply
         rate = rate_decision(bool(r_ok), int(tat), int(now), params) \
-            if rate_name is not None and params is not None else None
-        if not r_ok or quota_name is None:
+            if use_rate and params is not None else None
+        if not r_ok or not use_quota:
             return rate, None
         return rate, quota_decision(bool(q_ok), int(used), int(ttl), quota_max, time.time())
-
-    def _limit_command(self, spec: tuple[Any, ...]) -> bytes:
-        """The EVALSHA of the limits script for ``spec`` (the arguments of ``limits_hit``). It
-        depends only on the limit, not on the time (Redis' clock is used): encoded once per limit
-        (about 8 µs), then looked up."""
-        command = self._limit_commands.get(spec)
-        if command is None:
-            keys, args = self._limits_args(*spec)
-            command = encode_command(["EVALSHA", self._limits_sha, 2, *keys, *args])
-            if len(self._limit_commands) >= _MAX_LIMIT_COMMANDS:
-                self._limit_commands.clear()
-            self._limit_commands[spec] = command
-        return command
-
-    def limits_then(self, then: Callable[[RateDecision | None, QuotaDecision | None], Any],
-                    rate_name: str | None, params: RateParams | None, quota_name: str | None,
-                    quota_max: int, renewal_rate: int) -> asyncio.Future[Any] | None:
-        """``limits_hit`` for the request path: a future of ``then(rate, quota)``, made without a
-        coroutine or a task (the reply's future gets a callback that decodes it and calls
-        ``then``), or None when the pipelined client is not connected, the breaker is open or
-        this is not a standalone Redis: the caller then awaits ``limits_hit``, which connects,
-        raises or takes the other paths. Same accounting and errors as ``limits_hit``; a NOSCRIPT
-        reply falls back to it (EVAL) in a task whose outcome the future takes."""
-        fast = self._fast
-        if fast is None or self._closed or not fast.ready:
-            return None
-        started = time.monotonic()
-        if started < self._down_until:
-            return None
-        spec = (rate_name, params, quota_name, quota_max, renewal_rate)
-        reply = fast.execute(self._limit_command(spec))
-        out: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        reply.add_done_callback(lambda done: self._limits_replied(done, out, started, spec, then))  # type: ignore[union-attr]
-        return out
-
-    def _limits_replied(self, done: asyncio.Future[Any], out: asyncio.Future[Any], started: float,
-                        spec: tuple[Any, ...], then: Callable[[RateDecision | None, QuotaDecision | None], Any]) -> None:
-        if out.done():  # the caller gave up (cancelled)
-            if not done.cancelled():
-                done.exception()  # retrieved: no "never retrieved" warning
-            return
-        try:
-            try:
-                reply = done.result()
-            except Overloaded:
-                stats.count_error(self.stats, stats.LIMITS, stats.UNAVAILABLE)
-                raise
-            except StoreError as exc:
-                self._fast_failed(exc, stats.LIMITS, started)
-                raise
-            reply = self._fast_reply(reply, stats.LIMITS, started, script=True)
-            if isinstance(reply, ReplyError):  # NOSCRIPT: EVAL through the awaited path
-                task = asyncio.ensure_future(self.limits_hit(*spec))
-                task.add_done_callback(lambda hit: _settle(out, hit, then))
-                return
-            out.set_result(then(*self._decisions(reply, spec)))
-        except Exception as exc:
-            out.set_exception(exc)
 
     def _limits_args(self, rate_name: str | None, params: RateParams | None,
                      quota_name: str | None, quota_max: int, renewal_rate: int
@@ -523,23 +467,14 @@ class RedisStore:
             stats.count_error(self.stats, op, stats.UNAVAILABLE)  # load: no round trip, no breaker
             raise
         except StoreError as exc:
-            self._fast_failed(exc, op, started)
+            now = time.monotonic()
+            stats.count_trip(self.stats, op, now - started)
+            if isinstance(exc, StoreUnavailable):
+                stats.count_error(self.stats, op, _error_kind(exc))
+                self._down_until = now + self._breaker
+            else:  # an error reply to the connection's handshake (AUTH, SELECT)
+                stats.count_error(self.stats, op, stats.OTHER)
             raise
-        return self._fast_reply(reply, op, started, script)
-
-    def _fast_failed(self, exc: StoreError, op: int, started: float) -> None:
-        """Account for a pipelined call that raised ``exc`` (not Overloaded)."""
-        now = time.monotonic()
-        stats.count_trip(self.stats, op, now - started)
-        if isinstance(exc, StoreUnavailable):
-            stats.count_error(self.stats, op, _error_kind(exc))
-            self._down_until = now + self._breaker
-        else:  # an error reply to the connection's handshake (AUTH, SELECT)
-            stats.count_error(self.stats, op, stats.OTHER)
-
-    def _fast_reply(self, reply: Any, op: int, started: float, script: bool) -> Any:
-        """Account for a pipelined call's reply; a reply error raises, but NOSCRIPT to a script
-        call (returned, as a ReplyError, for the caller to send the script)."""
         stats.count_trip(self.stats, op, time.monotonic() - started)
         if isinstance(reply, ReplyError):
             text = str(reply)
@@ -712,16 +647,3 @@ async def _guard(awaitable: Awaitable[None], channel: str) -> None:
         await awaitable
     except Exception:
         log.exception("event callback failed on channel %s", channel)
-
-
-def _settle(out: asyncio.Future[Any], hit: asyncio.Future[Any],
-            then: Callable[[RateDecision | None, QuotaDecision | None], Any]) -> None:
-    """Give ``out`` the outcome of the awaited limits step ``hit`` (``limits_then``' fallback)."""
-    if out.done():
-        if not hit.cancelled():
-            hit.exception()
-        return
-    try:
-        out.set_result(then(*hit.result()))
-    except BaseException as exc:  # hit's own error, or then's
-        out.set_exception(exc)

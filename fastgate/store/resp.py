@@ -204,12 +204,6 @@ class RespClient:
         self._closed = False
         self.writes = 0  # batches written, all connections (tests and benchmarks read it)
 
-    @property
-    def ready(self) -> bool:
-        """Connected: ``execute`` returns the reply's future itself, never a coroutine."""
-        conn = self._conn
-        return conn is not None and not conn.broken
-
     def execute(self, command: bytes) -> Awaitable[Any]:
         """Send one encoded command (batched with others of this loop iteration); its reply.
 

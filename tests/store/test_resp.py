@@ -159,63 +159,6 @@ async def test_noscript_after_script_flush_reloads_the_limits_script() -> None:
     await store.close()
 
 
-async def test_limits_then_is_a_future_of_the_same_decisions_without_a_task() -> None:
-    """The request path's limits step (``limits_then``): None until the pipelined client is
-    connected (the caller awaits ``limits_hit`` then), afterwards a plain future (no Task) of
-    ``then(rate, quota)``, with the decisions ``limits_hit`` gives; NOSCRIPT falls back to EVAL."""
-    store = open_store(REDIS_URL)
-    assert isinstance(store, RedisStore)
-    params = rate_params(2, 60)
-    assert params is not None
-    seen: list[tuple[Any, Any]] = []
-
-    def then(rate: Any, quota: Any) -> str:
-        seen.append((rate, quota))
-        return "decided"
-
-    assert store.limits_then(then, "r", params, "q", 10, 60) is None  # not connected yet
-    await store.limits_hit("other", params, None, 0, 0)  # connects the pipelined client
-    pending = store.limits_then(then, "r", params, "q", 10, 60)
-    assert pending is not None and not isinstance(pending, asyncio.Task)
-    assert await pending == "decided"
-    rate, quota = seen[-1]
-    assert rate.allowed and rate.limit == 2 and rate.remaining == 1
-    assert quota.allowed and quota.remaining == 9 and quota.limit == 10
-    redis.Redis.from_url(REDIS_URL).script_flush()
-    pending = store.limits_then(then, "r", params, "q", 10, 60)
-    assert pending is not None and await pending == "decided"  # EVAL after NOSCRIPT
-    assert seen[-1][1].remaining == 8
-    pending = store.limits_then(then, "r", params, "q", 10, 60)
-    assert pending is not None and await pending == "decided"
-    rate, quota = seen[-1]
-    assert not rate.allowed and quota is None  # refused by the rate: the quota is not counted
-    _, quota = await store.limits_hit(None, None, "q", 10, 60)
-    assert quota is not None and quota.remaining == 7
-    await store.close()
-
-
-async def test_limits_then_fails_with_store_unavailable_when_the_connection_drops() -> None:
-    store = open_store(REDIS_URL)
-    assert isinstance(store, RedisStore)
-    params = rate_params(100, 1)
-    assert params is not None
-    await store.limits_hit("r", params, None, 0, 0)
-    killer = redis.Redis.from_url(REDIS_URL)
-    my_id = await store._fast.execute(cmd("CLIENT", "ID"))  # type: ignore[union-attr]
-    blocked = store._fast.execute(cmd("BLPOP", "nothing", 5))  # type: ignore[union-attr]
-    pending = store.limits_then(lambda rate, quota: None, "r", params, None, 0, 0)
-    assert pending is not None
-    await asyncio.sleep(0.05)
-    killer.execute_command("CLIENT", "KILL", "ID", my_id)
-    with pytest.raises(StoreUnavailable):
-        await pending
-    with pytest.raises(StoreUnavailable):
-        await blocked
-    assert store.limits_then(lambda rate, quota: None, "r", params, None, 0, 0) is None  # breaker open
-    killer.close()
-    await store.close()
-
-
 # -- failures -----------------------------------------------------------------------------------
 
 async def test_a_dropped_connection_fails_only_the_commands_in_flight() -> None:
