@@ -204,8 +204,7 @@ async def main() -> int:
 
     # one pooled upstream connection
     api_obj = gw.apis["p"]
-    t = api_obj.upstream
-    pool = gw.pools.get(t.scheme, t.host, t.port)
+    pool = gw.pools.get(api_obj.upstream)
     ut = FakeTransport(("127.0.0.1", 9000))
     up = UpstreamConnection(pool)
     pool.open.add(up)

@@ -110,7 +110,6 @@ class Gateway(GatewayHost):
         self.router: Router[CompiledApi] = Router(())
         self.apis: dict[str, CompiledApi] = {}
         self.load_problems: list[str] = []
-        self.upstream_timeout = opts.upstream_timeout
         self.admin_body_limit = ADMIN_BODY_LIMIT
         self.admin_on_main = config.control_api_port == 0
         # X-Request-Id / traceparent made for requests that come without (off by default).

@@ -27,7 +27,7 @@ import orjson
 
 from fastgate.apidef.loader import load_api_dir
 from fastgate.auth.idp_http import IdpError, idp_request
-from fastgate.auth.jwt.jwks import JwksManager
+from fastgate.auth.jwt.jwks import JwksManager, Refresher
 from fastgate.config import Config
 
 __all__ = ["DISCOVERY_PATH", "OidcIssuers", "discovery_url", "start_oidc"]
@@ -45,7 +45,7 @@ def discovery_url(issuer: str) -> str:
     return issuer.rstrip("/") + DISCOVERY_PATH
 
 
-class OidcIssuers:
+class OidcIssuers(Refresher):
     """The configured issuers and the ``jwks_uri`` each one's discovery document names."""
 
     def __init__(self, jwks: JwksManager, *, refresh: float = 240.0, cooldown: float = 10.0,
@@ -60,7 +60,6 @@ class OidcIssuers:
         self._fetched_at: dict[str, float] = {}
         self._attempted: dict[str, float] = {}
         self._inflight: dict[str, asyncio.Future[str | None]] = {}
-        self._task: asyncio.Task[None] | None = None
 
     def register(self, issuers: Iterable[str]) -> None:
         """Record issuers an API configures (discovered now in the background when unknown)."""
@@ -108,25 +107,15 @@ class OidcIssuers:
         uris = {u for i, u in self.jwks_uris.items() if i in self.configured}
         await self.jwks.prefetch(uris)
 
-    def start(self) -> None:
-        """Start refreshing the discovery documents (idempotent; needs a running loop)."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._refresh_forever())
+    def refresh_period(self) -> float:
+        return min(1.0, max(0.05, self.cooldown / 4))
 
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-
-    async def _refresh_forever(self) -> None:
-        while True:
-            await asyncio.sleep(min(1.0, max(0.05, self.cooldown / 4)))
-            now = self._clock()
-            for issuer in list(self.configured):
-                fetched = self._fetched_at.get(issuer)
-                due = fetched is None or now - fetched >= self.refresh
-                if due and issuer not in self._inflight and self.may_discover(issuer):
-                    self.discover(issuer)
+    def refresh_due(self, now: float) -> None:
+        for issuer in list(self.configured):
+            fetched = self._fetched_at.get(issuer)
+            due = fetched is None or now - fetched >= self.refresh
+            if due and issuer not in self._inflight and self.may_discover(issuer):
+                self.discover(issuer)
 
     async def _run(self, issuer: str, done: asyncio.Future[str | None]) -> None:
         try:

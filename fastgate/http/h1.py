@@ -30,6 +30,7 @@ __all__ = [
     "FIELD_HOP",
     "RESPONSE_FIELDS",
     "response_field_kind",
+    "length_bits",
     "upstream_status_line",
     "ProtocolError",
     "error_response",
@@ -76,19 +77,25 @@ RESPONSE_FIELDS: Final[dict[bytes, int]] = {}
 MAX_RESPONSE_FIELDS: Final = 4096
 
 
+def length_bits(names: Iterable[bytes]) -> int:
+    """Bit ``n`` set for each length ``n`` among ``names``: ``bits >> len(x) & 1`` is 0 for a name
+    ``x`` that cannot be one of them, without hashing it (compiled, a shift and a mask)."""
+    bits = 0
+    for name in names:
+        bits |= 1 << len(name)
+    return bits
+
+
 # The lengths of the names that are not FIELD_PASS (the hop-by-hop ones, Date, Content-Length), as
 # bits: a name of any other length is forwarded without a hash or a lookup.
-_SORTED_LENGTHS: Final = (
-    1 << 2 | 1 << 4 | 1 << 7 | 1 << 10 | 1 << 14 | 1 << 16 | 1 << 17 | 1 << 18 | 1 << 19
-)
+_SORTED_LENGTHS: Final = length_bits(HOP_BY_HOP | {b"date", b"content-length"})
 
 
 def response_field_kind(name: bytes) -> int:
     """The ``FIELD_*`` kind of a response field called ``name`` (any case), remembered in
     ``RESPONSE_FIELDS`` (bounded). Compiled, a name of another length than the sorted ones, or
     sent in the usual case, costs no hash (≈ 400 instructions a field less, ``bench/instr.py``)."""
-    n = len(name)
-    if n > 19 or not (_SORTED_LENGTHS >> n) & 1:
+    if not (_SORTED_LENGTHS >> len(name)) & 1:
         return FIELD_PASS
     if name == b"Date":
         return FIELD_DATE
@@ -159,17 +166,25 @@ def status_line(status: int) -> bytes:
 
 
 _UPSTREAM_STATUS_LINES: Final[dict[tuple[int, bytes], bytes]] = {}
+# status -> (reason, line) for the first reason seen with it: the usual case is looked up by the
+# int and one bytes comparison, no tuple built or hashed (at most 1000 statuses: llhttp reads 3 digits).
+_LINE_BY_STATUS: Final[dict[int, tuple[bytes, bytes]]] = {}
 
 
 def upstream_status_line(status: int, reason: bytes) -> bytes:
     """The status line forwarded for an upstream's ``status`` and ``reason`` (ours when it sent
     none), built once per distinct pair (at most 1024 kept)."""
+    usual = _LINE_BY_STATUS.get(status)
+    if usual is not None and usual[0] == reason:
+        return usual[1]
     key = (status, reason)
     line = _UPSTREAM_STATUS_LINES.get(key)
     if line is None:
         line = b"HTTP/1.1 %d %b\r\n" % (status, reason) if reason else status_line(status)
         if len(_UPSTREAM_STATUS_LINES) < 1024:
             _UPSTREAM_STATUS_LINES[key] = line
+    if usual is None:
+        _LINE_BY_STATUS[status] = (reason, line)
     return line
 
 

@@ -51,7 +51,7 @@ def count_response(counters: list[int], method: str, status: int, started: float
     else:
         slot = 42
     # ``c[i] = c[i] + n`` rather than ``c[i] += n``: compiled, the first is native int arithmetic,
-    # the second a generic in-place add (≈ 150 instructions each, bench/instr.py).
+    # the second a generic in-place add (count_response 1,590 -> 1,440 instructions, bench/instr.py).
     i = slot + (status // 100 if 100 <= status < 600 else 0)
     counters[i] = counters[i] + 1
     if sent <= 0.0:

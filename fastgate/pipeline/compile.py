@@ -50,8 +50,8 @@ class UpstreamTarget:
     port: int
     host_header: bytes
     base_path: str  # the target URL's path without a trailing slash
-    # ``scheme host port`` (no host has a space): the key of its connection pool (fastgate.server.upstream.PoolSet),
-    # one str object whose hash is computed once (a tuple key was built and hashed per request).
+    # ``scheme host port`` (no host has a space): the key of its connection pool
+    # (fastgate.server.upstream.PoolSet), one str object whose hash is computed once.
     pool_key: str
 
     @classmethod

@@ -81,11 +81,8 @@ def compile_post_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]:
 
     store = services.store
     # The memory store answers without waiting: then the stage stays synchronous (no task), and
-    # its limits are direct (compiled) calls returning plain numbers. Another store with a plain
-    # call form (``limits_hit_now``, ``rate_step_now``) is called by name; the others are awaited.
+    # its limits are direct (compiled) calls returning plain numbers. Other stores are awaited.
     memory: MemoryStore | None = store if isinstance(store, MemoryStore) else None
-    hit_now = getattr(store, "limits_hit_now", None)
-    rate_step_now = getattr(store, "rate_step_now", None)
 
     def check_limits(req: Request) -> Denial | None | Awaitable[Denial | None]:
         session: SessionState = req.session
@@ -93,37 +90,30 @@ def compile_post_auth(spec: ApiSpec, services: "Services") -> tuple[Stage, ...]:
         memo_key = (id(session), key_id)
         hit = memo.get(memo_key)
         if hit is not None and hit[0] is session:  # identity: an id can be reused once freed
-            names = hit[1]
-            limits = hit[2]
+            limits = hit[1]
         else:
-            names = _limit_names(session, spec.api_id, key_id)
-            limits = _Limits(*names) if names else None
+            limits = _limits_for(session, spec.api_id, key_id)
             if len(memo) >= MEMO_SIZE:
                 memo.clear()
-            memo[memo_key] = (session, names, limits)
-        if names is None:
+            memo[memo_key] = (session, limits)
+        if limits is None:
             return None
-        if names is False or limits is None:
+        if limits is False:
             return API_DISALLOWED
         if memory is not None:
             return _memory_limits(req, memory, limits)
-        if limits.quota_name is None and rate_step_now is not None:
-            allowed, tat, now_us = rate_step_now(limits.rate_name, limits.params)
-            return _rate_only(req, limits, allowed, tat, now_us)
-        if hit_now is not None:
-            return _decide(req, *hit_now(*names))
-        return _hit_limits(req, store, names)
+        return _hit_limits(req, store, limits)
 
     # Applied sessions are shared, read-only objects (PolicyApplier hands out the same one until
     # the key or the policies change), so what they mean for this API is worked out once
     # (None/False: no limit/no access).
-    memo: dict[tuple[int, str], tuple[SessionState, Any, _Limits | None]] = {}
+    memo: dict[tuple[int, str], tuple[SessionState, Any]] = {}
 
     return (check_access, check_limits)
 
 
 class _Limits:
-    """A key's limits on an API (``_limit_names``' tuple) as native fields, with the fixed part of
+    """A key's limits on an API (``_limits_for``) as native fields, with the fixed part of
     the success header lines (``X-RateLimit-Limit`` and the name of ``-Remaining``: the quota's
     when there is one, as Tyk reports it, else the rate limit's), so a request reads no Struct
     field and formats two numbers."""
@@ -133,7 +123,7 @@ class _Limits:
 
     def __init__(self, rate_name: str | None, params: RateParams | None, quota_name: str | None,
                  quota_max: int, renewal_rate: int) -> None:
-        self.rate_name = rate_name if params is not None else None
+        self.rate_name = rate_name  # None when params is (``_limits_for``)
         self.params = params
         self.limit = int(params.limit) if params is not None else 0
         self.interval_us = int(params.interval_us) if params is not None else 0
@@ -183,8 +173,8 @@ _wall: Final = time.time  # a static, not a module attribute read per request
 MEMO_SIZE: Final = 10_000
 
 
-def _limit_names(session: SessionState, api_id: str, key_id: str) -> Any:
-    """The ``limits_hit`` arguments for this key on this API; None: no limits; False: no access."""
+def _limits_for(session: SessionState, api_id: str, key_id: str) -> Any:
+    """This key's limits on this API (``_Limits``); None: no limits; False: no access."""
     found = session.limit_for_api(api_id)
     if found is None:
         return False
@@ -193,7 +183,7 @@ def _limit_names(session: SessionState, api_id: str, key_id: str) -> Any:
     quota_max = limit.quota_max
     if params is None and quota_max <= 0:
         return None
-    return (
+    return _Limits(
         rate_limit_key(key_id, scope) if params is not None else None,
         params,
         quota_key(key_id, scope) if quota_max > 0 else None,
@@ -202,9 +192,11 @@ def _limit_names(session: SessionState, api_id: str, key_id: str) -> Any:
     )
 
 
-async def _hit_limits(req: Request, store: Any, names: tuple[Any, ...]) -> Denial | None:
+async def _hit_limits(req: Request, store: Any, limits: _Limits) -> Denial | None:
     # One round trip for both counters (one Lua script on Redis).
-    return _decide(req, *await store.limits_hit(*names))
+    rate, quota = await store.limits_hit(limits.rate_name, limits.params, limits.quota_name, limits.quota_max,
+                                         limits.renewal_rate)
+    return _decide(req, rate, quota)
 
 
 def _decide(req: Request, rate: RateDecision | None, quota: QuotaDecision | None) -> Denial | None:

@@ -191,8 +191,7 @@ class Exchange:
         assert api is not None
         if req.expect_continue:
             self._continue()
-        target = api.upstream
-        pool = self.pool = self.client.gateway.pools.for_target(target.pool_key, target.scheme, target.host, target.port)
+        pool = self.pool = self.client.gateway.pools.get(api.upstream)
         self.state = CONNECTING
         conn = pool.acquire()
         if conn is None:
@@ -304,12 +303,7 @@ class Exchange:
         self.deadline = CLOCK.now + self.client.gateway.upstream_timeout
         req = self.req
         out = head.lines  # made for this response; slot 0 waits for the status line
-        if status == head.last_status and reason == head.last_reason:
-            out[0] = head.last_line  # the same status as this connection's last answer
-        else:
-            out[0] = head.last_line = upstream_status_line(status, reason)
-            head.last_status = status
-            head.last_reason = reason
+        out[0] = upstream_status_line(status, reason)
         length = head.length
         transfer_encoding = head.transfer_encoding
         dated = head.dated

@@ -26,6 +26,7 @@ from fastgate.http.h1 import (
     canonical_host,
     chunk_framing_excess,
     error_response,
+    length_bits,
     normalize_target,
 )
 from fastgate.http.request import Request
@@ -66,6 +67,7 @@ class GatewayHost:
     def set_limits(self, options: "HttpServerOptions") -> None:
         """Copy the per-request numbers of ``options`` (called once, by the gateway's __init__)."""
         self.options = options
+        self.upstream_timeout = float(options.upstream_timeout)
         self.read_header_timeout = float(options.read_header_timeout)
         self.read_timeout = float(options.read_timeout)
         self.write_timeout = float(options.write_timeout)
@@ -118,8 +120,7 @@ class _StopParsing(Exception):
 _SPECIAL: Final = frozenset(
     {b"host", b"transfer-encoding", b"content-length", b"connection", b"expect", b"x-forwarded-for", b"forwarded"}
 )
-# The lengths of those names, as bits (tests/unit/test_http1.py checks them).
-_SPECIAL_LENGTHS: Final = 1 << 4 | 1 << 6 | 1 << 9 | 1 << 10 | 1 << 14 | 1 << 15 | 1 << 17
+_SPECIAL_LENGTHS: Final = length_bits(_SPECIAL)
 
 
 class HttpConnection(asyncio.Protocol):
@@ -324,8 +325,7 @@ class HttpConnection(asyncio.Protocol):
             raise ProtocolError(431, "Too many request header fields")
         req = self.parsing
         req.headers.append((name, value))  # type: ignore[union-attr]
-        n = len(name)
-        if n <= 17 and (_SPECIAL_LENGTHS >> n) & 1:  # else no special name: no lower(), no hash
+        if (_SPECIAL_LENGTHS >> len(name)) & 1:  # else no special name: no lower(), no hash
             if name == b"Host":
                 _special_header(self, req, b"host", value)  # type: ignore[arg-type]
             else:

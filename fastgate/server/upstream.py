@@ -34,6 +34,7 @@ from fastgate.http.h1 import (
 )
 
 if TYPE_CHECKING:
+    from fastgate.pipeline.compile import UpstreamTarget
     from fastgate.server.exchange import Exchange
 
 __all__ = ["UpstreamPool", "UpstreamConnection", "PoolSet"]
@@ -75,9 +76,6 @@ class UpstreamConnection(asyncio.Protocol):
         "answered",
         "head_size",
         "in_head",
-        "last_status",
-        "last_reason",
-        "last_line",
     )
 
     def __init__(self, pool: "UpstreamPool") -> None:
@@ -104,11 +102,6 @@ class UpstreamConnection(asyncio.Protocol):
         # handed to the next request (a pipelined one, or a pool waiter): any byte after that
         # response in the same read was sent before that request could have arrived.
         self.answered = False
-        # The status line forwarded for this connection's last response (``Exchange``): the next
-        # one is most often the same, and comparing is cheaper than the shared table's lookup.
-        self.last_status = 0
-        self.last_reason = b""
-        self.last_line = b""
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -378,31 +371,24 @@ class UpstreamPool:
 class PoolSet:
     """The gateway's pools by upstream address; survives API reloads so warm connections stay."""
 
-    __slots__ = ("pools", "by_key", "connect_timeout", "idle_timeout", "limit")
+    __slots__ = ("pools", "connect_timeout", "idle_timeout", "limit")
 
     def __init__(self, *, connect_timeout: float, idle_timeout: float, limit: int = 0) -> None:
-        self.pools: dict[tuple[str, str, int], UpstreamPool] = {}
-        self.by_key: dict[str, UpstreamPool] = {}  # the same pools by UpstreamTarget.pool_key
+        # By ``UpstreamTarget.pool_key``: one str object per target whose hash is kept, so a
+        # request's lookup builds and hashes nothing.
+        self.pools: dict[str, UpstreamPool] = {}
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.limit = limit
 
-    def for_target(self, key: str, scheme: str, host: str, port: int) -> UpstreamPool:
-        """The pool of an API's target by its ``pool_key``: one lookup
-        with a hash the key's str object keeps, where ``get`` builds and hashes a tuple."""
-        pool = self.by_key.get(key)
+    def get(self, target: "UpstreamTarget") -> UpstreamPool:
+        """The pool of ``target``'s address (made on first use)."""
+        pool = self.pools.get(target.pool_key)
         if pool is None:
-            pool = self.by_key[key] = self.get(scheme, host, port)
-        return pool
-
-    def get(self, scheme: str, host: str, port: int) -> UpstreamPool:
-        key = (scheme, host, port)
-        pool = self.pools.get(key)
-        if pool is None:
-            pool = self.pools[key] = UpstreamPool(
-                scheme,
-                host,
-                port,
+            pool = self.pools[target.pool_key] = UpstreamPool(
+                target.scheme,
+                target.host,
+                target.port,
                 connect_timeout=self.connect_timeout,
                 idle_timeout=self.idle_timeout,
                 limit=self.limit,
@@ -419,6 +405,7 @@ class PoolSet:
 
     def stats(self) -> dict[str, Any]:
         return {
-            f"{s}://{h}:{p}": {"open": len(pool.open), "idle": len(pool.idle), "waiting": len(pool.waiters)}
-            for (s, h, p), pool in self.pools.items()
+            f"{pool.scheme}://{pool.host}:{pool.port}": {"open": len(pool.open), "idle": len(pool.idle),
+                                                         "waiting": len(pool.waiters)}
+            for pool in self.pools.values()
         }

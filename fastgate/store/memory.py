@@ -132,28 +132,14 @@ class MemoryStore:
     def quota_now(self, name: str, quota_max: int, renewal_rate: int) -> tuple[bool, int, int]:
         """One quota hit without a decision object: (allowed, remaining, renews at in unix
         seconds, 0: never), the values of `fastgate.store.limits.quota_decision`."""
-        # `_quota_state` and `_set` with one clock read (each read is a call through a Callable).
-        self._check()
-        now = self._clock()
-        quotas = self._quotas
-        entry = quotas.get(name)
-        if entry is not None and entry[1] and entry[1] <= now:
-            del quotas[name]
-            entry = None
-        if entry is None:
-            used: int | None = None
-            ttl_ms = -2
-            expires = 0.0
-        else:
-            used = entry[0]
-            expires = entry[1]
-            ttl_ms = max(int((expires - now) * 1000), 1) if expires else -1
+        now = self._clock()  # one read for the step (each is a call through a Callable)
+        used, ttl_ms, expires = self._quota_state(name, now)
         allowed, used_after, ttl_ms, new_period = quota_step(used, ttl_ms, quota_max, renewal_rate)
         if new_period:
-            quotas[name] = (used_after, now + ttl_ms / 1000 if ttl_ms > 0 else 0.0)
+            self._quotas[name] = (used_after, now + ttl_ms / 1000 if ttl_ms > 0 else 0.0)
             self._wrote()
         elif allowed:  # same period: the counter keeps its expiry
-            quotas[name] = (used_after, expires)
+            self._quotas[name] = (used_after, expires)
         renews_at = int(self._wall() + ttl_ms / 1000) if ttl_ms > 0 else 0
         return allowed, max(quota_max - used_after, 0), renews_at
 
@@ -179,7 +165,7 @@ class MemoryStore:
         return self.limits_hit_now(rate_name, params, quota_name, quota_max, renewal_rate)
 
     async def quota_status(self, name: str, quota_max: int) -> QuotaDecision:
-        used, ttl_ms = self._quota_state(name)
+        used, ttl_ms, _ = self._quota_state(name, self._clock())
         used = used or 0
         return quota_decision(used < quota_max, used, ttl_ms, quota_max, self._wall())
 
@@ -263,14 +249,18 @@ class MemoryStore:
     def _delete(self, table: dict[str, _Entry], key: str) -> bool:
         return self._get(table, key) is not None and table.pop(key, None) is not None
 
-    def _quota_state(self, name: str) -> tuple[int | None, int]:
-        used = self._get(self._quotas, name)
-        if used is None:
-            return None, -2
-        return used, self._ttl_ms(self._quotas[name][1])
-
-    def _ttl_ms(self, expires: float) -> int:
-        return max(int((expires - self._clock()) * 1000), 1) if expires else -1
+    def _quota_state(self, name: str, now: float) -> tuple[int | None, int, float]:
+        """A quota counter at ``now``: (count, None when absent or expired; TTL in ms, -2 when
+        absent, -1 when it never expires; its expiry, 0.0 for none). An expired one is dropped."""
+        self._check()
+        entry = self._quotas.get(name)
+        if entry is not None and entry[1] and entry[1] <= now:
+            del self._quotas[name]
+            entry = None
+        if entry is None:
+            return None, -2, 0.0
+        expires = entry[1]
+        return entry[0], max(int((expires - now) * 1000), 1) if expires else -1, expires
 
     def _wrote(self) -> None:
         self._writes += 1

@@ -20,6 +20,7 @@ from typing import Any, Callable, Coroutine
 from fastgate import clock
 from fastgate.config import config_from_mapping
 from fastgate.gateway import Gateway
+from fastgate.pipeline.compile import UpstreamTarget
 from fastgate.server.protocol import HttpConnection
 from fastgate.server.upstream import UpstreamConnection
 from fastgate.services import start_services
@@ -132,7 +133,7 @@ class Wire:
         gateway.load_apis()
         assert not gateway.load_problems, gateway.load_problems
         upstreams = MemoryUpstreams(gateway.loop)
-        gateway.pools.get("http", UPSTREAM_HOST, UPSTREAM_PORT).loop = upstreams  # type: ignore[assignment]
+        gateway.pools.get(UpstreamTarget.from_url(UPSTREAM_URL)).loop = upstreams  # type: ignore[assignment]
         return cls(gateway, upstreams)
 
     def send(self, data: bytes) -> None:

@@ -31,7 +31,7 @@ import orjson
 
 from fastgate.auth.jwt.jose import key_from_jwk
 
-__all__ = ["JwkKey", "JwksManager", "KeySet", "MAX_JWKS_BYTES", "parse_jwks"]
+__all__ = ["JwkKey", "JwksManager", "KeySet", "Refresher", "MAX_JWKS_BYTES", "parse_jwks"]
 
 log = logging.getLogger("fastgate.jwks")
 
@@ -99,7 +99,39 @@ def parse_jwks(url: str, body: bytes, now: float, previous: KeySet | None = None
     return KeySet({kid: tuple(keys) for kid, keys in by_kid.items()}, now, by_json)
 
 
-class JwksManager:
+class Refresher:
+    """A background task that looks every ``refresh_period`` seconds for what is due to be
+    fetched again (``refresh_due``), started and stopped with the gateway. The key sets here and
+    the OIDC discovery documents (``fastgate.auth.oidc_issuers``) share it."""
+
+    _task: asyncio.Task[None] | None = None
+    _clock: Callable[[], float]
+
+    def start(self) -> None:
+        """Start the background refresher (idempotent; needs a running loop)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._refresh_forever())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_period())
+            self.refresh_due(self._clock())
+
+    def refresh_period(self) -> float:
+        """Seconds between two looks."""
+        raise NotImplementedError
+
+    def refresh_due(self, now: float) -> None:
+        """Start the fetches that are due at ``now``."""
+        raise NotImplementedError
+
+
+class JwksManager(Refresher):
     """Key sets of every JWKS URL in use, their fetches and refreshes."""
 
     def __init__(
@@ -122,7 +154,6 @@ class JwksManager:
         self._on_flush: dict[str, Callable[[], None]] = {}
         self._inflight: dict[str, asyncio.Future[KeySet | None]] = {}
         self._attempted: dict[str, float] = {}
-        self._task: asyncio.Task[None] | None = None
 
     # ---- registration ----------------------------------------------------------------------------
 
@@ -190,25 +221,15 @@ class JwksManager:
                 self._fetch_soon(url)
             self._on_flush[one]()
 
-    def start(self) -> None:
-        """Start the background refresher (idempotent; needs a running loop)."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._refresh_forever())
+    def refresh_period(self) -> float:
+        return min(1.0, max(0.05, self.refetch_cooldown / 4))
 
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-
-    async def _refresh_forever(self) -> None:
-        while True:
-            await asyncio.sleep(min(1.0, max(0.05, self.refetch_cooldown / 4)))
-            now = self._clock()
-            for url in self.urls():
-                found = self.sets.get(url)
-                due = found is None or now - found.fetched_at >= REFRESH_AT * self._ttl.get(url, self.cache_timeout)
-                if due and url not in self._inflight and self.may_fetch(url):
-                    self.fetch(url)
+    def refresh_due(self, now: float) -> None:
+        for url in self.urls():
+            found = self.sets.get(url)
+            due = found is None or now - found.fetched_at >= REFRESH_AT * self._ttl.get(url, self.cache_timeout)
+            if due and url not in self._inflight and self.may_fetch(url):
+                self.fetch(url)
 
     def _fetch_soon(self, url: str) -> None:
         try:

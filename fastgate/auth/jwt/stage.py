@@ -31,9 +31,10 @@ from fastgate.apidef.spec import ApiSpec
 from fastgate.auth.identity import offer_session
 from fastgate.auth.jwt.jose import ALG_FAMILY, Jws, key_from_material, parse, verify
 from fastgate.auth.jwt.jwks import JwkKey
+from fastgate.auth.jwt.keys import fresh_window
 from fastgate.auth.jwt.claims import (
     NOT_VALID_YET, TIME_OUT_OF_RANGE, TOKEN_EXPIRED, USED_BEFORE_ISSUED, check_extra_claims, check_times, claim_string,
-    identity_of, scope_claim_name, scopes_in, subject_of, times_in_range,
+    identity_of, scope_claim_name, scopes_in, subject_of,
 )
 from fastgate.auth.jwt.config import JwtConfig, jwt_config
 from fastgate.auth.jwt.session import Decision, decide, oauth_client_id, virtual_session_token
@@ -244,7 +245,7 @@ class JwtAuth:
         cfg = self.cfg
         entry = _Verified(jws, jwk, secret)
         claims = jws.claims
-        entry.fresh_from, entry.fresh_to = _fresh_window(claims, cfg)
+        entry.fresh_from, entry.fresh_to = fresh_window(claims, cfg)
         entry.until = entry.fresh_to if entry.fresh_to != math.inf else now + NO_EXP_CACHE_SECONDS
         if cfg.is_oas:
             reason = check_extra_claims(claims, jws.header, cfg)
@@ -404,27 +405,6 @@ class JwtAuth:
             _set_ctx(req, entry.ctx)
         offer_session(req, self.base, "jwt_claim", storage_id, session)
         return None
-
-
-def _fresh_window(claims: dict[str, Any], cfg: JwtConfig) -> tuple[float, float]:
-    """[from, to) in Unix time where ``check_times`` surely passes (empty when it never does)."""
-    start, end = -math.inf, math.inf
-    if not times_in_range(claims):
-        return math.inf, -math.inf
-    for name, skew in (("iat", cfg.iat_skew), ("nbf", cfg.nbf_skew), ("exp", cfg.exp_skew)):
-        if name not in claims:
-            continue
-        value = claims[name]
-        if type(value) not in (int, float):
-            return math.inf, -math.inf
-        seconds = int(value)
-        if seconds == 0:
-            continue
-        if name == "exp":
-            end = float(seconds + skew)  # a native float under mypyc
-        else:
-            start = max(start, seconds - skew)
-    return start, end
 
 
 def _first_policy(found: Any) -> str:
